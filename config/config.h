@@ -1,0 +1,107 @@
+#pragma once
+// The validated, immutable configuration of one certrelay process.
+//
+// Security role: every limit and timeout the proxy enforces comes from here, so a value that
+// is missing or out of range must be refused at load time (with `file:line: reason`), never
+// silently replaced by something the operator did not ask for.
+//
+// Loading may throw ConfigError (config/ is the "control plane": exceptions are fine here;
+// proxy/ and tls/ do not throw on the data path).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace certrelay::config {
+
+// A "host:port" or "[v6]:port" endpoint. `host` holds no brackets; `port` may be 0 for
+// listeners (the kernel picks one; the ready log line says which).
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+
+  // "127.0.0.1:2525" or "[::1]:2525".
+  std::string toString() const;
+};
+
+// Parses "host:port" / "[v6]:port". Throws std::invalid_argument with a short reason.
+Endpoint parseEndpoint(const std::string& text);
+
+struct Listener {
+  std::string name;
+  Endpoint address;
+  bool requireTls = false;  // MAIL before STARTTLS -> 530 5.7.0
+};
+
+struct Backend {
+  Endpoint address;
+  // Name the proxy gives in its own EHLO to the backend (before XCLIENT). Defaults to hostname.
+  std::string heloName;
+  // How often the capability probe refreshes what the backend offers.
+  std::chrono::milliseconds probeInterval{30'000};
+};
+
+struct Tls {
+  std::filesystem::path cert;      // PEM, leaf then chain
+  std::filesystem::path key;       // PEM private key
+  std::filesystem::path clientCa;  // optional PEM bundle; empty = none
+  std::string minVersion = "TLSv1.2";  // "TLSv1.2" or "TLSv1.3"
+  std::size_t sessionCacheSize = 20'480;        // server-side session cache entries; 0 = off
+  std::chrono::seconds sessionTimeout{3'600};  // cache and ticket lifetime
+  bool sessionTickets = true;
+  int ticketsPerHandshake = 1;  // TLS 1.3 tickets sent after a full handshake (OpenSSL: 2)
+};
+
+struct Policy {
+  std::filesystem::path fingerprints;      // Postfix relay_clientcerts format; empty = none
+  std::vector<std::string> localDomains;   // lower-cased, no trailing dot
+};
+
+struct Timeouts {
+  std::chrono::milliseconds command{300'000};         // greeting / between commands
+  std::chrono::milliseconds tlsHandshake{60'000};     // whole handshake, not per read
+  std::chrono::milliseconds data{180'000};            // inactivity while receiving DATA
+  std::chrono::milliseconds backendConnect{30'000};   // TCP connect + greeting
+  std::chrono::milliseconds backendReply{300'000};    // any backend reply, end of data too
+  std::chrono::milliseconds shutdown{30'000};         // drain time on SIGTERM
+};
+
+struct Limits {
+  std::size_t maxLineLength = 2'048;      // command line incl. CRLF -> 500 5.5.2
+  std::size_t maxRecipients = 1'000;      // per message -> 452 4.5.3
+  unsigned maxErrors = 20;                // per session -> 421 4.7.0
+  std::size_t maxConnections = 10'000;    // per process -> 421 4.7.0 at accept
+  std::size_t highWatermark = 256 * 1024; // outgoing bytes queued before the other side pauses
+};
+
+struct Config {
+  std::filesystem::path file;  // the file it was loaded from (absolute)
+  std::string hostname;        // greeting and EHLO name
+  unsigned workers = 0;        // resolved: never 0 after load (0 in the file = one per core)
+  std::vector<Listener> listeners;
+  Backend backend;
+  Tls tls;
+  Policy policy;
+  Timeouts timeouts;
+  Limits limits;
+};
+
+// `file:line: reason`, or `file: reason` when no line applies.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads, validates and resolves a config file: relative paths become relative to the file's
+// directory, `workers = 0` becomes the number of cores, every referenced file must exist and be
+// readable. Throws ConfigError.
+Config load(const std::filesystem::path& file);
+
+// Same, from text (for tests); `origin` names the file in messages and anchors relative paths.
+Config parse(const std::string& text, const std::filesystem::path& origin);
+
+}  // namespace certrelay::config

@@ -1,0 +1,43 @@
+#pragma once
+// What the backend offers (from its EHLO reply) and what the proxy shows its clients.
+//
+// Security role: the client-facing EHLO is the proxy's own curated list. XCLIENT, XFORWARD,
+// AUTH, STARTTLS (the backend's), CHUNKING (until BDAT is relayed), VRFY, ETRN, XEXCH50 and any
+// unknown keyword never reach the client. An extension is shown only when the backend offers it
+// and the proxy can relay it. PIPELINING is the proxy's own (it orders replies itself).
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "proxy/smtp/reply.h"
+
+namespace certrelay::smtp {
+
+struct Capabilities {
+  bool pipelining = false;
+  std::optional<std::uint64_t> size;  // SIZE given; 0 = no fixed limit announced
+  bool eightBitMime = false;
+  bool smtpUtf8 = false;
+  bool dsn = false;
+  bool enhancedStatusCodes = false;
+  bool chunking = false;
+  bool xclient = false;
+  std::set<std::string> xclientAttributes;  // upper case: NAME ADDR PORT PROTO HELO LOGIN ...
+  bool xforward = false;
+  std::set<std::string> xforwardAttributes;
+
+  // From a 250 EHLO reply (first line is the server name; keywords case-insensitive).
+  static Capabilities fromEhloReply(const Reply& reply);
+};
+
+// The client-facing EHLO reply (full wire text with CR LF): "250-<hostname>", then PIPELINING,
+// SIZE [n], 8BITMIME, SMTPUTF8, DSN, ENHANCEDSTATUSCODES as offered by `backend`, then
+// STARTTLS when `offerStarttls`. `backend` may be null (nothing learned yet): then only
+// PIPELINING (and STARTTLS) are shown.
+std::string clientEhloReply(const std::string& hostname, const Capabilities* backend,
+                            bool offerStarttls);
+
+}  // namespace certrelay::smtp

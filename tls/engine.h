@@ -1,0 +1,69 @@
+#pragma once
+// A server-side TLS engine over a pair of memory BIOs: no socket, no event loop.
+//
+// The owner feeds ciphertext read from the socket, queues plaintext to send, calls pump(), then
+// writes out takeCiphertext() and consumes takePlaintext(). pump() is guarded against
+// re-entrancy and always drains the write BIO after any SSL call (reads too: TLS 1.3 tickets
+// and alerts are produced by reads). Renegotiation is refused by the context.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "tls/context.h"
+#include "tls/ossl_ptr.h"
+#include "tls/peer_facts.h"
+
+namespace certrelay::tls {
+
+class Engine {
+ public:
+  enum class State {
+    Handshaking,  // still negotiating
+    Established,  // handshake done; facts() valid
+    Closed,       // peer sent close_notify (or we shut down); no more plaintext
+    Failed,       // fatal error; error() says why; send takeCiphertext() (an alert) then close
+  };
+
+  // Keeps `context` alive for the engine's lifetime.
+  explicit Engine(ContextPtr context);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Ciphertext from the peer.
+  void feedCiphertext(const char* data, std::size_t len);
+  // Plaintext to encrypt (buffered until the handshake is done).
+  void queuePlaintext(std::string_view data);
+  // Starts a clean shutdown (close_notify).
+  void shutdown();
+
+  // Runs the state machine as far as the buffered input allows. Returns the state afterwards.
+  State pump();
+
+  // Appends produced ciphertext / decrypted plaintext to `out` and clears the internal buffer.
+  void takeCiphertext(std::string& out);
+  void takePlaintext(std::string& out);
+  bool hasCiphertext() const;
+
+  State state() const { return state_; }
+  // True exactly once: after the pump() that completed the handshake (for logging).
+  bool handshakeJustCompleted();
+  const PeerFacts& facts() const { return facts_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  ContextPtr context_;
+  SslPtr ssl_;
+  BIO* rbio_ = nullptr;  // owned by ssl_ (SSL_set_bio transfers ownership)
+  BIO* wbio_ = nullptr;  // owned by ssl_
+  State state_ = State::Handshaking;
+  bool pumping_ = false;
+  bool justCompleted_ = false;
+  std::string pendingPlaintextOut_;  // queued before/while the handshake runs
+  std::string plaintextIn_;
+  PeerFacts facts_;
+  std::string error_;
+};
+
+}  // namespace certrelay::tls

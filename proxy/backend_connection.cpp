@@ -1,0 +1,425 @@
+#include "proxy/backend_connection.h"
+
+#include <utility>
+
+#include "proxy/net_util.h"
+
+namespace certrelay::proxy {
+
+const char* toString(BackendFailure failure) {
+  switch (failure) {
+    case BackendFailure::Unreachable:
+      return "unreachable";
+    case BackendFailure::Timeout:
+      return "timeout";
+    case BackendFailure::Closed:
+      return "connection lost";
+    case BackendFailure::Malformed:
+      return "malformed reply";
+    case BackendFailure::Refused:
+      return "refused";
+    case BackendFailure::XclientNotOffered:
+      return "XCLIENT not offered";
+    case BackendFailure::XclientRefused:
+      return "XCLIENT refused";
+  }
+  return "unknown";
+}
+
+BackendConnection* BackendConnection::start(uv_loop_t* loop, const config::Config& config,
+                                            Listener* listener, Mode mode,
+                                            smtp::ClientIdentity identity) {
+  auto* connection = new BackendConnection(loop, config, listener, mode, std::move(identity));
+  connection->connect();
+  return connection;
+}
+
+BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
+                                     Listener* listener, Mode mode,
+                                     smtp::ClientIdentity identity)
+    : loop_(loop),
+      config_(config),
+      listener_(listener),
+      mode_(mode),
+      identity_(std::move(identity)),
+      parser_(config.limits.maxLineLength) {}
+
+void BackendConnection::connect() {
+  uv_tcp_init(loop_, &tcp_);
+  uv_timer_init(loop_, &timer_);
+  tcp_.data = this;
+  timer_.data = this;
+  openHandles_ = 2;
+
+  sockaddr_storage addr{};
+  int rc = toSockaddr(config_.backend.address, addr) ? 0 : UV_EINVAL;
+  if (rc == 0) {
+    connectReq_.data = this;
+    rc = uv_tcp_connect(&connectReq_, &tcp_, reinterpret_cast<const sockaddr*>(&addr),
+                        [](uv_connect_t* req, int status) {
+                          static_cast<BackendConnection*>(req->data)->onConnected(status);
+                        });
+  }
+  if (rc != 0) {
+    // Reported from the timer, never from inside start(): the caller has not stored us yet.
+    connectError_ = rc;
+    armTimer(std::chrono::milliseconds(0));
+    return;
+  }
+  armTimer(config_.timeouts.backendConnect);
+}
+
+void BackendConnection::onConnected(int status) {
+  if (phase_ == Phase::Closing) {
+    return;
+  }
+  if (status != 0) {
+    fail(BackendFailure::Unreachable, std::string("connect to ") +
+                                          config_.backend.address.toString() + ": " +
+                                          uv_strerror(status));
+    return;
+  }
+  uv_tcp_nodelay(&tcp_, 1);
+  phase_ = Phase::Greeting;
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&tcp_),
+      [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = readBuffer(); },
+      [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+        static_cast<BackendConnection*>(stream->data)->onRead(nread, buf);
+      });
+}
+
+void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
+  if (phase_ == Phase::Closing) {
+    return;
+  }
+  if (nread < 0) {
+    fail(BackendFailure::Closed, nread == UV_EOF ? "backend closed the connection"
+                                                 : std::string("read: ") + uv_strerror(nread));
+    return;
+  }
+  parser_.feed(std::string_view(buf->base, static_cast<std::size_t>(nread)));
+  smtp::Reply reply;
+  while (phase_ != Phase::Closing) {
+    const auto result = parser_.next(reply);
+    if (result == smtp::ReplyParser::Result::NeedMore) {
+      break;
+    }
+    if (result == smtp::ReplyParser::Result::Malformed) {
+      fail(BackendFailure::Malformed, "backend sent a reply that is not SMTP");
+      return;
+    }
+    handleReply(reply);
+  }
+}
+
+void BackendConnection::handleReply(smtp::Reply& reply) {
+  if (phase_ != Phase::Ready) {
+    handleSetupReply(reply);
+    return;
+  }
+  if (expected_.empty()) {
+    // A reply nobody asked for: the backend's state is unknown from here on.
+    fail(BackendFailure::Malformed, "unexpected reply: " + reply.text());
+    return;
+  }
+  const Expected expected = expected_.front();
+  expected_.pop_front();
+  if (expected.syncPoint) {
+    waitingSync_ = false;
+  }
+  if (expected_.empty()) {
+    uv_timer_stop(&timer_);
+  } else {
+    armTimer(config_.timeouts.backendReply);
+  }
+  if (listener_ != nullptr) {
+    listener_->onBackendReply(expected.purpose, expected.tag, reply);
+  }
+  if (phase_ == Phase::Ready) {
+    flushQueue();
+  }
+}
+
+void BackendConnection::handleSetupReply(smtp::Reply& reply) {
+  switch (phase_) {
+    case Phase::Greeting:
+      if (reply.code != 220) {
+        fail(BackendFailure::Refused, "greeting: " + reply.text());
+        return;
+      }
+      phase_ = Phase::ProxyEhlo;
+      armTimer(config_.timeouts.backendReply);
+      write("EHLO " + config_.backend.heloName + "\r\n");
+      return;
+    case Phase::ProxyEhlo:
+      if (reply.code != 250) {
+        fail(BackendFailure::Refused, "EHLO: " + reply.text());
+        return;
+      }
+      capabilities_ = smtp::Capabilities::fromEhloReply(reply);
+      if (mode_ == Mode::Probe) {
+        phase_ = Phase::Ready;
+        uv_timer_stop(&timer_);
+        if (listener_ != nullptr) {
+          listener_->onBackendReady(capabilities_);
+        }
+        return;
+      }
+      if (!capabilities_.xclient) {
+        fail(BackendFailure::XclientNotOffered,
+             "backend does not offer XCLIENT to the proxy; add the proxy's address to the "
+             "backend's smtpd_authorized_xclient_hosts");
+        return;
+      }
+      sendXclient();
+      return;
+    case Phase::Xclient:
+      // Postfix answers a successful XCLIENT with a new 220 greeting; smtp-sink with 250.
+      if (reply.code != 220 && reply.code != 250) {
+        fail(BackendFailure::XclientRefused,
+             "backend refused XCLIENT (" + reply.text() +
+                 "); check smtpd_authorized_xclient_hosts on the backend");
+        return;
+      }
+      if (!xclientCommands_.empty()) {
+        sendXclient();
+        return;
+      }
+      // The new EHLO is a separate write, after the 220: Postfix >= 3.9 refuses it pipelined.
+      phase_ = Phase::ClientEhlo;
+      write(std::string(identity_.esmtp ? "EHLO " : "HELO ") +
+            (identity_.helo.empty() ? config_.backend.heloName : identity_.helo) + "\r\n");
+      return;
+    case Phase::ClientEhlo: {
+      if (reply.code != 250) {
+        fail(BackendFailure::Refused, "EHLO after XCLIENT: " + reply.text());
+        return;
+      }
+      if (identity_.esmtp) {
+        // What the backend offers this client may differ from what it offers the proxy.
+        const smtp::Capabilities proxyView = capabilities_;
+        capabilities_ = smtp::Capabilities::fromEhloReply(reply);
+        capabilities_.xclient = proxyView.xclient;
+        capabilities_.xclientAttributes = proxyView.xclientAttributes;
+      }
+      phase_ = Phase::Ready;
+      uv_timer_stop(&timer_);
+      if (listener_ != nullptr) {
+        listener_->onBackendReady(capabilities_);
+      }
+      if (phase_ == Phase::Ready) {
+        flushQueue();
+      }
+      return;
+    }
+    case Phase::Connecting:
+    case Phase::Ready:
+    case Phase::Closing:
+      break;
+  }
+}
+
+void BackendConnection::sendXclient() {
+  if (phase_ != Phase::Xclient) {
+    const auto commands =
+        smtp::buildXclientCommands(identity_, capabilities_.xclientAttributes);
+    if (commands.empty()) {
+      fail(BackendFailure::XclientNotOffered,
+           "backend's XCLIENT offers none of the attributes the proxy sends");
+      return;
+    }
+    xclientCommands_.assign(commands.begin(), commands.end());
+    phase_ = Phase::Xclient;
+  }
+  std::string line = std::move(xclientCommands_.front());
+  xclientCommands_.pop_front();
+  armTimer(config_.timeouts.backendReply);
+  write(line + "\r\n");
+}
+
+void BackendConnection::sendCommand(std::string_view line, BackendPurpose purpose,
+                                    std::uint64_t tag) {
+  // Without PIPELINING every command waits for the previous reply.
+  const bool sync = purpose == BackendPurpose::Data || purpose == BackendPurpose::Quit ||
+                    (phase_ == Phase::Ready && !capabilities_.pipelining);
+  Queued queued{std::string(line), Expected{purpose, tag, sync}};
+  queued.wire += "\r\n";
+  queue_.push_back(std::move(queued));
+  if (phase_ == Phase::Ready) {
+    flushQueue();
+  }
+}
+
+void BackendConnection::flushQueue() {
+  std::string batch;
+  while (!queue_.empty() && !waitingSync_ && phase_ == Phase::Ready) {
+    Queued& next = queue_.front();
+    if (!capabilities_.pipelining) {
+      next.expected.syncPoint = true;
+    }
+    batch += next.wire;
+    expected_.push_back(next.expected);
+    waitingSync_ = next.expected.syncPoint;
+    queue_.pop_front();
+  }
+  if (!batch.empty()) {
+    // One write per command group: the group reaches the backend in one segment.
+    armTimer(config_.timeouts.backendReply);
+    write(batch);
+  }
+}
+
+void BackendConnection::sendContent(std::string_view bytes) {
+  if (phase_ == Phase::Ready && !bytes.empty()) {
+    write(bytes);
+  }
+}
+
+void BackendConnection::endContent(std::string_view lastBytes, std::uint64_t tag) {
+  if (phase_ != Phase::Ready) {
+    return;
+  }
+  write(lastBytes);
+  expected_.push_back(Expected{BackendPurpose::EndOfData, tag, true});
+  waitingSync_ = true;
+  armTimer(config_.timeouts.backendReply);
+}
+
+void BackendConnection::write(std::string_view bytes) {
+  out_.append(bytes.data(), bytes.size());
+  if (inflight_.empty()) {
+    startWrite();
+  }
+  if (!writePaused_ && queuedBytes() > config_.limits.highWatermark) {
+    writePaused_ = true;
+  }
+}
+
+void BackendConnection::startWrite() {
+  if (out_.empty() || phase_ == Phase::Connecting) {
+    return;
+  }
+  inflight_.swap(out_);
+  out_.clear();
+  uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
+  writeReq_.data = this;
+  const int rc = uv_write(&writeReq_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
+                          [](uv_write_t* req, int status) {
+                            static_cast<BackendConnection*>(req->data)->onWriteDone(status);
+                          });
+  if (rc != 0) {
+    inflight_.clear();
+    fail(BackendFailure::Closed, std::string("write: ") + uv_strerror(rc));
+  }
+}
+
+void BackendConnection::onWriteDone(int status) {
+  inflight_.clear();
+  if (status != 0) {
+    if (phase_ != Phase::Closing) {
+      fail(BackendFailure::Closed, std::string("write: ") + uv_strerror(status));
+    }
+    return;
+  }
+  if (phase_ == Phase::Closing) {
+    if (out_.empty() && closeAfterWrite_) {
+      closeHandles();
+    } else {
+      startWrite();
+    }
+    return;
+  }
+  startWrite();
+  if (writePaused_ && queuedBytes() <= config_.limits.highWatermark / 2) {
+    writePaused_ = false;
+    if (listener_ != nullptr) {
+      listener_->onBackendWritable();
+    }
+  }
+}
+
+void BackendConnection::armTimer(std::chrono::milliseconds timeout) {
+  uv_timer_start(
+      &timer_, [](uv_timer_t* t) { static_cast<BackendConnection*>(t->data)->onTimer(); },
+      static_cast<std::uint64_t>(timeout.count()), 0);
+}
+
+void BackendConnection::onTimer() {
+  if (phase_ == Phase::Closing) {
+    closeHandles();  // QUIT could not be written in time
+    return;
+  }
+  if (connectError_ != 0) {
+    fail(BackendFailure::Unreachable, std::string("connect to ") +
+                                          config_.backend.address.toString() + ": " +
+                                          uv_strerror(connectError_));
+    return;
+  }
+  fail(BackendFailure::Timeout, phase_ == Phase::Connecting
+                                    ? "timeout connecting to the backend"
+                                    : "timeout waiting for the backend's reply");
+}
+
+void BackendConnection::fail(BackendFailure failure, const std::string& detail) {
+  if (phase_ == Phase::Closing) {
+    return;
+  }
+  phase_ = Phase::Closing;
+  Listener* listener = std::exchange(listener_, nullptr);
+  closeHandles();
+  if (listener != nullptr) {
+    std::vector<Outstanding> outstanding;
+    outstanding.reserve(expected_.size() + queue_.size());
+    for (const auto& e : expected_) {
+      outstanding.push_back({e.purpose, e.tag});
+    }
+    for (const auto& q : queue_) {
+      outstanding.push_back({q.expected.purpose, q.expected.tag});
+    }
+    expected_.clear();
+    queue_.clear();
+    listener->onBackendFailure(failure, detail, outstanding);
+  }
+}
+
+void BackendConnection::detachAndClose() {
+  listener_ = nullptr;
+  if (phase_ == Phase::Closing) {
+    return;
+  }
+  const bool polite = phase_ == Phase::Ready && expected_.empty();
+  phase_ = Phase::Closing;
+  if (polite) {
+    // The reply to QUIT is not awaited: nothing depends on it.
+    out_ += "QUIT\r\n";
+    closeAfterWrite_ = true;
+    armTimer(std::chrono::milliseconds(2'000));
+    if (inflight_.empty()) {
+      startWrite();
+    }
+    return;
+  }
+  closeHandles();
+}
+
+void BackendConnection::closeHandles() {
+  auto onClose = [](uv_handle_t* handle) {
+    static_cast<BackendConnection*>(handle->data)->onHandleClosed();
+  };
+  phase_ = Phase::Closing;
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), onClose);
+  }
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), onClose);
+  }
+}
+
+void BackendConnection::onHandleClosed() {
+  if (--openHandles_ == 0) {
+    delete this;
+  }
+}
+
+}  // namespace certrelay::proxy

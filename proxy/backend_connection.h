@@ -1,0 +1,154 @@
+#pragma once
+// One connection from the proxy to the backend MTA, and the identity handshake on it.
+//
+// Security role: the backend must never see a session under the proxy's own (possibly trusted)
+// address. In Session mode the connection becomes ready only after the backend accepted one
+// XCLIENT carrying the real client (ADDR last); a backend that does not offer XCLIENT or refuses
+// it is a configuration error reported as a failure, never a silent fallback.
+//
+// Flow: connect -> 220 greeting -> EHLO <proxy name> -> (Session) XCLIENT ... -> 220/250 ->
+// EHLO <client helo> -> ready. Commands the session sends before that are queued and flushed
+// once ready, keeping RFC 2920's rules as a client: a sync-point command (DATA, end of data,
+// QUIT; every command when the backend lacks PIPELINING) is the last of its group.
+//
+// Lifetime: created with start(), owned by its listener until detachAndClose(); afterwards it
+// finishes on its own (QUIT, close) and deletes itself from its last libuv close callback.
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+#include "proxy/smtp/capabilities.h"
+#include "proxy/smtp/reply.h"
+#include "proxy/smtp/xclient.h"
+
+namespace certrelay::proxy {
+
+enum class BackendPurpose : std::uint8_t { Mail, Rcpt, Data, EndOfData, Rset, Noop, Quit };
+
+enum class BackendFailure : std::uint8_t {
+  Unreachable,        // connect failed
+  Timeout,            // connect, greeting or a reply took too long
+  Closed,             // the backend closed the connection / write failed
+  Malformed,          // a reply that is not SMTP
+  Refused,            // greeting or EHLO not accepted
+  XclientNotOffered,  // backend does not offer XCLIENT to the proxy
+  XclientRefused,     // backend answered XCLIENT with an error
+};
+
+const char* toString(BackendFailure failure);
+
+class BackendConnection {
+ public:
+  // A command whose reply is still owed, in order (for failing its slot).
+  struct Outstanding {
+    BackendPurpose purpose;
+    std::uint64_t tag;
+  };
+
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void onBackendReady(const smtp::Capabilities& capabilities) = 0;
+    virtual void onBackendReply(BackendPurpose purpose, std::uint64_t tag, smtp::Reply& reply) = 0;
+    // After this call the connection is closing; the listener must drop its pointer.
+    // `outstanding` lists every command whose reply will now never come, in order.
+    virtual void onBackendFailure(BackendFailure failure, const std::string& detail,
+                                  const std::vector<Outstanding>& outstanding) = 0;
+    // The outgoing buffer fell below the low watermark (resume reading the client).
+    virtual void onBackendWritable() = 0;
+  };
+
+  enum class Mode : std::uint8_t {
+    Session,  // full identity handshake, then forward commands
+    Probe,    // greeting and EHLO only, to learn the capabilities; ready = probe done
+  };
+
+  static BackendConnection* start(uv_loop_t* loop, const config::Config& config,
+                                  Listener* listener, Mode mode, smtp::ClientIdentity identity);
+
+  // Queues a command line (without CR LF). Its reply goes to onBackendReply with `tag`.
+  void sendCommand(std::string_view line, BackendPurpose purpose, std::uint64_t tag);
+  // Message content after the 354 (already canonical).
+  void sendContent(std::string_view bytes);
+  // Writes the last content bytes, which end with the terminator, and expects the final reply.
+  void endContent(std::string_view lastBytes, std::uint64_t tag);
+
+  std::size_t queuedBytes() const { return out_.size() + inflight_.size(); }
+  bool ready() const { return phase_ == Phase::Ready; }
+  // Replies owed by the backend right now (sent or queued).
+  std::size_t outstanding() const { return expected_.size() + queue_.size(); }
+  const smtp::Capabilities& capabilities() const { return capabilities_; }
+
+  // The listener is never called again. Sends QUIT if the session is usable, then closes.
+  void detachAndClose();
+
+  BackendConnection(const BackendConnection&) = delete;
+  BackendConnection& operator=(const BackendConnection&) = delete;
+
+ private:
+  enum class Phase : std::uint8_t {
+    Connecting, Greeting, ProxyEhlo, Xclient, ClientEhlo, Ready, Closing,
+  };
+  struct Expected {
+    BackendPurpose purpose;
+    std::uint64_t tag;
+    bool syncPoint;
+  };
+  struct Queued {
+    std::string wire;  // with CR LF
+    Expected expected;
+  };
+
+  BackendConnection(uv_loop_t* loop, const config::Config& config, Listener* listener,
+                    Mode mode, smtp::ClientIdentity identity);
+  ~BackendConnection() = default;
+
+  void connect();
+  void onConnected(int status);
+  void onRead(ssize_t nread, const uv_buf_t* buf);
+  void handleReply(smtp::Reply& reply);
+  void handleSetupReply(smtp::Reply& reply);
+  void sendXclient();
+  void flushQueue();
+  void write(std::string_view bytes);
+  void startWrite();
+  void onWriteDone(int status);
+  void armTimer(std::chrono::milliseconds timeout);
+  void onTimer();
+  void fail(BackendFailure failure, const std::string& detail);
+  void closeHandles();
+  void onHandleClosed();
+
+  uv_loop_t* loop_;
+  const config::Config& config_;
+  Listener* listener_;
+  Mode mode_;
+  smtp::ClientIdentity identity_;
+  Phase phase_ = Phase::Connecting;
+
+  uv_tcp_t tcp_{};
+  uv_timer_t timer_{};
+  uv_connect_t connectReq_{};
+  uv_write_t writeReq_{};
+  int openHandles_ = 0;
+
+  smtp::ReplyParser parser_;
+  smtp::Capabilities capabilities_;
+  std::deque<std::string> xclientCommands_;  // remaining XCLIENT lines of a split identity
+  std::deque<Expected> expected_;            // replies owed by the backend, in order
+  std::deque<Queued> queue_;                 // commands not yet written
+  bool waitingSync_ = false;                 // a sync-point command awaits its reply
+  bool writePaused_ = false;                 // told the listener we are above the watermark
+  std::string out_;                          // bytes waiting for the write in flight
+  std::string inflight_;                     // bytes of the write in flight
+  bool closeAfterWrite_ = false;
+  int connectError_ = 0;  // a synchronous connect error, reported from the timer
+};
+
+}  // namespace certrelay::proxy

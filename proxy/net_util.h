@@ -1,0 +1,30 @@
+#pragma once
+// Small socket helpers shared by the listener, sessions and the backend connection.
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+
+#include "config/config.h"
+
+namespace certrelay::proxy {
+
+// Numeric host only (no DNS on the data path). False when `endpoint.host` is not an address.
+bool toSockaddr(const config::Endpoint& endpoint, sockaddr_storage& out);
+
+struct PeerAddress {
+  std::string addr;  // "192.0.2.1" / "2001:db8::1" (IPv4-mapped IPv6 shown as IPv4)
+  std::uint16_t port = 0;
+};
+PeerAddress fromSockaddr(const sockaddr_storage& storage);
+
+// Postfix's way of naming a client in logs: "unknown[192.0.2.1]" (no reverse lookups here).
+std::string clientLogName(const PeerAddress& peer);
+
+// One read buffer per thread: libuv read callbacks consume it before returning, so every
+// stream on a loop can share it (no allocation per read).
+uv_buf_t readBuffer();
+
+}  // namespace certrelay::proxy

@@ -1,0 +1,257 @@
+#include "proxy/server.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "policy/relay_policy.h"
+#include "proxy/backend_connection.h"
+#include "proxy/log.h"
+#include "proxy/net_util.h"
+#include "proxy/shared_state.h"
+#include "proxy/worker.h"
+#include "tls/context.h"
+
+namespace certrelay::proxy {
+namespace {
+
+class StartupError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Asks the backend for its EHLO keywords and publishes them for every worker's EHLO replies.
+class CapabilityProbe final : public BackendConnection::Listener {
+ public:
+  CapabilityProbe(uv_loop_t* loop, SharedState& shared) : loop_(loop), shared_(shared) {}
+
+  void start() {
+    if (connection_ != nullptr) {
+      return;  // the previous probe is still running
+    }
+    connection_ = BackendConnection::start(loop_, *shared_.config, this,
+                                           BackendConnection::Mode::Probe, {});
+  }
+  void stop() {
+    if (connection_ != nullptr) {
+      std::exchange(connection_, nullptr)->detachAndClose();
+    }
+  }
+  bool answeredOnce() const { return answered_; }
+
+  void onBackendReady(const smtp::Capabilities& capabilities) override {
+    auto published = std::make_shared<const smtp::Capabilities>(capabilities);
+    shared_.backendCapabilities.store(published);
+    if (!answered_ || !healthy_) {
+      log::info("backend " + shared_.config->backend.address.toString() +
+                " answered the capability probe" +
+                (capabilities.xclient ? "" : " (warning: it does not offer XCLIENT to the proxy)"));
+    }
+    answered_ = true;
+    healthy_ = true;
+    stop();
+  }
+  void onBackendReply(BackendPurpose, std::uint64_t, smtp::Reply&) override {}
+  void onBackendFailure(BackendFailure failure, const std::string& detail,
+                        const std::vector<BackendConnection::Outstanding>&) override {
+    connection_ = nullptr;
+    if (healthy_ || !reportedFailure_) {
+      log::warning("backend probe " + shared_.config->backend.address.toString() + " " +
+                   toString(failure) + ": " + detail);
+    }
+    reportedFailure_ = true;
+    healthy_ = false;
+  }
+  void onBackendWritable() override {}
+
+ private:
+  uv_loop_t* loop_;
+  SharedState& shared_;
+  BackendConnection* connection_ = nullptr;
+  bool answered_ = false;
+  bool healthy_ = false;
+  bool reportedFailure_ = false;
+};
+
+int bindListener(const config::Listener& listener, std::uint16_t port) {
+  config::Endpoint endpoint = listener.address;
+  endpoint.port = port;
+  sockaddr_storage addr{};
+  if (!toSockaddr(endpoint, addr)) {
+    throw StartupError("listener " + listener.name + ": address " + endpoint.host +
+                       " is not a numeric IP address");
+  }
+  const int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw StartupError("listener " + listener.name + ": socket: " + std::strerror(errno));
+  }
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // One socket per worker on the same port: the kernel spreads connections between them.
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (addr.ss_family == AF_INET6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  const socklen_t len =
+      addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 1024) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    throw StartupError("listener " + listener.name + ": cannot listen on " +
+                       endpoint.toString() + ": " + std::strerror(saved));
+  }
+  return fd;
+}
+
+std::uint16_t boundPort(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return fromSockaddr(addr).port;
+}
+
+struct MainLoop {
+  uv_loop_t loop{};
+  uv_signal_t sigterm{};
+  uv_signal_t sigint{};
+  uv_signal_t sighup{};
+  uv_timer_t probeTimer{};
+  std::vector<std::unique_ptr<Worker>>* workers = nullptr;
+  CapabilityProbe* probe = nullptr;
+  bool stopping = false;
+};
+
+void requestStop(MainLoop& main, const char* why) {
+  if (main.stopping) {
+    return;
+  }
+  main.stopping = true;
+  log::info(std::string("stopping (") + why + "): draining sessions");
+  for (auto& worker : *main.workers) {
+    worker->requestStop();
+  }
+  main.probe->stop();
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&main.sigterm),
+                         reinterpret_cast<uv_handle_t*>(&main.sigint),
+                         reinterpret_cast<uv_handle_t*>(&main.sighup),
+                         reinterpret_cast<uv_handle_t*>(&main.probeTimer)}) {
+    uv_close(h, nullptr);
+  }
+}
+
+}  // namespace
+
+std::string checkRuntimeConfig(const config::Config& config) {
+  try {
+    tls::Context::create(config.tls);
+    policy::buildPolicy(config.policy.fingerprints, config.policy.localDomains);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  sockaddr_storage addr{};
+  if (!toSockaddr(config.backend.address, addr)) {
+    return config.file.string() + ": backend.address: " + config.backend.address.host +
+           " is not a numeric IP address";
+  }
+  for (const auto& listener : config.listeners) {
+    if (!toSockaddr(listener.address, addr)) {
+      return config.file.string() + ": listener " + listener.name + ": " +
+             listener.address.host + " is not a numeric IP address";
+    }
+  }
+  return {};
+}
+
+int runServer(std::shared_ptr<const config::Config> config) {
+  signal(SIGPIPE, SIG_IGN);
+  if (auto problem = checkRuntimeConfig(*config); !problem.empty()) {
+    log::error(problem);
+    return 1;
+  }
+  SharedState shared;
+  shared.config = config;
+  shared.tls = tls::Context::create(config->tls);
+  shared.policy.store(
+      policy::buildPolicy(config->policy.fingerprints, config->policy.localDomains));
+  log::info("fingerprint table: " +
+            std::to_string(shared.policy.load()->table.size()) + " entries");
+
+  MainLoop main;
+  uv_loop_init(&main.loop);
+  CapabilityProbe probe(&main.loop, shared);
+  main.probe = &probe;
+
+  // Learn the backend's capabilities before the first client asks for EHLO. A backend that is
+  // not up yet (a sidecar starting) is not fatal: the probe keeps trying.
+  probe.start();
+  uv_run(&main.loop, UV_RUN_DEFAULT);
+  if (!probe.answeredOnce()) {
+    log::warning("backend not answering yet; EHLO offers only PIPELINING and STARTTLS until it "
+                 "does");
+  }
+
+  std::vector<std::vector<ListenerSocket>> perWorker(config->workers);
+  try {
+    for (const auto& listener : config->listeners) {
+      std::uint16_t port = listener.address.port;
+      for (unsigned w = 0; w < config->workers; ++w) {
+        const int fd = bindListener(listener, port);
+        port = boundPort(fd);  // port 0: every worker joins the port the kernel chose first
+        perWorker[w].push_back(ListenerSocket{&listener, fd});
+      }
+      config::Endpoint bound = listener.address;
+      bound.port = port;
+      log::info("listening: name=" + listener.name + " address=" + bound.toString());
+    }
+  } catch (const StartupError& e) {
+    log::error(e.what());
+    return 1;
+  }
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (unsigned w = 0; w < config->workers; ++w) {
+    workers.push_back(std::make_unique<Worker>(w, shared, std::move(perWorker[w])));
+    workers.back()->startThread();
+  }
+  main.workers = &workers;
+
+  uv_signal_init(&main.loop, &main.sigterm);
+  uv_signal_init(&main.loop, &main.sigint);
+  uv_signal_init(&main.loop, &main.sighup);
+  main.sigterm.data = main.sigint.data = main.sighup.data = &main;
+  uv_signal_start(
+      &main.sigterm,
+      [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGTERM"); },
+      SIGTERM);
+  uv_signal_start(
+      &main.sigint,
+      [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGINT"); },
+      SIGINT);
+  uv_signal_start(
+      &main.sighup,
+      [](uv_signal_t*, int) { log::info("SIGHUP: nothing to reload in this version"); }, SIGHUP);
+  uv_timer_init(&main.loop, &main.probeTimer);
+  main.probeTimer.data = &main;
+  const auto interval = static_cast<std::uint64_t>(config->backend.probeInterval.count());
+  uv_timer_start(
+      &main.probeTimer, [](uv_timer_t* t) { static_cast<MainLoop*>(t->data)->probe->start(); },
+      interval, interval);
+
+  log::info("ready: workers=" + std::to_string(config->workers));
+  uv_run(&main.loop, UV_RUN_DEFAULT);
+  for (auto& worker : workers) {
+    worker->join();
+  }
+  uv_loop_close(&main.loop);
+  log::info("stopped");
+  return 0;
+}
+
+}  // namespace certrelay::proxy

@@ -1,0 +1,27 @@
+#pragma once
+// What every worker reads: published as immutable snapshots behind atomic shared_ptrs, so a
+// reload (or a fresh capability probe) swaps a pointer and no lock is ever taken on the data path.
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+
+#include "config/config.h"
+#include "policy/relay_policy.h"
+#include "proxy/smtp/capabilities.h"
+#include "tls/context.h"
+
+namespace certrelay::proxy {
+
+struct SharedState {
+  std::shared_ptr<const config::Config> config;
+  tls::ContextPtr tls;  // the TLS context a new session starts with
+  std::atomic<std::shared_ptr<const policy::Policy>> policy;
+  // Last capabilities the backend announced to the proxy (probe or a committed session); null
+  // until the backend answered once.
+  std::atomic<std::shared_ptr<const smtp::Capabilities>> backendCapabilities;
+  // Open client connections across all workers (limits.max_connections).
+  std::atomic<std::size_t> connections{0};
+};
+
+}  // namespace certrelay::proxy

@@ -1,0 +1,114 @@
+#include "proxy/worker.h"
+
+#include <unistd.h>
+
+#include <random>
+
+#include "proxy/log.h"
+#include "proxy/session.h"
+
+namespace certrelay::proxy {
+
+Worker::Worker(unsigned index, SharedState& shared, std::vector<ListenerSocket> sockets)
+    : index_(index), shared_(shared), sockets_(std::move(sockets)) {
+  sessionSalt_ = std::random_device{}();
+}
+
+Worker::~Worker() { join(); }
+
+void Worker::startThread() {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &stopAsync_, [](uv_async_t* async) {
+    static_cast<Worker*>(async->data)->onStopRequested();
+  });
+  stopAsync_.data = this;
+  uv_timer_init(&loop_, &shutdownTimer_);
+  shutdownTimer_.data = this;
+  for (const auto& socket : sockets_) {
+    auto handle = std::make_unique<ListenHandle>();
+    handle->listener = socket.listener;
+    handle->worker = this;
+    uv_tcp_init(&loop_, &handle->tcp);
+    handle->tcp.data = handle.get();
+    uv_tcp_open(&handle->tcp, socket.fd);
+    const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&handle->tcp), 1024,
+                             [](uv_stream_t* server, int status) {
+                               auto* h = static_cast<ListenHandle*>(server->data);
+                               if (status != 0) {
+                                 log::warning(std::string("accept: ") + uv_strerror(status));
+                                 return;
+                               }
+                               Session::accept(*h->worker, *h->listener, server);
+                             });
+    if (rc != 0) {
+      log::error("listener " + socket.listener->name + ": listen: " + uv_strerror(rc));
+    }
+    listeners_.push_back(std::move(handle));
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  // Only unreferenced handles can be left (the shutdown timer): close them, let callbacks run.
+  uv_walk(
+      &loop_,
+      [](uv_handle_t* handle, void*) {
+        if (!uv_is_closing(handle)) {
+          uv_close(handle, nullptr);
+        }
+      },
+      nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+void Worker::requestStop() { uv_async_send(&stopAsync_); }
+
+void Worker::join() {
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+std::string Worker::nextSessionId() {
+  // Short, unique within the process, and distinct between restarts: like a Postfix queue id.
+  char id[16];
+  std::snprintf(id, sizeof id, "%02X%04X%06X", index_ & 0xff, sessionSalt_ & 0xffff,
+                ++sessionCounter_ & 0xffffff);
+  return id;
+}
+
+void Worker::onStopRequested() {
+  if (draining_) {
+    return;
+  }
+  draining_ = true;
+  for (auto& handle : listeners_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&handle->tcp), nullptr);
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&stopAsync_), nullptr);
+  // Copy: drain() may end a session, which removes it from the set.
+  const std::vector<Session*> sessions(sessions_.begin(), sessions_.end());
+  for (Session* session : sessions) {
+    if (sessions_.count(session) != 0) {
+      session->drain();
+    }
+  }
+  uv_timer_start(
+      &shutdownTimer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->onShutdownDeadline(); },
+      static_cast<std::uint64_t>(shared_.config->timeouts.shutdown.count()), 0);
+  // The deadline timer must not keep an otherwise finished loop alive.
+  uv_unref(reinterpret_cast<uv_handle_t*>(&shutdownTimer_));
+}
+
+void Worker::onShutdownDeadline() {
+  const std::vector<Session*> sessions(sessions_.begin(), sessions_.end());
+  for (Session* session : sessions) {
+    if (sessions_.count(session) != 0) {
+      session->forceClose();
+    }
+  }
+}
+
+}  // namespace certrelay::proxy

@@ -1,0 +1,100 @@
+#include "proxy/smtp/xclient.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+using certrelay::smtp::buildXclientCommands;
+using certrelay::smtp::ClientIdentity;
+
+namespace {
+
+const std::set<std::string> kPostfixAttributes = {"NAME", "ADDR", "PROTO", "HELO", "REVERSE_NAME",
+                                                  "PORT", "LOGIN", "DESTADDR", "DESTPORT"};
+
+ClientIdentity sampleIdentity() {
+  ClientIdentity id;
+  id.addr = "192.0.2.10";
+  id.port = 40001;
+  id.destAddr = "198.51.100.25";
+  id.destPort = 25;
+  id.helo = "client1.lab.example";
+  id.login = "client1";
+  return id;
+}
+
+}  // namespace
+
+TEST_SUITE("smtp") {
+  TEST_CASE("xclient: one command, every offered attribute, ADDR last") {
+    const auto commands = buildXclientCommands(sampleIdentity(), kPostfixAttributes);
+    REQUIRE(commands.size() == 1);
+    CHECK(commands[0] ==
+          "XCLIENT PORT=40001 PROTO=ESMTP HELO=client1.lab.example LOGIN=client1 "
+          "DESTADDR=198.51.100.25 DESTPORT=25 NAME=[UNAVAILABLE] ADDR=192.0.2.10");
+  }
+
+  TEST_CASE("xclient: only attributes the backend offers (smtp-sink: NAME HELO)") {
+    const auto commands = buildXclientCommands(sampleIdentity(), {"NAME", "HELO"});
+    REQUIRE(commands.size() == 1);
+    CHECK(commands[0] == "XCLIENT HELO=client1.lab.example NAME=[UNAVAILABLE]");
+  }
+
+  TEST_CASE("xclient: no LOGIN for an untrusted client") {
+    ClientIdentity id = sampleIdentity();
+    id.login.clear();
+    const auto commands = buildXclientCommands(id, kPostfixAttributes);
+    REQUIRE(commands.size() == 1);
+    CHECK(commands[0].find("LOGIN=") == std::string::npos);
+  }
+
+  TEST_CASE("xclient: values are xtext, IPv6 gets the IPV6: prefix") {
+    ClientIdentity id = sampleIdentity();
+    id.addr = "2001:db8::7";
+    id.helo = "a+b=c";
+    id.login = "id with space";
+    const auto commands = buildXclientCommands(id, kPostfixAttributes);
+    REQUIRE(commands.size() == 1);
+    CHECK(commands[0].find("HELO=a+2Bb+3Dc ") != std::string::npos);
+    CHECK(commands[0].find("LOGIN=id+20with+20space ") != std::string::npos);
+    CHECK(commands[0].size() >= 22);
+    CHECK(commands[0].substr(commands[0].size() - 22) == " ADDR=IPV6:2001:db8::7");
+  }
+
+  TEST_CASE("xclient: HELO protocol and a missing HELO") {
+    ClientIdentity id = sampleIdentity();
+    id.esmtp = false;
+    id.helo.clear();
+    const auto commands = buildXclientCommands(id, kPostfixAttributes);
+    REQUIRE(commands.size() == 1);
+    CHECK(commands[0].find("PROTO=SMTP ") != std::string::npos);
+    CHECK(commands[0].find("HELO=[UNAVAILABLE] ") != std::string::npos);
+  }
+
+  TEST_CASE("xclient: a value over 255 characters becomes [UNAVAILABLE]") {
+    ClientIdentity id = sampleIdentity();
+    id.helo = std::string(300, 'h');
+    const auto commands = buildXclientCommands(id, kPostfixAttributes);
+    REQUIRE(commands.size() == 1);
+    CHECK(commands[0].find("HELO=[UNAVAILABLE]") != std::string::npos);
+  }
+
+  TEST_CASE("xclient: long values split into commands of at most 512 octets, NAME+ADDR last") {
+    ClientIdentity id = sampleIdentity();
+    id.helo = std::string(250, 'h');
+    id.login = std::string(250, 'l');
+    const auto commands = buildXclientCommands(id, kPostfixAttributes);
+    REQUIRE(commands.size() == 2);
+    for (const auto& c : commands) {
+      CHECK(c.size() + 2 <= 512);
+      CHECK(c.rfind("XCLIENT ", 0) == 0);
+    }
+    CHECK(commands[0].find("ADDR=") == std::string::npos);
+    CHECK(commands[0].find("NAME=") == std::string::npos);
+    CHECK(commands[1].find("NAME=[UNAVAILABLE] ADDR=192.0.2.10") != std::string::npos);
+  }
+
+  TEST_CASE("xclient: nothing offered, nothing sent") {
+    CHECK(buildXclientCommands(sampleIdentity(), {"REVERSE_NAME"}).empty());
+  }
+}

@@ -29,6 +29,7 @@ struct Endpoint {
 };
 
 // Parses "host:port" / "[v6]:port". Throws std::invalid_argument with a short reason.
+// Syntax only (brackets are for hosts holding ':'); load() also requires a numeric IP address.
 Endpoint parseEndpoint(const std::string& text);
 
 struct Listener {

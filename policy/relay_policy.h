@@ -29,7 +29,8 @@ class PolicyError : public std::runtime_error {
 
 // Canonical form of a fingerprint: upper-case hex, no colons ("3EF837..."). Accepts upper or
 // lower case, with or without colons between byte pairs. Returns nullopt for anything else
-// (odd length, non-hex, misplaced colons).
+// (odd length, non-hex, misplaced colons), and for lengths that are no digest size (16, 20, 28,
+// 32, 48 or 64 bytes: md5 .. sha512), since a truncated copy could never match.
 std::optional<std::string> normalizeFingerprint(std::string_view text);
 
 // Postfix `relay_clientcerts` table: `FINGERPRINT [identity...]` lines, `#` comments, blank

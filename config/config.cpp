@@ -1,0 +1,695 @@
+// TOML -> validated Config. Every value is checked here, at load time, so that the data path
+// never meets a limit it cannot honour; every message names the file, the line and the key.
+
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <toml++/toml.h>
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <optional>
+#include <string_view>
+#include <thread>
+
+namespace certrelay::config {
+
+std::string Endpoint::toString() const {
+  // A ':' in the host can only be an IPv6 address; it needs brackets to keep the port apart.
+  if (host.find(':') != std::string::npos) {
+    return "[" + host + "]:" + std::to_string(port);
+  }
+  return host + ":" + std::to_string(port);
+}
+
+Endpoint parseEndpoint(const std::string& text) {
+  Endpoint endpoint;
+  std::string_view portText;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos) {
+      throw std::invalid_argument("unbalanced brackets");
+    }
+    endpoint.host = text.substr(1, close - 1);
+    if (close + 1 >= text.size() || text[close + 1] != ':') {
+      throw std::invalid_argument("missing port");
+    }
+    portText = std::string_view(text).substr(close + 2);
+    if (endpoint.host.find_first_of("[]") != std::string::npos) {
+      throw std::invalid_argument("unbalanced brackets");
+    }
+    // toString() brackets exactly the hosts that hold a ':'; anything else would not round-trip.
+    if (!endpoint.host.empty() && endpoint.host.find(':') == std::string::npos) {
+      throw std::invalid_argument("brackets are only for IPv6 addresses");
+    }
+  } else {
+    if (text.find_first_of("[]") != std::string::npos) {
+      throw std::invalid_argument("unbalanced brackets");
+    }
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) {
+      throw std::invalid_argument("missing port");
+    }
+    endpoint.host = text.substr(0, colon);
+    if (endpoint.host.find(':') != std::string::npos) {
+      throw std::invalid_argument("an IPv6 address needs brackets: [addr]:port");
+    }
+    portText = std::string_view(text).substr(colon + 1);
+  }
+  if (endpoint.host.empty()) {
+    throw std::invalid_argument("empty host");
+  }
+  if (portText.empty()) {
+    throw std::invalid_argument("missing port");
+  }
+  // Digits only (no sign, no spaces); more than 5 digits cannot be a port and could overflow.
+  if (portText.size() > 5 ||
+      !std::all_of(portText.begin(), portText.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    throw std::invalid_argument("port must be a number from 0 to 65535");
+  }
+  unsigned long port = std::stoul(std::string(portText));
+  if (port > 65535) {
+    throw std::invalid_argument("port must be a number from 0 to 65535");
+  }
+  endpoint.port = static_cast<uint16_t>(port);
+  return endpoint;
+}
+
+namespace {
+
+constexpr int64_t kMaxWorkers = 256;
+// RFC 8446 caps ticket lifetime at 7 days; no timer in this proxy has a reason to be longer,
+// and the cap keeps every millisecond count far from overflow.
+constexpr int64_t kMaxDurationMs = 7LL * 24 * 3600 * 1000;
+
+// Letters, digits, hyphens and dots, labels 1..63 without a hyphen at either end, 255 in total.
+// One trailing dot has been removed by the caller.
+bool isDomainName(std::string_view name) {
+  if (name.empty() || name.size() > 255) {
+    return false;
+  }
+  bool allNumeric = true;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('.', start);
+    if (end == std::string_view::npos) {
+      end = name.size();
+    }
+    const std::string_view label = name.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (char c : label) {
+      const bool digit = c >= '0' && c <= '9';
+      const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      if (!digit && !letter && c != '-') {
+        return false;
+      }
+      allNumeric = allNumeric && digit;
+    }
+    start = end + 1;
+  }
+  // "192.0.2.1" is an address written without brackets, not a name: SMTP needs "[192.0.2.1]".
+  return !allNumeric;
+}
+
+bool isIpAddress(const std::string& text, int family) {
+  unsigned char buffer[sizeof(struct in6_addr)];
+  return inet_pton(family, text.c_str(), buffer) == 1;
+}
+
+// "[192.0.2.1]" or "[IPv6:2001:db8::1]" (RFC 5321 address literals).
+bool isAddressLiteral(std::string_view text) {
+  if (text.size() < 3 || text.front() != '[' || text.back() != ']') {
+    return false;
+  }
+  const std::string inner(text.substr(1, text.size() - 2));
+  if (inner.size() > 5 && strncasecmp(inner.c_str(), "IPv6:", 5) == 0) {
+    return isIpAddress(inner.substr(5), AF_INET6);
+  }
+  return isIpAddress(inner, AF_INET);
+}
+
+std::string toLower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
+
+const char* typeName(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "float";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    default:
+      return "nothing";
+  }
+}
+
+// Holds what every message needs (the file name) and what every path needs (the base dir).
+class Loader {
+ public:
+  explicit Loader(const std::filesystem::path& origin)
+      : origin_(origin.string()),
+        baseDir_(std::filesystem::absolute(origin).lexically_normal().parent_path()) {}
+
+  Config run(const std::string& text) {
+    toml::table root;
+    try {
+      root = toml::parse(text, std::string_view(origin_));
+    } catch (const toml::parse_error& e) {
+      throw ConfigError(origin_ + ":" + std::to_string(e.source().begin.line) + ": " +
+                        std::string(e.description()));
+    }
+
+    Config config;
+    config.file = std::filesystem::absolute(origin_).lexically_normal();
+    checkKeys(
+        root, "",
+        {"hostname", "workers", "listener", "backend", "tls", "policy", "timeouts", "limits"});
+
+    readHostname(root, config);
+    readWorkers(root, config);
+    readListeners(root, config);
+    readBackend(root, config);
+    readTls(root, config);
+    readPolicy(root, config);
+    readTimeouts(root, config);
+    readLimits(root, config);
+    return config;
+  }
+
+ private:
+  [[noreturn]] void fail(const toml::source_region& where, const std::string& key,
+                         const std::string& reason) const {
+    std::string message = origin_;
+    if (where.begin.line > 0) {
+      message += ":" + std::to_string(where.begin.line);
+    }
+    message += ": ";
+    if (!key.empty()) {
+      message += key + ": ";
+    }
+    throw ConfigError(message + reason);
+  }
+
+  // A missing key is reported at the table that should hold it; the root has no useful line.
+  [[noreturn]] void failMissing(const toml::table& table, bool isRoot, const std::string& key,
+                                const std::string& what) const {
+    fail(isRoot ? toml::source_region{} : table.source(), key, what);
+  }
+
+  static std::string join(const std::string& prefix, std::string_view key) {
+    return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
+  }
+
+  // Unknown keys are errors: a typo such as `max_recipient` must not leave a default in force.
+  void checkKeys(const toml::table& table, const std::string& prefix,
+                 std::initializer_list<std::string_view> allowed) const {
+    for (auto&& [key, value] : table) {
+      if (std::find(allowed.begin(), allowed.end(), key.str()) == allowed.end()) {
+        fail(key.source(), join(prefix, key.str()), "unknown key");
+      }
+    }
+  }
+
+  [[noreturn]] void failType(const toml::node& node, const std::string& key,
+                             std::string_view expected) const {
+    fail(node.source(), key,
+         "expected " + std::string(expected) + ", got " + std::string(typeName(node)));
+  }
+
+  const toml::table* subTable(const toml::table& parent, std::string_view name, bool required,
+                              bool parentIsRoot, const std::string& prefix) const {
+    const toml::node* node = parent.get(name);
+    const std::string key = join(prefix, name);
+    if (node == nullptr) {
+      if (required) {
+        failMissing(parent, parentIsRoot, key, "missing required table [" + key + "]");
+      }
+      return nullptr;
+    }
+    if (!node->is_table()) {
+      failType(*node, key, "table");
+    }
+    return node->as_table();
+  }
+
+  std::optional<std::string> getString(const toml::table& table, std::string_view name,
+                                       const std::string& prefix) const {
+    const toml::node* node = table.get(name);
+    if (node == nullptr) {
+      return std::nullopt;
+    }
+    if (!node->is_string()) {
+      failType(*node, join(prefix, name), "string");
+    }
+    return node->as_string()->get();
+  }
+
+  std::string requireString(const toml::table& table, std::string_view name,
+                            const std::string& prefix) const {
+    auto value = getString(table, name, prefix);
+    if (!value) {
+      failMissing(table, false, join(prefix, name), "missing required key");
+    }
+    return *value;
+  }
+
+  std::optional<bool> getBool(const toml::table& table, std::string_view name,
+                              const std::string& prefix) const {
+    const toml::node* node = table.get(name);
+    if (node == nullptr) {
+      return std::nullopt;
+    }
+    if (!node->is_boolean()) {
+      failType(*node, join(prefix, name), "boolean");
+    }
+    return node->as_boolean()->get();
+  }
+
+  // An integer within [min, max], or nullopt when absent.
+  std::optional<int64_t> getInteger(const toml::table& table, std::string_view name,
+                                    const std::string& prefix, int64_t min, int64_t max) const {
+    const toml::node* node = table.get(name);
+    if (node == nullptr) {
+      return std::nullopt;
+    }
+    const std::string key = join(prefix, name);
+    if (!node->is_integer()) {
+      failType(*node, key, "integer");
+    }
+    const int64_t value = node->as_integer()->get();
+    if (value < min || value > max) {
+      std::string range;
+      if (max == std::numeric_limits<int64_t>::max()) {
+        range = "at least " + std::to_string(min);
+      } else {
+        range = "from " + std::to_string(min) + " to " + std::to_string(max);
+      }
+      fail(node->source(), key, "must be " + range + ", got " + std::to_string(value));
+    }
+    return value;
+  }
+
+  // Integer = seconds; string = "<digits><unit>" with unit ms, s, m or h. Must be > 0.
+  std::optional<std::chrono::milliseconds> getDuration(const toml::table& table,
+                                                       std::string_view name,
+                                                       const std::string& prefix) const {
+    const toml::node* node = table.get(name);
+    if (node == nullptr) {
+      return std::nullopt;
+    }
+    const std::string key = join(prefix, name);
+    const char* const format =
+        "expected a duration such as 30, \"500ms\", \"30s\", \"5m\" or \"1h\"";
+    int64_t ms = 0;
+    if (node->is_integer()) {
+      const int64_t seconds = node->as_integer()->get();
+      if (seconds <= 0) {
+        fail(node->source(), key, "must be greater than 0");
+      }
+      ms = seconds > kMaxDurationMs / 1000 ? kMaxDurationMs + 1 : seconds * 1000;
+    } else if (node->is_string()) {
+      const std::string& text = node->as_string()->get();
+      size_t digits = 0;
+      while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+        ++digits;
+      }
+      const std::string unit = text.substr(digits);
+      int64_t scale = 0;
+      if (unit == "ms") {
+        scale = 1;
+      } else if (unit == "s") {
+        scale = 1000;
+      } else if (unit == "m") {
+        scale = 60 * 1000;
+      } else if (unit == "h") {
+        scale = 3600 * 1000;
+      }
+      if (digits == 0 || scale == 0) {
+        fail(node->source(), key, std::string(format) + ", got \"" + text + "\"");
+      }
+      // Twelve digits are already far beyond the cap; stop before stoll could overflow.
+      if (digits > 12) {
+        ms = kMaxDurationMs + 1;
+      } else {
+        const int64_t count = std::stoll(text.substr(0, digits));
+        ms = count > kMaxDurationMs / scale ? kMaxDurationMs + 1 : count * scale;
+      }
+      if (ms == 0) {
+        fail(node->source(), key, "must be greater than 0");
+      }
+    } else {
+      fail(node->source(), key, std::string(format) + ", got " + std::string(typeName(*node)));
+    }
+    if (ms > kMaxDurationMs) {
+      fail(node->source(), key, "must be at most 168h (7 days)");
+    }
+    return std::chrono::milliseconds(ms);
+  }
+
+  // Resolves against the config file's directory and checks that the file can be opened,
+  // so that a typo fails `--check-config` instead of the first TLS handshake.
+  std::filesystem::path readableFile(const toml::node& node, const std::string& key,
+                                     const std::string& value) const {
+    if (value.find('\0') != std::string::npos) {
+      fail(node.source(), key, "path contains a NUL byte");
+    }
+    std::filesystem::path path(value);
+    if (path.is_relative()) {
+      path = baseDir_ / path;
+    }
+    path = path.lexically_normal();
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+      fail(node.source(), key, "cannot read '" + path.string() + "': " + std::strerror(EISDIR));
+    }
+    std::FILE* file = std::fopen(path.c_str(), "rb");
+    if (file == nullptr) {
+      fail(node.source(), key, "cannot read '" + path.string() + "': " + std::strerror(errno));
+    }
+    std::fclose(file);
+    return path;
+  }
+
+  // Names that end up in SMTP lines (greeting, EHLO) must be plain host names: a TOML string
+  // can hold "\r\n", which would otherwise let the config inject protocol lines.
+  std::string hostName(const toml::node& node, const std::string& key,
+                       const std::string& value) const {
+    std::string name = value;
+    if (!name.empty() && name.back() == '.') {
+      name.pop_back();
+    }
+    if (!isDomainName(name)) {
+      fail(node.source(), key, "'" + value + "' is not a valid host name");
+    }
+    return name;
+  }
+
+  void readHostname(const toml::table& root, Config& config) const {
+    if (const toml::node* node = root.get("hostname")) {
+      auto value = getString(root, "hostname", "");
+      config.hostname = hostName(*node, "hostname", *value);
+      return;
+    }
+    char buffer[HOST_NAME_MAX + 1] = {};
+    if (gethostname(buffer, sizeof(buffer) - 1) != 0) {
+      fail({}, "hostname",
+           std::string("not set and gethostname() failed: ") + std::strerror(errno));
+    }
+    std::string name = buffer;
+    if (!name.empty() && name.back() == '.') {
+      name.pop_back();
+    }
+    if (!isDomainName(name)) {
+      fail({}, "hostname",
+           "not set, and the system host name '" + name + "' is not a valid host name");
+    }
+    config.hostname = name;
+  }
+
+  void readWorkers(const toml::table& root, Config& config) const {
+    const int64_t workers = getInteger(root, "workers", "", 0, kMaxWorkers).value_or(0);
+    if (workers == 0) {
+      // hardware_concurrency() may return 0 when unknown; the cap applies to the guess too.
+      const unsigned cores = std::thread::hardware_concurrency();
+      config.workers = std::clamp<unsigned>(cores, 1, kMaxWorkers);
+    } else {
+      config.workers = static_cast<unsigned>(workers);
+    }
+  }
+
+  Endpoint endpoint(const toml::table& table, const std::string& prefix, bool allowPortZero) const {
+    const std::string key = join(prefix, "address");
+    const std::string text = requireString(table, "address", prefix);
+    const toml::node& node = *table.get("address");
+    Endpoint result;
+    try {
+      result = parseEndpoint(text);
+    } catch (const std::invalid_argument& e) {
+      fail(node.source(), key,
+           "expected host:port or [IPv6]:port (" + std::string(e.what()) + "), got \"" + text +
+               "\"");
+    }
+    // Numeric addresses only: the event loop binds and connects without a resolver, and a name
+    // that resolves differently later would be a silent change of backend.
+    const bool v6 = result.host.find(':') != std::string::npos;
+    if (!isIpAddress(result.host, v6 ? AF_INET6 : AF_INET)) {
+      fail(node.source(), key, "'" + result.host + "' is not an IPv4 or IPv6 address");
+    }
+    if (!allowPortZero && result.port == 0) {
+      fail(node.source(), key, "port must be from 1 to 65535");
+    }
+    return result;
+  }
+
+  void readListeners(const toml::table& root, Config& config) const {
+    const toml::node* node = root.get("listener");
+    if (node == nullptr) {
+      failMissing(root, true, "listener", "at least one [[listener]] is required");
+    }
+    const toml::array* array = node->as_array();
+    if (array == nullptr) {
+      fail(node->source(), "listener",
+           std::string("expected an array of tables ([[listener]]), got ") + typeName(*node));
+    }
+    if (array->empty()) {
+      fail(node->source(), "listener", "at least one [[listener]] is required");
+    }
+    for (size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      const std::string prefix = "listener[" + std::to_string(i) + "]";
+      if (!element.is_table()) {
+        failType(element, prefix, "table");
+      }
+      const toml::table& table = *element.as_table();
+      checkKeys(table, prefix, {"name", "address", "require_tls"});
+      Listener listener;
+      listener.name = requireString(table, "name", prefix);
+      if (listener.name.empty()) {
+        fail(table.get("name")->source(), prefix + ".name", "must not be empty");
+      }
+      // The name appears in logs and metric labels: keep it to a safe alphabet.
+      for (char c : listener.name) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+        if (!ok) {
+          fail(table.get("name")->source(), prefix + ".name",
+               "may contain only letters, digits, '-', '_' and '.'");
+        }
+      }
+      for (size_t j = 0; j < config.listeners.size(); ++j) {
+        if (config.listeners[j].name == listener.name) {
+          fail(table.get("name")->source(), prefix + ".name",
+               "duplicate listener name '" + listener.name + "' (also listener[" +
+                   std::to_string(j) + "])");
+        }
+      }
+      listener.address = endpoint(table, prefix, true);
+      listener.requireTls = getBool(table, "require_tls", prefix).value_or(false);
+      config.listeners.push_back(std::move(listener));
+    }
+  }
+
+  void readBackend(const toml::table& root, Config& config) const {
+    const toml::table& table = *subTable(root, "backend", true, true, "");
+    checkKeys(table, "backend", {"address", "helo_name", "probe_interval"});
+    config.backend.address = endpoint(table, "backend", false);
+    const auto helo = getString(table, "helo_name", "backend");
+    if (helo && !helo->empty()) {
+      config.backend.heloName = hostName(*table.get("helo_name"), "backend.helo_name", *helo);
+    } else {
+      config.backend.heloName = config.hostname;
+    }
+    if (auto interval = getDuration(table, "probe_interval", "backend")) {
+      config.backend.probeInterval = *interval;
+    }
+  }
+
+  void readTls(const toml::table& root, Config& config) const {
+    const toml::table& table = *subTable(root, "tls", true, true, "");
+    checkKeys(table, "tls",
+              {"cert", "key", "client_ca", "min_version", "session_cache_size", "session_timeout",
+               "session_tickets", "tickets_per_handshake"});
+    Tls& tls = config.tls;
+    for (auto [name, target] : {std::pair{"cert", &tls.cert}, std::pair{"key", &tls.key}}) {
+      const std::string value = requireString(table, name, "tls");
+      if (value.empty()) {
+        fail(table.get(name)->source(), join("tls", name), "must not be empty");
+      }
+      *target = readableFile(*table.get(name), join("tls", name), value);
+    }
+    if (auto ca = getString(table, "client_ca", "tls"); ca && !ca->empty()) {
+      tls.clientCa = readableFile(*table.get("client_ca"), "tls.client_ca", *ca);
+    }
+    if (auto version = getString(table, "min_version", "tls")) {
+      if (*version != "TLSv1.2" && *version != "TLSv1.3") {
+        fail(table.get("min_version")->source(), "tls.min_version",
+             "expected \"TLSv1.2\" or \"TLSv1.3\", got \"" + *version + "\"");
+      }
+      tls.minVersion = *version;
+    }
+    if (auto size = getInteger(table, "session_cache_size", "tls", 0,
+                               std::numeric_limits<int64_t>::max())) {
+      tls.sessionCacheSize = static_cast<std::size_t>(*size);
+    }
+    if (auto timeout = getDuration(table, "session_timeout", "tls")) {
+      if (timeout->count() % 1000 != 0) {
+        fail(table.get("session_timeout")->source(), "tls.session_timeout",
+             "must be a whole number of seconds");
+      }
+      tls.sessionTimeout = std::chrono::duration_cast<std::chrono::seconds>(*timeout);
+    }
+    tls.sessionTickets = getBool(table, "session_tickets", "tls").value_or(true);
+    tls.ticketsPerHandshake =
+        static_cast<int>(getInteger(table, "tickets_per_handshake", "tls", 0, 8).value_or(1));
+  }
+
+  void readPolicy(const toml::table& root, Config& config) const {
+    const toml::table* table = subTable(root, "policy", false, true, "");
+    if (table == nullptr) {
+      return;
+    }
+    checkKeys(*table, "policy", {"fingerprints", "local_domains"});
+    if (auto file = getString(*table, "fingerprints", "policy"); file && !file->empty()) {
+      config.policy.fingerprints =
+          readableFile(*table->get("fingerprints"), "policy.fingerprints", *file);
+    }
+    const toml::node* node = table->get("local_domains");
+    if (node == nullptr) {
+      return;
+    }
+    const toml::array* array = node->as_array();
+    if (array == nullptr) {
+      failType(*node, "policy.local_domains", "array of strings");
+    }
+    for (size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      const std::string key = "policy.local_domains[" + std::to_string(i) + "]";
+      if (!element.is_string()) {
+        failType(element, key, "string");
+      }
+      const std::string& written = element.as_string()->get();
+      std::string domain = toLower(written);
+      if (!domain.empty() && domain.back() == '.' && domain.front() != '[') {
+        domain.pop_back();
+      }
+      // ".example.com" = every subdomain of example.com; the rest must be a plain name.
+      const std::string_view name =
+          !domain.empty() && domain.front() == '.' ? std::string_view(domain).substr(1) : domain;
+      if (!isDomainName(name) && !(name.size() == domain.size() && isAddressLiteral(domain))) {
+        fail(element.source(), key,
+             "'" + written + "' is not a domain name, \".domain\" or address literal");
+      }
+      config.policy.localDomains.push_back(std::move(domain));
+    }
+  }
+
+  void readTimeouts(const toml::table& root, Config& config) const {
+    const toml::table* table = subTable(root, "timeouts", false, true, "");
+    if (table == nullptr) {
+      return;
+    }
+    Timeouts& t = config.timeouts;
+    const std::pair<const char*, std::chrono::milliseconds*> fields[] = {
+        {"command", &t.command},
+        {"tls_handshake", &t.tlsHandshake},
+        {"data", &t.data},
+        {"backend_connect", &t.backendConnect},
+        {"backend_reply", &t.backendReply},
+        {"shutdown", &t.shutdown},
+    };
+    checkKeys(*table, "timeouts",
+              {"command", "tls_handshake", "data", "backend_connect", "backend_reply", "shutdown"});
+    for (const auto& [name, target] : fields) {
+      if (auto value = getDuration(*table, name, "timeouts")) {
+        *target = *value;
+      }
+    }
+  }
+
+  void readLimits(const toml::table& root, Config& config) const {
+    const toml::table* table = subTable(root, "limits", false, true, "");
+    if (table == nullptr) {
+      return;
+    }
+    checkKeys(
+        *table, "limits",
+        {"max_line_length", "max_recipients", "max_errors", "max_connections", "high_watermark"});
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    Limits& l = config.limits;
+    if (auto v = getInteger(*table, "max_line_length", "limits", 512, 65536)) {
+      l.maxLineLength = static_cast<std::size_t>(*v);
+    }
+    if (auto v = getInteger(*table, "max_recipients", "limits", 1, kMax)) {
+      l.maxRecipients = static_cast<std::size_t>(*v);
+    }
+    if (auto v = getInteger(*table, "max_errors", "limits", 1, UINT_MAX)) {
+      l.maxErrors = static_cast<unsigned>(*v);
+    }
+    if (auto v = getInteger(*table, "max_connections", "limits", 1, kMax)) {
+      l.maxConnections = static_cast<std::size_t>(*v);
+    }
+    if (auto v = getInteger(*table, "high_watermark", "limits", 4096, kMax)) {
+      l.highWatermark = static_cast<std::size_t>(*v);
+    }
+  }
+
+  std::string origin_;
+  std::filesystem::path baseDir_;
+};
+
+}  // namespace
+
+Config parse(const std::string& text, const std::filesystem::path& origin) {
+  return Loader(origin).run(text);
+}
+
+Config load(const std::filesystem::path& file) {
+  std::FILE* stream = std::fopen(file.c_str(), "rb");
+  if (stream == nullptr) {
+    throw ConfigError(file.string() + ": cannot read: " + std::strerror(errno));
+  }
+  std::string text;
+  char buffer[64 * 1024];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), stream)) > 0) {
+    text.append(buffer, n);
+  }
+  // fopen() succeeds on a directory; the read is where EISDIR shows up.
+  const bool failed = std::ferror(stream) != 0;
+  const int error = errno;
+  std::fclose(stream);
+  if (failed) {
+    throw ConfigError(file.string() + ": cannot read: " + std::strerror(error));
+  }
+  return parse(text, file);
+}
+
+}  // namespace certrelay::config

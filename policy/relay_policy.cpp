@@ -1,0 +1,274 @@
+// Fingerprint table, local domains and the trust lookup. The table is read in Postfix's
+// relay_clientcerts format so that an existing file can be reused unchanged.
+
+#include "policy/relay_policy.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace certrelay::policy {
+
+namespace {
+
+// Digest sizes a fingerprint can have: md5, sha1, sha224, sha256, sha384, sha512. Any other
+// length is a truncated or mangled copy that could never match, so it is refused at load time
+// instead of sitting silently in the table.
+constexpr std::size_t kDigestSizes[] = {16, 20, 28, 32, 48, 64};
+
+// An identity ends up in XCLIENT LOGIN= and in log lines; keep it well inside one SMTP line.
+constexpr std::size_t kMaxIdentity = 255;
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+bool isBlank(char c) {
+  return c == ' ' || c == '\t';
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && isBlank(text.front())) {
+    text.remove_prefix(1);
+  }
+  while (!text.empty() && isBlank(text.back())) {
+    text.remove_suffix(1);
+  }
+  return text;
+}
+
+// For error messages: at most 80 bytes, anything unprintable shown as '?'.
+std::string sanitize(std::string_view text) {
+  std::string out(text.substr(0, 80));
+  for (char& c : out) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte > 0x7e) {
+      c = '?';
+    }
+  }
+  return out;
+}
+
+std::string colonForm(const std::string& canonical) {
+  std::string out;
+  out.reserve(canonical.size() * 3 / 2);
+  for (std::size_t i = 0; i < canonical.size(); i += 2) {
+    if (i != 0) {
+      out.push_back(':');
+    }
+    out.append(canonical, i, 2);
+  }
+  return out;
+}
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+std::string toLower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    c = lower(c);
+  }
+  return out;
+}
+
+// Lower case, one trailing dot removed: the form both patterns and queries are compared in.
+std::string normalizeDomain(std::string_view domain) {
+  if (!domain.empty() && domain.back() == '.') {
+    domain.remove_suffix(1);
+  }
+  return toLower(domain);
+}
+
+}  // namespace
+
+std::optional<std::string> normalizeFingerprint(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  const bool colons = text.find(':') != std::string_view::npos;
+  std::string out;
+  out.reserve(text.size());
+  std::size_t i = 0;
+  while (i < text.size()) {
+    // With colons the layout is strictly "HH:HH:...:HH"; a colon anywhere else is refused so
+    // that "A:BC" is never read as the byte 0xAB followed by half of another.
+    if (colons && i != 0) {
+      if (text[i] != ':') {
+        return std::nullopt;
+      }
+      ++i;
+    }
+    if (i + 1 >= text.size()) {  // half a byte at the end
+      return std::nullopt;
+    }
+    const int high = hexValue(text[i]);
+    const int low = hexValue(text[i + 1]);
+    if (high < 0 || low < 0) {
+      return std::nullopt;
+    }
+    out.push_back(kHex[high]);
+    out.push_back(kHex[low]);
+    i += 2;
+  }
+  const std::size_t bytes = out.size() / 2;
+  for (std::size_t size : kDigestSizes) {
+    if (bytes == size) {
+      return out;
+    }
+  }
+  return std::nullopt;
+}
+
+FingerprintTable FingerprintTable::parse(std::string_view text, std::string_view origin) {
+  FingerprintTable table;
+  // A rough count of lines keeps a 100,000-entry table from rehashing a dozen times.
+  table.entries_.reserve(static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
+  std::size_t lineNumber = 0;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    ++lineNumber;
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) {
+      end = text.size();
+    }
+    std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (!line.empty() && line.back() == '\r') {
+      line.remove_suffix(1);
+    }
+    line = trim(line);
+    // '#' starts a comment only as the first non-blank character: an identity may contain it.
+    if (line.empty() || line.front() == '#') {
+      continue;
+    }
+    const auto where = [&] {
+      return std::string(origin) + ":" + std::to_string(lineNumber) + ": ";
+    };
+    std::size_t keyEnd = 0;
+    while (keyEnd < line.size() && !isBlank(line[keyEnd])) {
+      ++keyEnd;
+    }
+    const std::string_view key = line.substr(0, keyEnd);
+    auto fingerprint = normalizeFingerprint(key);
+    if (!fingerprint) {
+      throw PolicyError(where() + "bad fingerprint '" + sanitize(key) + "'");
+    }
+    const std::string_view rest = trim(line.substr(keyEnd));
+    for (char c : rest) {
+      const auto byte = static_cast<unsigned char>(c);
+      if (byte != ' ' && (byte < 0x21 || byte > 0x7e)) {
+        throw PolicyError(where() + "identity '" + sanitize(rest) +
+                          "' must be printable ASCII (spaces allowed inside)");
+      }
+    }
+    if (rest.size() > kMaxIdentity) {
+      throw PolicyError(where() + "identity longer than " + std::to_string(kMaxIdentity) +
+                        " bytes");
+    }
+    std::string identity = rest.empty() ? colonForm(*fingerprint) : std::string(rest);
+    // emplace keeps the existing entry: the first line for a key wins, as with postmap.
+    table.entries_.emplace(std::move(*fingerprint), std::move(identity));
+  }
+  return table;
+}
+
+FingerprintTable FingerprintTable::load(const std::filesystem::path& file) {
+  std::FILE* stream = std::fopen(file.c_str(), "rb");
+  if (stream == nullptr) {
+    throw PolicyError(file.string() + ": cannot read: " + std::strerror(errno));
+  }
+  std::string text;
+  char buffer[64 * 1024];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), stream)) > 0) {
+    text.append(buffer, n);
+  }
+  // fopen() succeeds on a directory; EISDIR only shows up when reading.
+  const bool failed = std::ferror(stream) != 0;
+  const int error = errno;
+  std::fclose(stream);
+  if (failed) {
+    throw PolicyError(file.string() + ": cannot read: " + std::strerror(error));
+  }
+  return parse(text, file.string());
+}
+
+const std::string* FingerprintTable::find(std::string_view canonicalFingerprint) const {
+  const auto it = entries_.find(std::string(canonicalFingerprint));
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+LocalDomains::LocalDomains(const std::vector<std::string>& patterns) {
+  for (const std::string& pattern : patterns) {
+    std::string normalized = normalizeDomain(pattern);
+    if (normalized.empty() || normalized == ".") {
+      continue;  // would otherwise match nothing or, as a suffix, everything
+    }
+    if (normalized.front() == '.') {
+      suffixes_.push_back(std::move(normalized));
+    } else {
+      exact_.push_back(std::move(normalized));
+    }
+  }
+}
+
+bool LocalDomains::contains(std::string_view domain) const {
+  const std::string name = normalizeDomain(domain);
+  if (name.empty()) {
+    return false;
+  }
+  for (const std::string& exact : exact_) {
+    if (name == exact) {
+      return true;
+    }
+  }
+  // ".example.com" matches "a.example.com" but not "example.com" nor "badexample.com": the
+  // suffix carries its leading dot, and the name must have at least one label before it.
+  for (const std::string& suffix : suffixes_) {
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::optional<std::string> Policy::trustedIdentity(const CertificateKeys& keys) const {
+  // Certificate first, then public key: the Postfix <= 3.8 order. Both are normalised again so a
+  // caller passing lower case or colons cannot make a listed key miss.
+  for (const std::string* fingerprint : {&keys.certFingerprint, &keys.pkeyFingerprint}) {
+    if (fingerprint->empty()) {
+      continue;
+    }
+    const auto canonical = normalizeFingerprint(*fingerprint);
+    if (!canonical) {
+      continue;
+    }
+    if (const std::string* identity = table.find(*canonical)) {
+      return *identity;
+    }
+  }
+  return std::nullopt;
+}
+
+PolicyPtr buildPolicy(const std::filesystem::path& fingerprintsFile,
+                      const std::vector<std::string>& localDomains) {
+  auto policy = std::make_shared<Policy>();
+  if (!fingerprintsFile.empty()) {
+    policy->table = FingerprintTable::load(fingerprintsFile);
+  }
+  policy->localDomains = LocalDomains(localDomains);
+  return policy;
+}
+
+}  // namespace certrelay::policy

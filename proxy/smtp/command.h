@@ -13,8 +13,24 @@
 namespace certrelay::smtp {
 
 enum class Verb {
-  Ehlo, Helo, Starttls, Mail, Rcpt, Data, Bdat, Rset, Noop, Quit, Vrfy, Help,
-  Xclient, Xforward, Auth, Expn, Etrn, Turn,
+  Ehlo,
+  Helo,
+  Starttls,
+  Mail,
+  Rcpt,
+  Data,
+  Bdat,
+  Rset,
+  Noop,
+  Quit,
+  Vrfy,
+  Help,
+  Xclient,
+  Xforward,
+  Auth,
+  Expn,
+  Etrn,
+  Turn,
   Unknown,
 };
 
@@ -47,7 +63,6 @@ enum class PathError {
 
 // `argument` is Command::argument of MAIL or RCPT; `prefix` is "FROM:" or "TO:"
 // (case-insensitive; spaces after the colon tolerated).
-PathError parsePathArgument(std::string_view argument, std::string_view prefix,
-                            PathArgument& out);
+PathError parsePathArgument(std::string_view argument, std::string_view prefix, PathArgument& out);
 
 }  // namespace certrelay::smtp

@@ -18,8 +18,9 @@ class LineReader {
 
   enum class Result { Line, NeedMore, TooLong };
 
-  // Appends raw bytes.
-  void feed(std::string_view bytes) { buffer_.append(bytes.data(), bytes.size()); }
+  // Appends raw bytes. While the tail of an over-long line is being discarded, bytes up to its
+  // LF are dropped here, so they are never buffered.
+  void feed(std::string_view bytes);
 
   // Extracts the next complete line (without CR LF) into `line`.
   Result next(std::string& line);
@@ -34,8 +35,8 @@ class LineReader {
  private:
   std::size_t max_;
   std::string buffer_;
-  std::size_t pos_ = 0;       // start of the unconsumed part of buffer_
-  bool discarding_ = false;   // inside an over-long line, dropping bytes until LF
+  std::size_t pos_ = 0;      // start of the unconsumed part of buffer_
+  bool discarding_ = false;  // inside an over-long line, dropping bytes until LF
 };
 
 }  // namespace certrelay::smtp

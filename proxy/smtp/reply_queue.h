@@ -27,7 +27,7 @@ class ReplyQueue {
 
   // Appends every filled reply at the front to `out`, in order, and removes them. Returns true
   // when one of the drained slots asked to close the connection after it (nothing after such a
-  // slot is drained).
+  // slot is drained, then or by any later call: later calls append nothing and return true).
   bool drain(std::string& out);
 
   bool empty() const { return slots_.empty(); }
@@ -42,8 +42,11 @@ class ReplyQueue {
     bool closeAfter;
     std::string wire;
   };
+  // Tickets in slots_ are consecutive (slots leave only from the front), so a ticket's index is
+  // ticket - slots_.front().ticket.
   std::deque<Slot> slots_;
   Ticket next_ = 1;
+  bool closed_ = false;  // a closeAfter slot was drained: the client gets nothing more
 };
 
 }  // namespace certrelay::smtp

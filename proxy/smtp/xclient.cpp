@@ -46,8 +46,7 @@ std::vector<std::string> buildXclientCommands(const ClientIdentity& identity,
     add(early, "LOGIN", encodedOrUnavailable(identity.login));
   }
   add(early, "DESTADDR", addressValue(identity.destAddr));
-  add(early, "DESTPORT",
-      identity.destPort != 0 ? std::to_string(identity.destPort) : kUnavailable);
+  add(early, "DESTPORT", identity.destPort != 0 ? std::to_string(identity.destPort) : kUnavailable);
   // The proxy does no reverse DNS lookups: the name is unknown, not made up.
   add(last, "NAME", kUnavailable);
   add(last, "ADDR", addressValue(identity.addr));

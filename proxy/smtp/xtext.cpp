@@ -1,0 +1,68 @@
+#include "proxy/smtp/xtext.h"
+
+namespace certrelay::smtp {
+
+namespace {
+
+constexpr char kHex[] = "0123456789ABCDEF";
+
+// xchar: '!'..'~' except '+' (the escape) and '=' (the parameter separator).
+bool isXchar(unsigned char c) {
+  return c >= '!' && c <= '~' && c != '+' && c != '=';
+}
+
+// RFC 1891 requires upper-case hex digits after '+'.
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+}  // namespace
+
+std::string xtextEncode(std::string_view raw) {
+  std::string out;
+  out.reserve(raw.size());
+  for (char c : raw) {
+    const auto u = static_cast<unsigned char>(c);
+    if (isXchar(u)) {
+      out.push_back(c);
+    } else {
+      out.push_back('+');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 0x0f]);
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> xtextDecode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto u = static_cast<unsigned char>(text[i]);
+    if (u == '+') {
+      if (text.size() - i < 3) {  // '+' needs two hex digits after it
+        return std::nullopt;
+      }
+      const int hi = hexValue(text[i + 1]);
+      const int lo = hexValue(text[i + 2]);
+      if (hi < 0 || lo < 0) {
+        return std::nullopt;
+      }
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (isXchar(u)) {
+      out.push_back(text[i]);
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
+}  // namespace certrelay::smtp

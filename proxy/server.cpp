@@ -155,17 +155,6 @@ std::string checkRuntimeConfig(const config::Config& config) {
   } catch (const std::exception& e) {
     return e.what();
   }
-  sockaddr_storage addr{};
-  if (!toSockaddr(config.backend.address, addr)) {
-    return config.file.string() + ": backend.address: " + config.backend.address.host +
-           " is not a numeric IP address";
-  }
-  for (const auto& listener : config.listeners) {
-    if (!toSockaddr(listener.address, addr)) {
-      return config.file.string() + ": listener " + listener.name + ": " +
-             listener.address.host + " is not a numeric IP address";
-    }
-  }
   return {};
 }
 

@@ -35,8 +35,7 @@ BackendConnection* BackendConnection::start(uv_loop_t* loop, const config::Confi
 }
 
 BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
-                                     Listener* listener, Mode mode,
-                                     smtp::ClientIdentity identity)
+                                     Listener* listener, Mode mode, smtp::ClientIdentity identity)
     : loop_(loop),
       config_(config),
       listener_(listener),
@@ -222,8 +221,7 @@ void BackendConnection::handleSetupReply(smtp::Reply& reply) {
 
 void BackendConnection::sendXclient() {
   if (phase_ != Phase::Xclient) {
-    const auto commands =
-        smtp::buildXclientCommands(identity_, capabilities_.xclientAttributes);
+    const auto commands = smtp::buildXclientCommands(identity_, capabilities_.xclientAttributes);
     if (commands.empty()) {
       fail(BackendFailure::XclientNotOffered,
            "backend's XCLIENT offers none of the attributes the proxy sends");

@@ -69,8 +69,8 @@ class BackendConnection {
     Probe,    // greeting and EHLO only, to learn the capabilities; ready = probe done
   };
 
-  static BackendConnection* start(uv_loop_t* loop, const config::Config& config,
-                                  Listener* listener, Mode mode, smtp::ClientIdentity identity);
+  static BackendConnection* start(uv_loop_t* loop, const config::Config& config, Listener* listener,
+                                  Mode mode, smtp::ClientIdentity identity);
 
   // Queues a command line (without CR LF). Its reply goes to onBackendReply with `tag`.
   void sendCommand(std::string_view line, BackendPurpose purpose, std::uint64_t tag);
@@ -93,7 +93,13 @@ class BackendConnection {
 
  private:
   enum class Phase : std::uint8_t {
-    Connecting, Greeting, ProxyEhlo, Xclient, ClientEhlo, Ready, Closing,
+    Connecting,
+    Greeting,
+    ProxyEhlo,
+    Xclient,
+    ClientEhlo,
+    Ready,
+    Closing,
   };
   struct Expected {
     BackendPurpose purpose;
@@ -105,8 +111,8 @@ class BackendConnection {
     Expected expected;
   };
 
-  BackendConnection(uv_loop_t* loop, const config::Config& config, Listener* listener,
-                    Mode mode, smtp::ClientIdentity identity);
+  BackendConnection(uv_loop_t* loop, const config::Config& config, Listener* listener, Mode mode,
+                    smtp::ClientIdentity identity);
   ~BackendConnection() = default;
 
   void connect();

@@ -11,8 +11,14 @@ namespace certrelay::log {
 enum class Level { Info, Warning, Error };
 
 void line(Level level, std::string_view sessionId, std::string_view message);
-inline void info(std::string_view message) { line(Level::Info, {}, message); }
-inline void warning(std::string_view message) { line(Level::Warning, {}, message); }
-inline void error(std::string_view message) { line(Level::Error, {}, message); }
+inline void info(std::string_view message) {
+  line(Level::Info, {}, message);
+}
+inline void warning(std::string_view message) {
+  line(Level::Warning, {}, message);
+}
+inline void error(std::string_view message) {
+  line(Level::Error, {}, message);
+}
 
 }  // namespace certrelay::log

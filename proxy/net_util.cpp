@@ -13,8 +13,8 @@ bool toSockaddr(const config::Endpoint& endpoint, sockaddr_storage& out) {
       0) {
     return true;
   }
-  return uv_ip6_addr(endpoint.host.c_str(), endpoint.port,
-                     reinterpret_cast<sockaddr_in6*>(&out)) == 0;
+  return uv_ip6_addr(endpoint.host.c_str(), endpoint.port, reinterpret_cast<sockaddr_in6*>(&out)) ==
+         0;
 }
 
 PeerAddress fromSockaddr(const sockaddr_storage& storage) {
@@ -37,7 +37,9 @@ PeerAddress fromSockaddr(const sockaddr_storage& storage) {
   return peer;
 }
 
-std::string clientLogName(const PeerAddress& peer) { return "unknown[" + peer.addr + "]"; }
+std::string clientLogName(const PeerAddress& peer) {
+  return "unknown[" + peer.addr + "]";
+}
 
 uv_buf_t readBuffer() {
   static thread_local char buffer[64 * 1024];

@@ -10,7 +10,9 @@ namespace certrelay::proxy::replies {
 inline std::string greeting(std::string_view host) {
   return "220 " + std::string(host) + " ESMTP certrelay\r\n";
 }
-inline std::string heloOk(std::string_view host) { return "250 " + std::string(host) + "\r\n"; }
+inline std::string heloOk(std::string_view host) {
+  return "250 " + std::string(host) + "\r\n";
+}
 inline std::string timeout(std::string_view host) {
   return "421 4.4.2 " + std::string(host) + " Error: timeout exceeded\r\n";
 }
@@ -58,8 +60,7 @@ inline constexpr std::string_view kUtf8Sender =
     "553 5.6.7 Must declare SMTPUTF8 to send unicode address\r\n";
 inline constexpr std::string_view kTooManyRecipients = "452 4.5.3 Error: too many recipients\r\n";
 inline constexpr std::string_view kNoValidRecipients = "554 5.5.1 Error: no valid recipients\r\n";
-inline constexpr std::string_view kSizeExceeded =
-    "552 5.3.4 Message size exceeds fixed limit\r\n";
+inline constexpr std::string_view kSizeExceeded = "552 5.3.4 Message size exceeds fixed limit\r\n";
 inline constexpr std::string_view kSyncError = "554 5.5.0 Error: SMTP protocol synchronization\r\n";
 inline constexpr std::string_view kVrfy =
     "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n";

@@ -36,8 +36,8 @@ class CapabilityProbe final : public BackendConnection::Listener {
     if (connection_ != nullptr) {
       return;  // the previous probe is still running
     }
-    connection_ = BackendConnection::start(loop_, *shared_.config, this,
-                                           BackendConnection::Mode::Probe, {});
+    connection_ =
+        BackendConnection::start(loop_, *shared_.config, this, BackendConnection::Mode::Probe, {});
   }
   void stop() {
     if (connection_ != nullptr) {
@@ -99,13 +99,12 @@ int bindListener(const config::Listener& listener, std::uint16_t port) {
   if (addr.ss_family == AF_INET6) {
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
-  const socklen_t len =
-      addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  const socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 1024) != 0) {
     const int saved = errno;
     ::close(fd);
-    throw StartupError("listener " + listener.name + ": cannot listen on " +
-                       endpoint.toString() + ": " + std::strerror(saved));
+    throw StartupError("listener " + listener.name + ": cannot listen on " + endpoint.toString() +
+                       ": " + std::strerror(saved));
   }
   return fd;
 }
@@ -138,10 +137,10 @@ void requestStop(MainLoop& main, const char* why) {
     worker->requestStop();
   }
   main.probe->stop();
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&main.sigterm),
-                         reinterpret_cast<uv_handle_t*>(&main.sigint),
-                         reinterpret_cast<uv_handle_t*>(&main.sighup),
-                         reinterpret_cast<uv_handle_t*>(&main.probeTimer)}) {
+  for (uv_handle_t* h :
+       {reinterpret_cast<uv_handle_t*>(&main.sigterm), reinterpret_cast<uv_handle_t*>(&main.sigint),
+        reinterpret_cast<uv_handle_t*>(&main.sighup),
+        reinterpret_cast<uv_handle_t*>(&main.probeTimer)}) {
     uv_close(h, nullptr);
   }
 }
@@ -169,8 +168,8 @@ int runServer(std::shared_ptr<const config::Config> config) {
   shared.tls = tls::Context::create(config->tls);
   shared.policy.store(
       policy::buildPolicy(config->policy.fingerprints, config->policy.localDomains));
-  log::info("fingerprint table: " +
-            std::to_string(shared.policy.load()->table.size()) + " entries");
+  log::info("fingerprint table: " + std::to_string(shared.policy.load()->table.size()) +
+            " entries");
 
   MainLoop main;
   uv_loop_init(&main.loop);
@@ -182,8 +181,9 @@ int runServer(std::shared_ptr<const config::Config> config) {
   probe.start();
   uv_run(&main.loop, UV_RUN_DEFAULT);
   if (!probe.answeredOnce()) {
-    log::warning("backend not answering yet; EHLO offers only PIPELINING and STARTTLS until it "
-                 "does");
+    log::warning(
+        "backend not answering yet; EHLO offers only PIPELINING and STARTTLS until it "
+        "does");
   }
 
   std::vector<std::vector<ListenerSocket>> perWorker(config->workers);
@@ -221,8 +221,7 @@ int runServer(std::shared_ptr<const config::Config> config) {
       SIGTERM);
   uv_signal_start(
       &main.sigint,
-      [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGINT"); },
-      SIGINT);
+      [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGINT"); }, SIGINT);
   uv_signal_start(
       &main.sighup,
       [](uv_signal_t*, int) { log::info("SIGHUP: nothing to reload in this version"); }, SIGHUP);

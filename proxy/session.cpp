@@ -142,8 +142,8 @@ void Session::onHandshakeDone() {
                                             : "Untrusted";
   std::string line = std::string(trust) + " TLS connection established from " + clientName() +
                      ": " + facts.version + " with cipher " + facts.cipher + " (" +
-                     std::to_string(facts.cipherBits) + "/" +
-                     std::to_string(facts.cipherAlgBits) + " bits)";
+                     std::to_string(facts.cipherBits) + "/" + std::to_string(facts.cipherAlgBits) +
+                     " bits)";
   if (!facts.group.empty()) {
     line += " key-exchange " + facts.group;
   }
@@ -187,11 +187,10 @@ void Session::startClientWrite() {
   out_.clear();
   uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
   writeReq_.data = this;
-  const int rc =
-      uv_write(&writeReq_, reinterpret_cast<uv_stream_t*>(&client_), &buf, 1,
-               [](uv_write_t* req, int status) {
-                 static_cast<Session*>(req->data)->onClientWriteDone(status);
-               });
+  const int rc = uv_write(&writeReq_, reinterpret_cast<uv_stream_t*>(&client_), &buf, 1,
+                          [](uv_write_t* req, int status) {
+                            static_cast<Session*>(req->data)->onClientWriteDone(status);
+                          });
   if (rc != 0) {
     inflight_.clear();
     teardown("write failed");
@@ -269,9 +268,9 @@ void Session::onClientTimer() {
     armClientTimer(config_.timeouts.command);
     return;
   }
-  log::line(log::Level::Info, id_, "timeout after " +
-                                       std::string(phase_ == Phase::Command ? "command" : "DATA") +
-                                       " from " + clientName());
+  log::line(log::Level::Info, id_,
+            "timeout after " + std::string(phase_ == Phase::Command ? "command" : "DATA") +
+                " from " + clientName());
   dropBackend();  // an unfinished DATA is never completed towards the backend
   reply(replies::timeout(config_.hostname), true);
 }
@@ -295,7 +294,9 @@ void Session::drain() {
   }
 }
 
-void Session::forceClose() { teardown("shutdown deadline"); }
+void Session::forceClose() {
+  teardown("shutdown deadline");
+}
 
 void Session::teardown(const char* reason) {
   if (tornDown_) {

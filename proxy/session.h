@@ -128,9 +128,9 @@ class Session final : public BackendConnection::Listener {
   std::string out_;       // bytes (ciphertext under TLS) waiting for the write in flight
   std::string inflight_;  // bytes of the write in flight
 
-  tls::ContextPtr tlsContext_;          // the snapshot this session started with
-  std::unique_ptr<tls::Engine> tls_;    // set from the 220 to STARTTLS on
-  policy::CertificateKeys certificate_; // fingerprints of the client certificate, if any
+  tls::ContextPtr tlsContext_;           // the snapshot this session started with
+  std::unique_ptr<tls::Engine> tls_;     // set from the 220 to STARTTLS on
+  policy::CertificateKeys certificate_;  // fingerprints of the client certificate, if any
 
   smtp::LineReader lines_;
   smtp::DataCanonicalizer data_;
@@ -142,10 +142,10 @@ class Session final : public BackendConnection::Listener {
   // Dialogue state; all of it is forgotten at STARTTLS.
   std::string helo_;
   bool esmtp_ = false;
-  bool mailOpen_ = false;        // MAIL accepted locally (the backend may still refuse it)
-  bool utf8_ = false;            // MAIL ... SMTPUTF8
-  std::string mailFrom_;         // canonical sender, for logs
-  std::size_t rcptTotal_ = 0;    // RCPT commands in this transaction
+  bool mailOpen_ = false;      // MAIL accepted locally (the backend may still refuse it)
+  bool utf8_ = false;          // MAIL ... SMTPUTF8
+  std::string mailFrom_;       // canonical sender, for logs
+  std::size_t rcptTotal_ = 0;  // RCPT commands in this transaction
   std::size_t rcptForwarded_ = 0;
   bool awaitingDataReply_ = false;
   // A command that must end its pipelining group (EHLO, HELO, STARTTLS, QUIT) and arrived while

@@ -95,15 +95,16 @@ void Session::onBackendFailure(BackendFailure failure, const std::string& detail
   backend_ = nullptr;
   const bool configuration =
       failure == BackendFailure::XclientNotOffered || failure == BackendFailure::XclientRefused;
-  log::line(configuration ? log::Level::Error : log::Level::Warning, id_,
-            "backend " + config_.backend.address.toString() + " " + toString(failure) + ": " +
-                detail);
+  log::line(
+      configuration ? log::Level::Error : log::Level::Warning, id_,
+      "backend " + config_.backend.address.toString() + " " + toString(failure) + ": " + detail);
   bool first = true;
   for (const auto& owed : outstanding) {
     if (configuration) {
       // Never continue under the proxy's own identity: fail closed and hang up.
-      replies_.fill(owed.tag, first ? replies::backendConfiguration(config_.hostname)
-                                    : std::string(replies::kBackendUnavailable),
+      replies_.fill(owed.tag,
+                    first ? replies::backendConfiguration(config_.hostname)
+                          : std::string(replies::kBackendUnavailable),
                     first);
     } else if (owed.purpose == BackendPurpose::EndOfData) {
       log::line(log::Level::Warning, id_,
@@ -123,6 +124,8 @@ void Session::onBackendFailure(BackendFailure failure, const std::string& detail
   resumeInput();
 }
 
-void Session::onBackendWritable() { updateReading(); }
+void Session::onBackendWritable() {
+  updateReading();
+}
 
 }  // namespace certrelay::proxy

@@ -194,8 +194,7 @@ void Session::handleCommand(smtp::Command& command) {
     case smtp::Verb::Xclient:
     case smtp::Verb::Xforward:
       // Only the proxy speaks for the client; a client's own claim is never forwarded.
-      log::line(log::Level::Warning, id_,
-                "refused " + command.verbText + " from " + clientName());
+      log::line(log::Level::Warning, id_, "refused " + command.verbText + " from " + clientName());
       reject(replies::kNotAuthorized);
       return;
     case smtp::Verb::Auth:
@@ -324,8 +323,7 @@ void Session::onRcpt(const smtp::Command& command) {
   const auto policy = worker_.shared().policy.load();
   std::string identity;
   const bool isTrusted = trusted(&identity);
-  const policy::Decision decision =
-      policy::decideRecipient(*policy, isTrusted, path.path, utf8_);
+  const policy::Decision decision = policy::decideRecipient(*policy, isTrusted, path.path, utf8_);
   switch (decision.verdict) {
     case policy::Verdict::Accept:
       ++rcptForwarded_;
@@ -373,7 +371,9 @@ void Session::onRset(const smtp::Command&) {
   }
 }
 
-void Session::onQuit() { reply(replies::kBye, true); }
+void Session::onQuit() {
+  reply(replies::kBye, true);
+}
 
 void Session::consumeData(std::string_view bytes) {
   scratch_.clear();

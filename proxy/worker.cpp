@@ -14,13 +14,14 @@ Worker::Worker(unsigned index, SharedState& shared, std::vector<ListenerSocket> 
   sessionSalt_ = std::random_device{}();
 }
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+  join();
+}
 
 void Worker::startThread() {
   uv_loop_init(&loop_);
-  uv_async_init(&loop_, &stopAsync_, [](uv_async_t* async) {
-    static_cast<Worker*>(async->data)->onStopRequested();
-  });
+  uv_async_init(&loop_, &stopAsync_,
+                [](uv_async_t* async) { static_cast<Worker*>(async->data)->onStopRequested(); });
   stopAsync_.data = this;
   uv_timer_init(&loop_, &shutdownTimer_);
   shutdownTimer_.data = this;
@@ -63,7 +64,9 @@ void Worker::run() {
   uv_loop_close(&loop_);
 }
 
-void Worker::requestStop() { uv_async_send(&stopAsync_); }
+void Worker::requestStop() {
+  uv_async_send(&stopAsync_);
+}
 
 void Worker::join() {
   if (thread_.joinable()) {

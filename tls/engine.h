@@ -35,7 +35,10 @@ class Engine {
   void feedCiphertext(const char* data, std::size_t len);
   // Plaintext to encrypt (buffered until the handshake is done).
   void queuePlaintext(std::string_view data);
-  // Starts a clean shutdown (close_notify).
+  // Starts a clean shutdown (close_notify) after the queued plaintext; the state becomes Closed.
+  // Call it before closing a healthy connection: OpenSSL drops the cached session of an SSL
+  // freed without a shutdown, so that client could not resume. During the handshake it only
+  // moves to Closed (close_notify cannot be sent yet).
   void shutdown();
 
   // Runs the state machine as far as the buffered input allows. Returns the state afterwards.
@@ -53,15 +56,28 @@ class Engine {
   const std::string& error() const { return error_; }
 
  private:
-  ContextPtr context_;
+  void handshake();
+  void writePending();
+  void readAvailable();
+  void sendCloseNotify();
+  // Gives back BIO and string memory that grew past one record (see kIdleBufferLimit).
+  void releaseLargeBuffers();
+  // Moves everything OpenSSL wrote into wbio_ to ciphertextOut_. Called after every SSL_* call.
+  void drainWbio();
+  // Records a fatal error: `op` plus the drained error queue (or the SSL_get_error code).
+  void fail(const char* op, int sslError);
+
+  ContextPtr context_;  // the snapshot this connection started with
   SslPtr ssl_;
   BIO* rbio_ = nullptr;  // owned by ssl_ (SSL_set_bio transfers ownership)
   BIO* wbio_ = nullptr;  // owned by ssl_
   State state_ = State::Handshaking;
   bool pumping_ = false;
   bool justCompleted_ = false;
-  std::string pendingPlaintextOut_;  // queued before/while the handshake runs
-  std::string plaintextIn_;
+  bool shutdownRequested_ = false;   // honoured by pump() once pending plaintext is written
+  std::string pendingPlaintextOut_;  // queued, not yet encrypted (e.g. during the handshake)
+  std::string plaintextIn_;          // decrypted, not yet taken; unbounded (caller's cap)
+  std::string ciphertextOut_;        // drained from wbio_, not yet taken
   PeerFacts facts_;
   std::string error_;
 };

@@ -9,8 +9,8 @@ using certrelay::smtp::ClientIdentity;
 
 namespace {
 
-const std::set<std::string> kPostfixAttributes = {"NAME", "ADDR", "PROTO", "HELO", "REVERSE_NAME",
-                                                  "PORT", "LOGIN", "DESTADDR", "DESTPORT"};
+const std::set<std::string> kPostfixAttributes = {
+    "NAME", "ADDR", "PROTO", "HELO", "REVERSE_NAME", "PORT", "LOGIN", "DESTADDR", "DESTPORT"};
 
 ClientIdentity sampleIdentity() {
   ClientIdentity id;

@@ -278,6 +278,12 @@ void Session::onClientTimer() {
 void Session::closeAfterFlush() {
   closeAfterFlush_ = true;
   phase_ = Phase::Closing;
+  if (tls_ && tls_->state() == tls::Engine::State::Established) {
+    // End TLS properly (close_notify) after the last reply, as Postfix does.
+    tls_->shutdown();
+    tls_->takeCiphertext(out_);
+    startClientWrite();
+  }
   uv_timer_stop(&timer_);
   // A client that never reads its last reply must not hold the session forever.
   armClientTimer(std::chrono::milliseconds(10'000));

@@ -49,6 +49,13 @@ void Session::onBackendReply(BackendPurpose purpose, std::uint64_t tag, smtp::Re
       break;
     case BackendPurpose::Data:
       awaitingDataReply_ = false;
+      if (reply.code == 354 && phase_ == Phase::Closing) {
+        // The session already decided to close: no content will follow, abort the backend's.
+        replies_.fill(tag, replies::kBackendUnavailable);
+        dropBackend();
+        flushReplies();
+        return;
+      }
       if (reply.code == 354 && !closing) {
         replies_.fill(tag, reply.wire());
         data_.reset();

@@ -405,6 +405,11 @@ void Session::consumeData(std::string_view bytes) {
 
 void Session::reply(std::string_view wire, bool closeAfter) {
   replies_.pushReady(wire, closeAfter);
+  if (closeAfter) {
+    // Decided: nothing the client pipelined behind this reply is processed any more, even
+    // while earlier replies are still owed by the backend.
+    phase_ = Phase::Closing;
+  }
   flushReplies();
 }
 

@@ -1,0 +1,338 @@
+"""Backends for the proxy under test: Postfix's smtp-sink (captures every message) and a
+scripted Python SMTP server with faults a real MTA cannot be made to produce."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from util import SMTP_SINK, free_port, is_root, port_accepts, read_text, wait_until
+
+class SmtpSink:
+    """Postfix's smtp-sink on 127.0.0.1:<free port>; each message lands in its own file."""
+
+    def __init__(self, tmpdir: str, flags=(), hostname: str = "sink.test.example"):
+        self.dir = tmpdir
+        self.capture_dir = os.path.join(tmpdir, "capture")
+        os.makedirs(self.capture_dir, exist_ok=True)
+        os.chmod(self.capture_dir, 0o777)   # smtp-sink writes as nobody
+        self.proc = None
+        self.stderr_path = os.path.join(tmpdir, "smtp-sink.stderr")
+        for _attempt in range(5):
+            self.port = free_port()
+            args = [SMTP_SINK]
+            if is_root():
+                args += ["-u", "nobody"]   # smtp-sink refuses to run as root without -u
+            # -d: one file per transaction; smtp-sink appends a random hex suffix to the
+            # strftime expansion, so the names are unique per message.
+            args += ["-h", hostname, "-d", os.path.join(self.capture_dir, "%Y%m%d%H%M%S."),
+                     *flags, f"127.0.0.1:{self.port}", "64"]
+            with open(self.stderr_path, "w") as stderr:
+                self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr,
+                                             stdin=subprocess.DEVNULL)
+            try:
+                wait_until(lambda: self.proc.poll() is not None or port_accepts(self.port), 5.0,
+                           what="smtp-sink to accept connections")
+            except TimeoutError:
+                self.stop()
+                raise
+            if self.proc.poll() is None:
+                return
+            # Exited: most likely the port was taken between free_port() and bind. Retry.
+        raise RuntimeError("smtp-sink did not start: " + read_text(self.stderr_path))
+
+    def messages(self) -> list[bytes]:
+        out = []
+        for name in sorted(os.listdir(self.capture_dir)):
+            with open(os.path.join(self.capture_dir, name), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def wait_messages(self, count: int, timeout: float = 5.0) -> list[bytes]:
+        return wait_until(lambda: (lambda m: m if len(m) >= count else None)(self.messages()),
+                          timeout, what=f"{count} message(s) in the smtp-sink capture")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Scripted backend
+# ---------------------------------------------------------------------------------------------
+XCLIENT_ALL = "XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT"
+
+
+class Behaviour:
+    """What the scripted backend says. Change attributes before the proxy connects.
+
+    after_dot: "reply" (default), "close" (drop the connection without a reply),
+               "malformed" (send `malformed_reply`), "silent" (never answer).
+    replies:   per-command override, e.g. {"XCLIENT": "550 5.7.0 Error: insufficient authorization"}
+    """
+
+    def __init__(self):
+        self.hostname = "backend.test.example"
+        self.greeting = f"220 {self.hostname} ESMTP scripted"
+        self.capabilities = ["PIPELINING", "SIZE 10240000", "ETRN", XCLIENT_ALL,
+                             "XFORWARD NAME ADDR PROTO HELO", "AUTH PLAIN LOGIN",
+                             "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "CHUNKING"]
+        self.xclient_reply = f"220 {self.hostname} ESMTP scripted"
+        self.replies: dict[str, str] = {}
+        self.after_dot = "reply"
+        self.dot_reply = "250 2.0.0 Ok: queued as SCRIPTED"
+        self.malformed_reply = "2x0 this is not an SMTP reply"
+        self.delays: dict[str, float] = {}   # seconds to wait before answering a command
+
+
+class BackendConnection:
+    """One connection the scripted backend accepted, with everything it received."""
+
+    def __init__(self, sock: socket.socket, peer):
+        self.sock = sock
+        self.peer = peer
+        self.received = bytearray()          # raw bytes, exactly as read
+        self.commands: list[str] = []        # command lines (outside DATA), without CRLF
+        self.messages: list[bytes] = []      # DATA contents up to (not incl.) the terminator
+        self.closed = False
+
+    def command_names(self) -> list[str]:
+        return [c.split(" ", 1)[0].split(":", 1)[0].upper() for c in self.commands]
+
+    def find(self, prefix: str) -> list[str]:
+        return [c for c in self.commands if c.upper().startswith(prefix.upper())]
+
+
+class ScriptedBackend:
+    """A threaded SMTP server on 127.0.0.1:<kernel port>. It answers pipelined commands in
+    order and records everything; `behaviour` selects faults."""
+
+    def __init__(self, behaviour: Behaviour | None = None, port: int = 0):
+        self.behaviour = behaviour or Behaviour()
+        self.connections: list[BackendConnection] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._listener = None
+        self._threads: list[threading.Thread] = []
+        self.port = port
+        self.listen()
+
+    # -- server life cycle -------------------------------------------------------------------
+    def listen(self):
+        """(Re)opens the listening socket, on the same port after a stop_listening()."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        self.port = sock.getsockname()[1]
+        self._listener = sock
+        self._stopping = False
+        thread = threading.Thread(target=self._accept_loop, args=(sock,), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop_listening(self):
+        """Stop accepting (connections are then refused); open connections stay."""
+        sock, self._listener = self._listener, None
+        if sock:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self):
+        self._stopping = True
+        self.stop_listening()
+        with self._cond:
+            conns = list(self.connections)
+        for conn in conns:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def _accept_loop(self, listener):
+        while True:
+            try:
+                sock, peer = listener.accept()
+            except OSError:
+                return
+            conn = BackendConnection(sock, peer)
+            with self._cond:
+                self.connections.append(conn)
+                self._cond.notify_all()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    # -- observation -------------------------------------------------------------------------
+    def snapshot(self) -> list[BackendConnection]:
+        with self._cond:
+            return list(self.connections)
+
+    def sessions(self) -> list[BackendConnection]:
+        """Connections that carried a client session (XCLIENT or MAIL), not capability probes."""
+        return [c for c in self.snapshot()
+                if any(n in ("XCLIENT", "MAIL") for n in c.command_names())]
+
+    def wait_for(self, predicate, timeout: float = 5.0, what: str = "backend condition"):
+        """Blocks until predicate(self) is truthy (re-evaluated on every received line)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = predicate(self)
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+                self._cond.wait(remaining)
+
+    def wait_command(self, name: str, timeout: float = 5.0) -> BackendConnection:
+        return self.wait_for(lambda b: next((c for c in b.connections
+                                             if name.upper() in c.command_names()), None),
+                             timeout, what=f"backend to receive {name}")
+
+    def all_commands(self) -> list[str]:
+        return [cmd for c in self.snapshot() for cmd in c.commands]
+
+    def dump(self) -> str:
+        return self.transcript()
+
+    def transcript(self) -> str:
+        parts = []
+        for i, c in enumerate(self.snapshot()):
+            parts.append(f"--- backend connection {i} from {c.peer} ---\n"
+                         + bytes(c.received).decode("utf-8", "replace"))
+        return "\n".join(parts)
+
+    # -- protocol ----------------------------------------------------------------------------
+    def _send(self, conn: BackendConnection, text: str):
+        try:
+            conn.sock.sendall(text.encode() + b"\r\n")
+        except OSError:
+            pass
+
+    def _reply_for(self, name: str, default: str) -> str:
+        return self.behaviour.replies.get(name, default)
+
+    def _serve(self, conn: BackendConnection):
+        b = self.behaviour
+        buf = b""
+        in_data = False
+        data = bytearray()
+        try:
+            self._send(conn, b.greeting)
+            if not b.greeting.startswith("2"):
+                return
+            while not self._stopping:
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    return
+                with self._cond:
+                    conn.received += chunk
+                    self._cond.notify_all()
+                buf += chunk
+                while True:
+                    if in_data:
+                        # The message ends at "." on a line of its own; the body kept
+                        # is everything before that line, still dot-stuffed.
+                        data += buf
+                        buf = b""
+                        if data.startswith(b".\r\n"):
+                            body, rest = b"", bytes(data[3:])
+                        else:
+                            end = data.find(b"\r\n.\r\n")
+                            if end < 0:
+                                break
+                            body, rest = bytes(data[:end + 2]), bytes(data[end + 5:])
+                        buf, data, in_data = rest, bytearray(), False
+                        with self._cond:
+                            conn.messages.append(body)
+                            self._cond.notify_all()
+                        if b.after_dot == "close":
+                            return
+                        if b.after_dot == "silent":
+                            continue
+                        if b.after_dot == "malformed":
+                            self._send(conn, b.malformed_reply)
+                            continue
+                        self._send(conn, self._reply_for(".", b.dot_reply))
+                        continue
+                    nl = buf.find(b"\r\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl].decode("utf-8", "replace"), buf[nl + 2:]
+                    with self._cond:
+                        conn.commands.append(line)
+                        self._cond.notify_all()
+                    name = line.split(" ", 1)[0].split(":", 1)[0].upper()
+                    if b.delays.get(name):
+                        time.sleep(b.delays[name])   # a slow backend, on purpose
+                    if name in b.replies:
+                        reply = b.replies[name]
+                        if reply is None:          # None: close without a reply
+                            return
+                        self._send(conn, reply)
+                        if name == "DATA" and reply.startswith("354"):
+                            in_data = True
+                        if reply.startswith("421"):
+                            return
+                        continue
+                    if name in ("EHLO", "LHLO"):
+                        lines = [b.hostname] + list(b.capabilities)
+                        self._send(conn, "\r\n".join(
+                            f"250{'-' if i < len(lines) - 1 else ' '}{text}"
+                            for i, text in enumerate(lines)))
+                    elif name == "HELO":
+                        self._send(conn, f"250 {b.hostname}")
+                    elif name == "XCLIENT":
+                        self._send(conn, b.xclient_reply)
+                    elif name == "XFORWARD":
+                        self._send(conn, "250 2.0.0 Ok")
+                    elif name == "MAIL":
+                        self._send(conn, "250 2.1.0 Ok")
+                    elif name == "RCPT":
+                        self._send(conn, "250 2.1.5 Ok")
+                    elif name == "DATA":
+                        self._send(conn, "354 End data with <CR><LF>.<CR><LF>")
+                        in_data = True
+                    elif name in ("RSET", "NOOP"):
+                        self._send(conn, "250 2.0.0 Ok")
+                    elif name == "QUIT":
+                        self._send(conn, "221 2.0.0 Bye")
+                        return
+                    else:
+                        self._send(conn, "502 5.5.2 Error: command not recognized")
+        except OSError:
+            return
+        finally:
+            with self._cond:
+                conn.closed = True
+                self._cond.notify_all()
+            try:
+                conn.sock.close()
+            except OSError:
+                pass

@@ -1,0 +1,383 @@
+"""Integration-test harness for certrelay: the one module the tests import.
+
+Everything runs on loopback with kernel-chosen ports, and every wait has a deadline.
+
+  Expect          every reply / log text the tests compare against, in one place (here)
+  Proxy           the certrelay binary under test, with a generated config (here)
+  IntegrationTest unittest.TestCase base: temp dirs, fixtures, log dumps on failure (here)
+  main()          unittest runner that exits 77 when everything was skipped (ctest SKIP)
+  Pki             a throwaway CA, server and client certificates (pki.py)
+  SmtpSink        Postfix's smtp-sink as a capturing backend (backends.py)
+  ScriptedBackend a Python SMTP server with fault hooks a real MTA cannot produce (backends.py)
+  PostfixInstance a private, real Postfix (root only) that shows XCLIENT's effect (postfix.py)
+  SmtpClient      a raw SMTP client: one write per send, bounded reads, STARTTLS (smtp_client.py)
+  client_context  ssl.SSLContext for smtplib / SmtpClient with an optional client cert
+  util.py         constants, processes with deadlines, ports, bounded polling, LogCapture
+
+Only Debian's /usr/bin/python3 standard library is used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# The pieces live in modules of their own; tests import everything from here.
+from backends import XCLIENT_ALL, BackendConnection, Behaviour, ScriptedBackend, SmtpSink  # noqa: E402
+from pki import Cert, Pki, write_fingerprints  # noqa: E402
+from postfix import PostfixInstance  # noqa: E402
+from smtp_client import (Reply, SmtpClient, SmtpError, client_context, unique_message,  # noqa: E402
+                         xclient_attributes)
+from util import (CERTRELAY_BIN, HOSTNAME, LOCAL_DOMAIN, OPENSSL, REMOTE_DOMAIN,  # noqa: E402
+                  SELFSIGNED_IDENTITY, TRUSTED_IDENTITY, LogCapture, RefusingPort, free_port,
+                  is_root, make_tmpdir, pid_alive, port_accepts, read_text, run, wait_until)
+
+__all__ = [
+    "Expect", "Proxy", "ProxyStartError", "IntegrationTest", "main", "connect", "render_toml",
+    "deep_merge",
+    "XCLIENT_ALL", "BackendConnection", "Behaviour", "ScriptedBackend", "SmtpSink",
+    "Cert", "Pki", "write_fingerprints", "PostfixInstance",
+    "Reply", "SmtpClient", "SmtpError", "client_context", "unique_message", "xclient_attributes",
+    "CERTRELAY_BIN", "HOSTNAME", "LOCAL_DOMAIN", "OPENSSL", "REMOTE_DOMAIN",
+    "SELFSIGNED_IDENTITY", "TRUSTED_IDENTITY", "LogCapture", "RefusingPort", "free_port",
+    "is_root", "make_tmpdir", "pid_alive", "port_accepts", "read_text", "run", "wait_until",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Expected texts. The daemon's exact wording may still move a little; adjust here only.
+# Most checks compare the code and the enhanced status code; a few compare the full text that
+# the contract (design.md / Postfix) fixes.
+# ---------------------------------------------------------------------------------------------
+class Expect:
+    GREETING = re.compile(r"^220 " + re.escape(HOSTNAME) + r" ESMTP certrelay")
+    STARTTLS_READY = "220 2.0.0 Ready to start TLS"
+    TLS_ALREADY_ACTIVE = "554 5.5.1 Error: TLS already active"
+    STARTTLS_SYNTAX = "501 5.5.4 Syntax: STARTTLS"
+    NEED_MAIL = "503 5.5.1"                       # DATA / RCPT without MAIL
+    NO_VALID_RCPT = "554 5.5.1 Error: no valid recipients"
+    UNKNOWN_COMMAND = "502 5.5.2 Error: command not recognized"
+    LINE_TOO_LONG = "500 5.5.2 Error: line too long"
+    XCLIENT_REFUSED = "550 5.7.0"                 # client sends XCLIENT / XFORWARD
+    TOO_MANY_ERRORS = re.compile(r"^421 4\.7\.0 (\S+ )?Error: too many errors")
+    TIMEOUT = re.compile(r"^421 4\.4\.2 (\S+ )?Error: timeout exceeded")
+    TOO_MANY_RECIPIENTS = "452 4.5.3"
+    SHUTDOWN = re.compile(r"^421 4\.3\.2")          # draining: idle sessions at SIGTERM
+    BARE_LF_REFUSED = "550 5.5.2"                 # if the proxy refuses bare LF in DATA
+    # Backend reply lost/malformed after "." (outcome unknown).
+    UNKNOWN_OUTCOME = re.compile(r"^451 4\.3\.0")
+    # Backend silent after "." beyond timeouts.backend_reply.
+    BACKEND_REPLY_TIMEOUT = re.compile(r"^(451 4\.3\.0|421 4\.4\.2|4\d\d 4\.[34]\.\d)")
+    # Backend trouble during a command: 451 for the command or 421 and close (design.md).
+    BACKEND_TROUBLE = re.compile(r"^(421|451) 4\.\d\.\d")
+    # --check-config and start-up errors.
+    CONFIG_ERROR = re.compile(r"certrelay\.toml:(?P<line>\d+): (?P<reason>\S.*)")
+    # Capabilities the proxy must never show a client (design.md "Backend capabilities").
+    FORBIDDEN_EHLO = ("XCLIENT", "XFORWARD", "AUTH", "CHUNKING")
+
+    @staticmethod
+    def relay_denied(rcpt: str) -> str:
+        return f"454 4.7.1 <{rcpt}>: Relay access denied"
+
+    # Log lines (stdout of the daemon).
+    LOG_LISTENING = re.compile(r"listening: name=(?P<name>\S+) address=(?P<addr>\S+):(?P<port>\d+)")
+    LOG_READY = re.compile(r"ready: workers=\d+")
+    LOG_TRUSTED_TLS = re.compile(r"Trusted TLS connection established from unknown\[127\.0\.0\.1\]")
+    LOG_UNTRUSTED_TLS = re.compile(r"Untrusted TLS connection established from unknown\[127\.0\.0\.1\]")
+    LOG_ANONYMOUS_TLS = re.compile(r"Anonymous TLS connection established from unknown\[127\.0\.0\.1\]")
+    LOG_XCLIENT_SETTING = re.compile(r"smtpd_authorized_xclient_hosts")
+
+    @staticmethod
+    def log_noqueue_reject(rcpt: str, sender: str, helo: str) -> re.Pattern:
+        return re.compile(
+            r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: "
+            + re.escape(Expect.relay_denied(rcpt))
+            + re.escape(f"; from=<{sender}> to=<{rcpt}> proto=ESMTP helo=<{helo}>"))
+
+
+# ---------------------------------------------------------------------------------------------
+# TOML writer (just enough for the certrelay config)
+# ---------------------------------------------------------------------------------------------
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def render_toml(config: dict) -> str:
+    scalars = [(k, v) for k, v in config.items() if not isinstance(v, dict)
+               and not (isinstance(v, list) and v and isinstance(v[0], dict))]
+    out = [f"{k} = {_toml_value(v)}" for k, v in scalars if v is not None]
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.append(f"\n[{key}]")
+            out += [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                out.append(f"\n[[{key}]]")
+                out += [f"{k} = {_toml_value(v)}" for k, v in item.items() if v is not None]
+    return "\n".join(out) + "\n"
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# The daemon under test
+# ---------------------------------------------------------------------------------------------
+class ProxyStartError(RuntimeError):
+    pass
+
+
+class Proxy:
+    """certrelay with a generated config. Keyword overrides are merged into the config dict
+    (e.g. timeouts={"command": "1s"}, limits={"max_errors": 3}, listener=[{...}])."""
+
+    READY_TIMEOUT = 10.0
+
+    def __init__(self, tmpdir: str, pki: Pki, backend_port: int, *, fingerprints=None,
+                 binary: str | None = None, start: bool = True, **overrides):
+        self.binary = binary or CERTRELAY_BIN
+        self.dir = tmpdir
+        os.makedirs(tmpdir, exist_ok=True)
+        if fingerprints is None:
+            fingerprints = [(Pki.fingerprint(pki.trusted), TRUSTED_IDENTITY)]
+        self.fingerprints_path = write_fingerprints(os.path.join(tmpdir, "relay_clientcerts"),
+                                                    fingerprints)
+        # Config paths are relative to the config file (tests that relative resolution works).
+        for src in (pki.server_chain, pki.server.key, pki.ca.cert):
+            shutil.copy(src, tmpdir)
+        config = {
+            "hostname": HOSTNAME,
+            "workers": 1,
+            "listener": [{"name": "mx", "address": "127.0.0.1:0", "require_tls": False}],
+            "backend": {"address": f"127.0.0.1:{backend_port}", "probe_interval": "30s"},
+            "tls": {"cert": os.path.basename(pki.server_chain),
+                    "key": os.path.basename(pki.server.key),
+                    "client_ca": os.path.basename(pki.ca.cert)},
+            "policy": {"fingerprints": "relay_clientcerts", "local_domains": [LOCAL_DOMAIN]},
+            "timeouts": {"command": "300s", "tls_handshake": "60s", "data": "180s",
+                         "backend_connect": "30s", "backend_reply": "300s", "shutdown": "5s"},
+            "limits": {"max_line_length": 2048, "max_recipients": 1000, "max_errors": 20,
+                       "max_connections": 10000},
+        }
+        self.config = deep_merge(config, overrides)
+        self.config_path = os.path.join(tmpdir, "certrelay.toml")
+        with open(self.config_path, "w") as f:
+            f.write(render_toml(self.config))
+        self.proc = None
+        self.log = None
+        self.ports: dict[str, int] = {}
+        if start:
+            self.start()
+
+    # -- life cycle --------------------------------------------------------------------------
+    def start(self):
+        if not os.access(self.binary, os.X_OK):
+            raise ProxyStartError(f"certrelay binary not found: {self.binary}")
+        self.proc = subprocess.Popen([self.binary, "--config", self.config_path],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        self.log = LogCapture(self.proc.stdout, f"certrelay[{self.proc.pid}]")
+        if not self.log.wait_for(Expect.LOG_READY, self.READY_TIMEOUT):
+            self._kill()
+            text = self.log.text()
+            sys.stderr.write(f"--- certrelay log (did not get ready) ---\n{text}\n---\n")
+            raise ProxyStartError(f"certrelay did not print 'ready:' within {self.READY_TIMEOUT}s "
+                                  f"(exit code {self.proc.returncode}):\n{text}")
+        for line in self.log.lines():
+            m = Expect.LOG_LISTENING.search(line)
+            if m:
+                self.ports[m.group("name")] = int(m.group("port"))
+        if not self.ports:
+            self._kill()
+            raise ProxyStartError("no 'listening:' line before 'ready:':\n" + self.log.text())
+
+    @property
+    def port(self) -> int:
+        return self.ports.get("mx") or next(iter(self.ports.values()))
+
+    def lines(self) -> list[str]:
+        return self.log.lines() if self.log else []
+
+    def mark(self) -> int:
+        """Index of the next log line; pass as `start` to wait_log to look only at what follows."""
+        return len(self.lines())
+
+    def wait_log(self, pattern, timeout: float = 5.0, start: int = 0):
+        return self.log.wait_for(pattern, timeout, start=start)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0):
+        """SIGTERM, then SIGKILL after `timeout`. Returns the exit code (None if never started)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                sys.stderr.write(f"certrelay did not exit {timeout}s after SIGTERM; killing\n")
+                self._kill()
+        self.log.wait_eof(2.0)
+        return self.proc.returncode
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        if exc[0] is not None:
+            sys.stderr.write(f"--- certrelay log ---\n{self.log.text() if self.log else ''}\n---\n")
+        return False
+
+    def dump(self) -> str:
+        return f"--- certrelay log ({self.config_path}) ---\n{self.log.text() if self.log else ''}"
+
+
+def connect(port: int, timeout: float = 5.0) -> SmtpClient:
+    """Connects and reads the greeting (which must be the proxy's)."""
+    client = SmtpClient(port, timeout=timeout)
+    greeting = client.greeting()
+    if not Expect.GREETING.search(greeting.first):
+        raise SmtpError(f"unexpected greeting {greeting.text!r}")
+    return client
+
+
+# ---------------------------------------------------------------------------------------------
+# unittest glue
+# ---------------------------------------------------------------------------------------------
+class IntegrationTest(unittest.TestCase):
+    """Base class: per-test temp dir, shared per-class PKI, and log dumps on failure.
+
+    Register anything with a dump() method via self.watch(obj); when the test fails or errors,
+    their dumps go to stderr so a failure shows the daemon's and backends' side."""
+
+    pki: Pki = None
+    _class_dir: str = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._class_dir = make_tmpdir(cls.__name__.lower())
+        cls.pki = Pki(os.path.join(cls._class_dir, "pki"))
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls._class_dir and not os.environ.get("CERTRELAY_KEEP_TMP"):
+            shutil.rmtree(cls._class_dir, ignore_errors=True)
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self._watched = []
+        self.tmpdir = make_tmpdir(self._testMethodName)
+        if not os.environ.get("CERTRELAY_KEEP_TMP"):
+            self.addCleanup(shutil.rmtree, self.tmpdir, True)
+
+    def watch(self, obj):
+        self._watched.append(obj)
+        return obj
+
+    def run(self, result=None):
+        result = result if result is not None else self.defaultTestResult()
+        before = len(result.failures) + len(result.errors)
+        self._watched = []
+        super().run(result)
+        if len(result.failures) + len(result.errors) > before:
+            for obj in self._watched:
+                try:
+                    sys.stderr.write(obj.dump() + "\n")
+                except Exception as e:  # a dump must never hide the failure itself
+                    sys.stderr.write(f"(dump of {obj!r} failed: {e})\n")
+        return result
+
+    # -- fixtures ----------------------------------------------------------------------------
+    def start_backend(self, behaviour: Behaviour | None = None) -> ScriptedBackend:
+        backend = ScriptedBackend(behaviour)
+        self.addCleanup(backend.close)
+        return self.watch(backend)
+
+    def _subdir(self, name: str) -> str:
+        """A fresh directory per fixture instance (a second proxy must not share files)."""
+        n = 1
+        while os.path.exists(os.path.join(self.tmpdir, f"{name}-{n}")):
+            n += 1
+        return os.path.join(self.tmpdir, f"{name}-{n}")
+
+    def start_proxy(self, backend_port: int, **kw) -> Proxy:
+        proxy = Proxy(self._subdir("proxy"), self.pki, backend_port, **kw)
+        self.addCleanup(proxy.stop)
+        return self.watch(proxy)
+
+    def start_sink(self, flags=()) -> SmtpSink:
+        sink = SmtpSink(self._subdir("sink"), flags)
+        self.addCleanup(sink.stop)
+        return sink
+
+    def client(self, proxy: Proxy, timeout: float = 5.0) -> SmtpClient:
+        c = connect(proxy.port, timeout)
+        self.addCleanup(c.close)
+        return self.watch(c)
+
+    def tls_client(self, proxy: Proxy, cert: Cert | None, helo: str = "client.test.example",
+                   timeout: float = 5.0) -> SmtpClient:
+        """Connected, EHLO, STARTTLS with `cert`, EHLO again."""
+        c = self.client(proxy, timeout)
+        self.assertEqual(c.ehlo(helo).code, 250, c.dump())
+        c.starttls(client_context(cert))
+        self.assertEqual(c.ehlo(helo).code, 250, c.dump())
+        return c
+
+    def assertReply(self, reply: Reply, expected, client: SmtpClient | None = None):
+        """expected: an int code, a text prefix, or a compiled regex."""
+        where = ("\n" + client.dump()) if client else ""
+        if isinstance(expected, int):
+            self.assertEqual(reply.code, expected, f"got {reply.text!r}{where}")
+        elif isinstance(expected, re.Pattern):
+            self.assertRegex(reply.last, expected, where)
+        else:
+            self.assertTrue(reply.last.startswith(expected),
+                            f"expected {expected!r}, got {reply.text!r}{where}")
+
+
+def main():
+    """Runs the module's tests; exit 0 ok, 1 failure, 77 if every test was skipped."""
+    program = unittest.main(exit=False, verbosity=2)
+    result = program.result
+    if not result.wasSuccessful():
+        sys.exit(1)
+    # A SkipTest from setUpClass counts as one skip with no test run.
+    if result.skipped and len(result.skipped) >= result.testsRun:
+        sys.exit(77)
+    sys.exit(0)

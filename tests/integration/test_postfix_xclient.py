@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""A real, private Postfix as the backend: the XCLIENT identity the proxy sends must be what
+Postfix logs and relays on (client address, sasl_method=XCLIENT, sasl_username=<identity>).
+Needs root (skips otherwise)."""
+
+import os
+import re
+import smtplib
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (Expect, LOCAL_DOMAIN, REMOTE_DOMAIN, TRUSTED_IDENTITY,  # noqa: E402
+                     PostfixInstance, client_context, unique_message)
+
+HELO = "client.test.example"
+SENDER = "alice@client.test.example"
+
+
+class PostfixXclientTest(harness.IntegrationTest):
+    postfix: PostfixInstance = None
+
+    @classmethod
+    def setUpClass(cls):
+        if not harness.is_root():
+            raise unittest.SkipTest("a private Postfix needs root")
+        super().setUpClass()
+        # One Postfix for the class (it takes a few seconds to start); tests use distinct
+        # recipients and Message-IDs, so they do not depend on each other.
+        try:
+            cls.postfix = PostfixInstance(os.path.join(cls._class_dir, "postfix"))
+        except Exception:
+            super().tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.postfix:
+            cls.postfix.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.watch(self.postfix)
+        self.proxy = self.start_proxy(self.postfix.port)
+
+    def smtp(self, cert) -> smtplib.SMTP:
+        client = smtplib.SMTP("127.0.0.1", self.proxy.port, local_hostname=HELO, timeout=15)
+        self.addCleanup(client.close)
+        client.ehlo()
+        code, text = client.starttls(context=client_context(cert))
+        self.assertEqual(code, 220, text)
+        client.ehlo()
+        return client
+
+    def deliver(self, client, rcpt):
+        """MAIL, RCPT, DATA; returns (message_id, Postfix queue id from the end-of-data reply)."""
+        self.assertEqual(client.mail(SENDER)[0], 250)
+        code, text = client.rcpt(rcpt)
+        self.assertEqual(code, 250, text)
+        message_id, message = unique_message("via postfix", SENDER, [rcpt])
+        code, text = client.data(message)
+        self.assertEqual(code, 250, text)
+        # The end-of-data reply is Postfix's own: "250 2.0.0 Ok: queued as <ID>".
+        m = re.search(rb"queued as ([0-9A-Za-z]+)", text)
+        self.assertIsNotNone(m, f"not Postfix's end-of-data reply: {text!r}")
+        return message_id, m.group(1).decode()
+
+    def test_trusted_client_relays_with_xclient_login(self):
+        start = len(self.postfix.log_lines())
+        client = self.smtp(self.pki.trusted)
+        rcpt = f"bob-{os.urandom(3).hex()}@{REMOTE_DOMAIN}"
+        message_id, queue_id = self.deliver(client, rcpt)
+        client.quit()
+        pf = self.postfix
+        qid = re.escape(queue_id)
+        # smtpd: the client as XCLIENT described it, authenticated by XCLIENT LOGIN.
+        pf.wait_log(rf"smtpd\[\d+\]: {qid}: client=unknown\[127\.0\.0\.1\], "
+                    rf"sasl_method=XCLIENT, sasl_username={re.escape(TRUSTED_IDENTITY)}$",
+                    start=start)
+        pf.wait_log(rf"cleanup\[\d+\]: {qid}: message-id={re.escape(message_id)}", start=start)
+        # Queued (qmgr picked it up) and relayed to the remote domain (discarded here).
+        pf.wait_log(rf"qmgr\[\d+\]: {qid}: from=<{re.escape(SENDER)}>, size=\d+, nrcpt=1 "
+                    r"\(queue active\)", start=start)
+        pf.wait_log(rf"{qid}: to=<{re.escape(rcpt)}>, .*status=sent", start=start)
+
+    def test_untrusted_client_gets_454_from_proxy_and_local_mail_is_queued(self):
+        start = len(self.postfix.log_lines())
+        client = self.smtp(self.pki.untrusted)
+        self.assertEqual(client.mail(SENDER)[0], 250)
+        remote = f"eve-{os.urandom(3).hex()}@{REMOTE_DOMAIN}"
+        code, text = client.rcpt(remote)
+        self.assertEqual(f"{code} {text.decode()}", Expect.relay_denied(remote))
+        local = f"carol-{os.urandom(3).hex()}@{LOCAL_DOMAIN}"
+        self.assertEqual(client.rcpt(local)[0], 250)
+        message_id, message = unique_message("local via postfix", SENDER, [local])
+        code, text = client.data(message)
+        self.assertEqual(code, 250, text)
+        queue_id = re.search(rb"queued as ([0-9A-Za-z]+)", text).group(1).decode()
+        client.quit()
+        pf = self.postfix
+        # No LOGIN for an untrusted client: Postfix logs the client without sasl_*.
+        pf.wait_log(rf"smtpd\[\d+\]: {re.escape(queue_id)}: client=unknown\[127\.0\.0\.1\]$",
+                    start=start)
+        pf.wait_log(rf"{re.escape(queue_id)}: to=<{re.escape(local)}>, .*status=sent", start=start)
+        # The proxy refused the remote recipient itself; Postfix never saw it.
+        self.assertNotIn(remote, "\n".join(pf.log_lines()[start:]))
+
+    def test_postfix_capabilities_are_filtered(self):
+        # Postfix here offers AUTH (smtpd_sasl_auth_enable), XCLIENT, CHUNKING, VRFY, ETRN.
+        client = smtplib.SMTP("127.0.0.1", self.proxy.port, local_hostname=HELO, timeout=15)
+        self.addCleanup(client.close)
+        client.ehlo()
+        features = dict(client.esmtp_features)
+        for keyword in Expect.FORBIDDEN_EHLO:
+            self.assertNotIn(keyword.lower(), features, f"{keyword} must not reach the client")
+        self.assertEqual(features.get("size"), "10240000", features)
+        self.assertIn("starttls", features)
+
+
+if __name__ == "__main__":
+    harness.main()

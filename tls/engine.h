@@ -60,7 +60,7 @@ class Engine {
   void writePending();
   void readAvailable();
   void sendCloseNotify();
-  // Gives back BIO and string memory that grew past one record (see kIdleBufferLimit).
+  // Gives back BIO and string memory that grew past kIdleBufferLimit (engine.cpp).
   void releaseLargeBuffers();
   // Moves everything OpenSSL wrote into wbio_ to ciphertextOut_. Called after every SSL_* call.
   void drainWbio();

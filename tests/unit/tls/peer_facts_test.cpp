@@ -1,0 +1,246 @@
+// Fingerprints (checked against the openssl command line), names from hostile certificates,
+// and the text helpers.
+
+#include "tls/peer_facts.h"
+
+#include <doctest/doctest.h>
+#include <stdio.h>
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+
+#include "tests/unit/tls/test_peer.h"
+#include "tests/unit/tls/test_pki.h"
+#include "tls/context.h"
+#include "tls/engine.h"
+
+namespace certrelay::tls {
+namespace {
+
+using test::ClientOptions;
+using test::Credential;
+using test::Link;
+using test::pki;
+
+// Output of a shell command (stdout), for comparing with the real openssl CLI.
+std::string shell(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buf[512];
+  while (std::size_t n = fread(buf, 1, sizeof(buf), pipe)) {
+    out.append(buf, n);
+  }
+  CHECK(pclose(pipe) == 0);
+  return out;
+}
+
+// Upper-case hex digits after the last '=' of a CLI line, colons and whitespace dropped.
+std::string hexAfterEquals(const std::string& line) {
+  const auto eq = line.rfind('=');
+  REQUIRE(eq != std::string::npos);
+  std::string hex;
+  for (char c : line.substr(eq + 1)) {
+    if (std::isxdigit(static_cast<unsigned char>(c)) != 0) {
+      hex += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+  }
+  return hex;
+}
+
+std::string cliCertFingerprint(const Credential& cred) {
+  // OpenSSL 3.0 prints "sha256 Fingerprint=3E:F8:...".
+  return hexAfterEquals(
+      shell("openssl x509 -in '" + cred.certFile.string() + "' -noout -fingerprint -sha256"));
+}
+
+std::string cliPkeyFingerprint(const Credential& cred) {
+  // Prints "SHA2-256(stdin)= 23df..." (lower case, no colons).
+  return hexAfterEquals(shell("openssl x509 -in '" + cred.certFile.string() +
+                              "' -noout -pubkey | openssl pkey -pubin -outform DER | "
+                              "openssl dgst -sha256"));
+}
+
+std::string hex(const unsigned char* data, unsigned int len) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kDigits[data[i] >> 4];
+    out += kDigits[data[i] & 0x0f];
+  }
+  return out;
+}
+
+PeerFacts handshakeFacts(const Credential& cred) {
+  Link link(Context::create(pki().settings(true)), ClientOptions{.cert = &cred});
+  link.run();
+  REQUIRE(link.established());
+  return link.engine.facts();
+}
+
+TEST_SUITE("tls") {
+  TEST_CASE("peer_facts: certificate fingerprint matches openssl x509 -fingerprint") {
+    for (const Credential* cred : {&pki().client, &pki().selfSigned, &pki().rsaClient,
+                                   &pki().edClient, &pki().compressedEc}) {
+      CAPTURE(cred->certFile);
+      const std::string ours = certificateFingerprint(cred->cert.get());
+      CHECK(ours.size() == 64);
+      CHECK(ours == cliCertFingerprint(*cred));
+    }
+  }
+
+  TEST_CASE("peer_facts: public-key fingerprint matches the DER SubjectPublicKeyInfo digest") {
+    for (const Credential* cred : {&pki().client, &pki().selfSigned, &pki().rsaClient,
+                                   &pki().edClient, &pki().compressedEc}) {
+      CAPTURE(cred->certFile);
+      const std::string ours = publicKeyFingerprint(cred->cert.get());
+      CHECK(ours.size() == 64);
+      CHECK(ours == cliPkeyFingerprint(*cred));
+      CHECK(ours != certificateFingerprint(cred->cert.get()));
+    }
+  }
+
+  TEST_CASE("peer_facts: the public-key fingerprint equals SHA-256 over i2d_PUBKEY") {
+    // Postfix's own encoding; ours re-serialises the certificate's SPKI instead (faster).
+    // Certificates are re-parsed from DER first, as a received certificate would be.
+    for (const Credential* cred : {&pki().client, &pki().selfSigned, &pki().rsaClient,
+                                   &pki().edClient, &pki().compressedEc}) {
+      CAPTURE(cred->certFile);
+      unsigned char* der = nullptr;
+      const int derLen = i2d_X509(cred->cert.get(), &der);
+      REQUIRE(derLen > 0);
+      const unsigned char* p = der;
+      X509Ptr parsed(d2i_X509(nullptr, &p, derLen));
+      OPENSSL_free(der);
+      REQUIRE(parsed != nullptr);
+      unsigned char* spki = nullptr;
+      const int spkiLen = i2d_PUBKEY(X509_get0_pubkey(parsed.get()), &spki);
+      REQUIRE(spkiLen > 0);
+      unsigned char md[EVP_MAX_MD_SIZE];
+      unsigned int mdLen = 0;
+      REQUIRE(EVP_Digest(spki, static_cast<std::size_t>(spkiLen), md, &mdLen, EVP_sha256(),
+                         nullptr) == 1);
+      OPENSSL_free(spki);
+      CHECK(publicKeyFingerprint(parsed.get()) == hex(md, mdLen));
+    }
+  }
+
+  TEST_CASE("peer_facts: a compressed EC point is hashed as sent, not re-encoded") {
+    // The compressed point (33 bytes) gives a 59-byte SPKI; an uncompressed re-encoding would
+    // be 91 bytes and hash differently.
+    unsigned char* spki = nullptr;
+    const int spkiLen = i2d_PUBKEY(X509_get0_pubkey(pki().compressedEc.cert.get()), &spki);
+    OPENSSL_free(spki);
+    CHECK(spkiLen == 59);
+    CHECK(publicKeyFingerprint(pki().compressedEc.cert.get()) ==
+          cliPkeyFingerprint(pki().compressedEc));
+  }
+
+  TEST_CASE("peer_facts: the public-key fingerprint is not X509_pubkey_digest (the trap)") {
+    X509* cert = pki().client.cert.get();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    REQUIRE(X509_pubkey_digest(cert, EVP_sha256(), md, &len) == 1);
+    const std::string trap = hex(md, len);
+    CHECK(trap.size() == 64);
+    CHECK(publicKeyFingerprint(cert) != trap);
+  }
+
+  TEST_CASE("peer_facts: the public-key fingerprint survives re-issuing with the same key") {
+    const Credential& client = pki().client;
+    X509Ptr renewed = test::makeCert(client.key.get(), "client1-renewed", &pki().ca, false);
+    CHECK(publicKeyFingerprint(renewed.get()) == publicKeyFingerprint(client.cert.get()));
+    CHECK(certificateFingerprint(renewed.get()) != certificateFingerprint(client.cert.get()));
+  }
+
+  TEST_CASE("peer_facts: null certificate gives empty fingerprints") {
+    CHECK(certificateFingerprint(nullptr).empty());
+    CHECK(publicKeyFingerprint(nullptr).empty());
+  }
+
+  TEST_CASE("peer_facts: fingerprints from a handshake match the CLI") {
+    const PeerFacts facts = handshakeFacts(pki().rsaClient);
+    CHECK(facts.certFingerprint == cliCertFingerprint(pki().rsaClient));
+    CHECK(facts.pkeyFingerprint == cliPkeyFingerprint(pki().rsaClient));
+    CHECK(facts.subjectCn == "rsa.lab.example");
+    CHECK(facts.verified);
+  }
+
+  TEST_CASE("peer_facts: a CN with CR, LF, quotes and parentheses is sanitized") {
+    const PeerFacts facts = handshakeFacts(pki().hostileCn);
+    CHECK(facts.hasCertificate);
+    CHECK(facts.subjectCn == "evil??X: y ??x???");
+    CHECK(facts.issuerCn == "certrelay Test CA");
+    CHECK(facts.verified);  // the chain is fine; only the name is hostile
+  }
+
+  TEST_CASE("peer_facts: a CN with an embedded NUL is treated as absent") {
+    const PeerFacts facts = handshakeFacts(pki().nulCn);
+    CHECK(facts.hasCertificate);
+    CHECK(facts.subjectCn.empty());
+    CHECK(facts.issuerCn == "certrelay Test CA");
+    CHECK_FALSE(facts.certFingerprint.empty());  // identity is the fingerprint, not the CN
+  }
+
+  TEST_CASE("peer_facts: a 300-character CN is cut to 256") {
+    const PeerFacts facts = handshakeFacts(pki().longCn);
+    CHECK(facts.subjectCn == std::string(256, 'a'));
+  }
+
+  TEST_CASE("peer_facts: Ed25519 self-signed client certificate") {
+    const PeerFacts facts = handshakeFacts(pki().edClient);
+    CHECK(facts.hasCertificate);
+    CHECK_FALSE(facts.verified);
+    CHECK(facts.subjectCn == "ed.lab.example");
+    CHECK(facts.pkeyFingerprint == cliPkeyFingerprint(pki().edClient));
+  }
+
+  TEST_CASE("peer_facts: collectPeerFacts(nullptr) is empty") {
+    const PeerFacts facts = collectPeerFacts(nullptr);
+    CHECK(facts.version.empty());
+    CHECK_FALSE(facts.hasCertificate);
+  }
+
+  TEST_CASE("peer_facts: withColons") {
+    CHECK(withColons("") == "");
+    CHECK(withColons("AB") == "AB");
+    CHECK(withColons("AABBCC") == "AA:BB:CC");
+    CHECK(withColons("3EF8") == "3E:F8");
+    const std::string fp = certificateFingerprint(pki().client.cert.get());
+    const std::string colons = withColons(fp);
+    CHECK(colons.size() == 64 + 31);
+    CHECK(std::count(colons.begin(), colons.end(), ':') == 31);
+  }
+
+  TEST_CASE("peer_facts: sanitizeComment keeps printable ASCII") {
+    CHECK(sanitizeComment("client1.lab.example") == "client1.lab.example");
+    CHECK(sanitizeComment("A-Z a-z 0-9 !#$%&'*+,-./:;<=>?@[]^_`{|}~") ==
+          "A-Z a-z 0-9 !#$%&'*+,-./:;<=>?@[]^_`{|}~");
+    CHECK(sanitizeComment("").empty());
+  }
+
+  TEST_CASE("peer_facts: sanitizeComment replaces header-breaking bytes") {
+    CHECK(sanitizeComment("evil\r\nX-Injected: yes") == "evil??X-Injected: yes");
+    CHECK(sanitizeComment("a\tb") == "a?b");
+    CHECK(sanitizeComment(std::string_view("a\0b", 3)) == "a?b");
+    CHECK(sanitizeComment("\x7f\x1b[31m") == "??[31m");
+    CHECK(sanitizeComment("quote\"back\\slash") == "quote?back?slash");
+    CHECK(sanitizeComment("(Client CN \"x\")") == "?Client CN ?x??");
+  }
+
+  TEST_CASE("peer_facts: sanitizeComment turns each non-ASCII byte into one '?'") {
+    CHECK(sanitizeComment("caf\xc3\xa9") == "caf??");  // UTF-8 e-acute: two bytes
+    CHECK(sanitizeComment("\xff\xfe") == "??");
+  }
+
+  TEST_CASE("peer_facts: sanitizeComment cuts to maxLen") {
+    CHECK(sanitizeComment(std::string(300, 'x')).size() == 256);
+    CHECK(sanitizeComment("abcdef", 3) == "abc");
+    CHECK(sanitizeComment("abc", 0).empty());
+    CHECK(sanitizeComment("ab\ncd", 4) == "ab?c");
+  }
+}
+
+}  // namespace
+}  // namespace certrelay::tls

@@ -1,0 +1,316 @@
+// The per-connection TLS state machine over memory BIOs. See engine.h for the contract.
+//
+// Invariants:
+// - Every SSL_* call is followed by drainWbio(), so alerts, tickets and key-update replies
+//   produced by reads are never left behind in wbio_.
+// - SSL_get_error() is called right after the SSL_* call it explains, before anything else can
+//   touch the error queue or the BIO retry flags.
+// - Each public entry point that calls OpenSSL clears the thread's error queue on entry and on
+//   exit (ErrorQueueGuard), so errors of one connection never show up in another one's
+//   SSL_get_error() on the same worker thread.
+// - No exceptions: failures become State::Failed with error_ set.
+
+#include "tls/engine.h"
+
+#include <openssl/buffer.h>
+
+#include <climits>
+
+#include "tls/internal.h"
+
+namespace certrelay::tls {
+
+namespace {
+
+// One TLS record's worth of plaintext: SSL_read never returns more than this per call.
+constexpr std::size_t kReadChunk = 16 * 1024;
+
+// Idle connections dominate memory (performance.md W4). A buffer that grew beyond this (a
+// message body, a large reply) is released once empty instead of being kept at its peak for the
+// rest of the session. SMTP commands, replies and the handshake flights stay below it, so
+// ordinary dialogue reuses its buffers without allocating.
+constexpr std::size_t kIdleBufferLimit = 4 * 1024;
+
+// Empties `buf`, releasing its memory when it grew beyond kIdleBufferLimit.
+void resetBuffer(std::string& buf) {
+  if (buf.capacity() > kIdleBufferLimit) {
+    std::string().swap(buf);
+  } else {
+    buf.clear();
+  }
+}
+
+// Capacity of a memory BIO's buffer (BIO_s_mem never gives memory back on its own).
+std::size_t memBioCapacity(BIO* bio) {
+  BUF_MEM* mem = nullptr;
+  BIO_get_mem_ptr(bio, &mem);
+  return mem != nullptr ? mem->max : 0;
+}
+
+BIO* newMemBio() {
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio != nullptr) {
+    // An empty read BIO must mean "no data yet" (retry), not EOF.
+    BIO_set_mem_eof_return(bio, -1);
+  }
+  return bio;
+}
+
+}  // namespace
+
+Engine::Engine(ContextPtr context) : context_(std::move(context)) {
+  ErrorQueueGuard guard;
+  ERR_clear_error();
+  if (!context_ || context_->get() == nullptr) {
+    state_ = State::Failed;
+    error_ = "no TLS context";
+    return;
+  }
+  ssl_.reset(SSL_new(context_->get()));
+  if (!ssl_) {
+    fail("SSL_new", SSL_ERROR_SSL);
+    return;
+  }
+  BioPtr rbio(newMemBio());
+  BioPtr wbio(newMemBio());
+  if (!rbio || !wbio) {
+    fail("BIO_new", SSL_ERROR_SSL);
+    return;
+  }
+  rbio_ = rbio.release();
+  wbio_ = wbio.release();
+  SSL_set_bio(ssl_.get(), rbio_, wbio_);  // ownership of both BIOs passes to ssl_
+  SSL_set_accept_state(ssl_.get());
+}
+
+Engine::~Engine() = default;
+
+void Engine::feedCiphertext(const char* data, std::size_t len) {
+  // After Closed/Failed nothing more is read; buffering it would only cost memory.
+  if (rbio_ == nullptr || state_ == State::Closed || state_ == State::Failed) {
+    return;
+  }
+  ErrorQueueGuard guard;
+  while (len > 0) {
+    const int chunk = len > static_cast<std::size_t>(INT_MAX) ? INT_MAX : static_cast<int>(len);
+    const int written = BIO_write(rbio_, data, chunk);
+    if (written <= 0) {
+      fail("BIO_write", SSL_ERROR_SSL);  // only on allocation failure
+      return;
+    }
+    data += written;
+    len -= static_cast<std::size_t>(written);
+  }
+}
+
+void Engine::queuePlaintext(std::string_view data) {
+  if (state_ == State::Closed || state_ == State::Failed) {
+    return;
+  }
+  pendingPlaintextOut_.append(data);
+}
+
+void Engine::shutdown() {
+  shutdownRequested_ = true;
+  pump();  // a no-op when called from inside pump(); pump() checks the flag before returning
+}
+
+Engine::State Engine::pump() {
+  if (pumping_ || !ssl_ || state_ == State::Closed || state_ == State::Failed) {
+    return state_;
+  }
+  pumping_ = true;
+  ErrorQueueGuard guard;
+  ERR_clear_error();
+
+  if (state_ == State::Handshaking) {
+    if (shutdownRequested_) {
+      // close_notify cannot be sent before the handshake is done (SSL_shutdown refuses while
+      // in init); the owner just closes the socket.
+      state_ = State::Closed;
+    } else {
+      handshake();
+    }
+  }
+  // Not "else": the client's first application data often arrives in the same read as its
+  // Finished message, and must be decrypted in this pump, not left waiting for more input.
+  if (state_ == State::Established) {
+    // Write before read: a reply queued by the owner goes out before a close_notify that is
+    // already buffered behind it is processed.
+    writePending();
+  }
+  if (state_ == State::Established) {
+    readAvailable();
+  }
+  if (state_ == State::Established && shutdownRequested_ && pendingPlaintextOut_.empty()) {
+    sendCloseNotify();
+  }
+  releaseLargeBuffers();
+
+  pumping_ = false;
+  return state_;
+}
+
+void Engine::handshake() {
+  const int rc = SSL_do_handshake(ssl_.get());
+  const int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), rc);
+  drainWbio();
+  if (rc == 1) {
+    state_ = State::Established;
+    facts_ = collectPeerFacts(ssl_.get());
+    justCompleted_ = true;
+    return;
+  }
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    return;
+  }
+  // The alert OpenSSL queued for the peer is already in ciphertextOut_ (drained above).
+  fail("SSL_do_handshake", err);
+}
+
+void Engine::writePending() {
+  // With ENABLE_PARTIAL_WRITE, SSL_write_ex returns after each record, so an offset (not an
+  // erase per record) keeps a large queue linear. The memory wbio never refuses bytes, so in
+  // practice the whole queue is encrypted here.
+  std::size_t offset = 0;
+  while (offset < pendingPlaintextOut_.size()) {
+    std::size_t written = 0;
+    const int rc = SSL_write_ex(ssl_.get(), pendingPlaintextOut_.data() + offset,
+                                pendingPlaintextOut_.size() - offset, &written);
+    const int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), rc);
+    drainWbio();
+    if (rc == 1) {
+      offset += written;
+      continue;
+    }
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      break;
+    }
+    fail("SSL_write", err);
+    return;
+  }
+  if (offset == pendingPlaintextOut_.size()) {
+    resetBuffer(pendingPlaintextOut_);
+  } else {
+    pendingPlaintextOut_.erase(0, offset);
+  }
+}
+
+void Engine::readAvailable() {
+  // Reads everything the buffered ciphertext yields. plaintextIn_ is not capped here: the owner
+  // bounds it by not feeding more ciphertext while it holds too much plaintext (backpressure),
+  // so one pump decrypts at most what was fed.
+  char buf[kReadChunk];
+  for (;;) {
+    std::size_t got = 0;
+    const int rc = SSL_read_ex(ssl_.get(), buf, sizeof(buf), &got);
+    const int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), rc);
+    drainWbio();  // TLS 1.3 key updates and TLS 1.2 no_renegotiation alerts come from reads
+    if (rc == 1) {
+      plaintextIn_.append(buf, got);
+      continue;
+    }
+    switch (err) {
+      case SSL_ERROR_WANT_READ:
+      case SSL_ERROR_WANT_WRITE:
+        return;
+      case SSL_ERROR_ZERO_RETURN: {
+        // The peer sent close_notify: answer with ours. Besides being the orderly close, it
+        // keeps the session resumable: OpenSSL evicts the session of an SSL freed without
+        // having *sent* a shutdown. Queued plaintext not yet written is dropped.
+        const int sd = SSL_shutdown(ssl_.get());
+        (void)sd;  // 1 (both sides closed) or an error we cannot act on any more
+        drainWbio();
+        ERR_clear_error();
+        resetBuffer(pendingPlaintextOut_);
+        state_ = State::Closed;
+        return;
+      }
+      default:
+        fail("SSL_read", err);
+        return;
+    }
+  }
+}
+
+void Engine::sendCloseNotify() {
+  const int sd = SSL_shutdown(ssl_.get());
+  (void)sd;  // 0: our close_notify is sent, the peer's not yet read; we do not wait for it
+  drainWbio();
+  ERR_clear_error();
+  state_ = State::Closed;
+}
+
+void Engine::releaseLargeBuffers() {
+  // Swapping in a fresh BIO is the only way to shrink a memory BIO. rbio_ only when empty (its
+  // unread ciphertext must stay); wbio_ is always empty here (drained after every SSL call).
+  if (BIO_ctrl_pending(rbio_) == 0 && memBioCapacity(rbio_) > kIdleBufferLimit) {
+    if (BIO* fresh = newMemBio(); fresh != nullptr) {
+      SSL_set0_rbio(ssl_.get(), fresh);  // frees the old rbio_; ssl_ owns `fresh`
+      rbio_ = fresh;
+    }
+  }
+  if (BIO_ctrl_pending(wbio_) == 0 && memBioCapacity(wbio_) > kIdleBufferLimit) {
+    if (BIO* fresh = newMemBio(); fresh != nullptr) {
+      SSL_set0_wbio(ssl_.get(), fresh);  // frees the old wbio_; ssl_ owns `fresh`
+      wbio_ = fresh;
+    }
+  }
+}
+
+void Engine::drainWbio() {
+  const std::size_t pending = BIO_ctrl_pending(wbio_);
+  if (pending == 0) {
+    return;
+  }
+  const std::size_t old = ciphertextOut_.size();
+  ciphertextOut_.resize(old + pending);
+  std::size_t got = 0;
+  if (BIO_read_ex(wbio_, ciphertextOut_.data() + old, pending, &got) != 1) {
+    got = 0;
+  }
+  ciphertextOut_.resize(old + got);
+}
+
+void Engine::fail(const char* op, int sslError) {
+  std::string reason = drainErrorQueue();
+  if (reason.empty()) {
+    // SSL_ERROR_SYSCALL with an empty queue: with memory BIOs there is no syscall, so this is
+    // an internal inconsistency rather than an I/O error; still report something stable.
+    reason = sslError == SSL_ERROR_SYSCALL ? "unexpected EOF or internal error"
+                                           : "SSL error " + std::to_string(sslError);
+  }
+  error_ = std::string(op) + ": " + reason;
+  state_ = State::Failed;
+  resetBuffer(pendingPlaintextOut_);
+}
+
+void Engine::takeCiphertext(std::string& out) {
+  if (out.empty()) {
+    out.swap(ciphertextOut_);  // no copy; the caller's (empty) buffer becomes ours
+  } else {
+    out.append(ciphertextOut_);
+  }
+  resetBuffer(ciphertextOut_);
+}
+
+void Engine::takePlaintext(std::string& out) {
+  if (out.empty()) {
+    out.swap(plaintextIn_);
+  } else {
+    out.append(plaintextIn_);
+  }
+  resetBuffer(plaintextIn_);
+}
+
+bool Engine::hasCiphertext() const {
+  return !ciphertextOut_.empty();
+}
+
+bool Engine::handshakeJustCompleted() {
+  const bool completed = justCompleted_;
+  justCompleted_ = false;
+  return completed;
+}
+
+}  // namespace certrelay::tls

@@ -98,6 +98,12 @@ class Behaviour:
         self.dot_reply = "250 2.0.0 Ok: queued as SCRIPTED"
         self.malformed_reply = "2x0 this is not an SMTP reply"
         self.delays: dict[str, float] = {}   # seconds to wait before answering a command
+        # Flow control: with an Event here, the backend stops reading its socket right after
+        # it answered DATA with 354, until the event is set (at most hold_timeout seconds);
+        # then it goes on reading ("resume") or closes the connection unread ("close").
+        self.hold_after_354: threading.Event | None = None
+        self.hold_then = "resume"
+        self.hold_timeout = 30.0
 
 
 class BackendConnection:
@@ -110,6 +116,7 @@ class BackendConnection:
         self.commands: list[str] = []        # command lines (outside DATA), without CRLF
         self.messages: list[bytes] = []      # DATA contents up to (not incl.) the terminator
         self.closed = False
+        self.holding = False                 # not reading (Behaviour.hold_after_354)
 
     def command_names(self) -> list[str]:
         return [c.split(" ", 1)[0].split(":", 1)[0].upper() for c in self.commands]
@@ -238,11 +245,26 @@ class ScriptedBackend:
     def _reply_for(self, name: str, default: str) -> str:
         return self.behaviour.replies.get(name, default)
 
+    def _hold(self, conn: BackendConnection) -> bool:
+        """Behaviour.hold_after_354: stop reading until released. False: close now."""
+        b = self.behaviour
+        if b.hold_after_354 is None:
+            return True
+        with self._cond:
+            conn.holding = True
+            self._cond.notify_all()
+        b.hold_after_354.wait(b.hold_timeout)
+        with self._cond:
+            conn.holding = False
+            self._cond.notify_all()
+        return b.hold_then != "close" and not self._stopping
+
     def _serve(self, conn: BackendConnection):
         b = self.behaviour
         buf = b""
         in_data = False
         data = bytearray()
+        scan_from = 0
         try:
             self._send(conn, b.greeting)
             if not b.greeting.startswith("2"):
@@ -264,11 +286,14 @@ class ScriptedBackend:
                         if data.startswith(b".\r\n"):
                             body, rest = b"", bytes(data[3:])
                         else:
-                            end = data.find(b"\r\n.\r\n")
+                            # Search only the new bytes (plus a terminator's worth of
+                            # overlap): a large message stays linear.
+                            end = data.find(b"\r\n.\r\n", scan_from)
                             if end < 0:
+                                scan_from = max(0, len(data) - 4)
                                 break
                             body, rest = bytes(data[:end + 2]), bytes(data[end + 5:])
-                        buf, data, in_data = rest, bytearray(), False
+                        buf, data, in_data, scan_from = rest, bytearray(), False, 0
                         with self._cond:
                             conn.messages.append(body)
                             self._cond.notify_all()
@@ -298,6 +323,8 @@ class ScriptedBackend:
                         self._send(conn, reply)
                         if name == "DATA" and reply.startswith("354"):
                             in_data = True
+                            if not self._hold(conn):
+                                return
                         if reply.startswith("421"):
                             return
                         continue
@@ -319,6 +346,8 @@ class ScriptedBackend:
                     elif name == "DATA":
                         self._send(conn, "354 End data with <CR><LF>.<CR><LF>")
                         in_data = True
+                        if not self._hold(conn):
+                            return
                     elif name in ("RSET", "NOOP"):
                         self._send(conn, "250 2.0.0 Ok")
                     elif name == "QUIT":

@@ -37,7 +37,8 @@ from smtp_client import (Reply, SmtpClient, SmtpError, client_context, unique_me
                          xclient_attributes)
 from util import (CERTRELAY_BIN, HOSTNAME, LOCAL_DOMAIN, OPENSSL, REMOTE_DOMAIN,  # noqa: E402
                   SELFSIGNED_IDENTITY, TRUSTED_IDENTITY, LogCapture, RefusingPort, free_port,
-                  is_root, make_tmpdir, pid_alive, port_accepts, read_text, run, wait_until)
+                  is_root, make_tmpdir, pid_alive, port_accepts, read_text, rss_bytes, run,
+                  wait_until)
 
 __all__ = [
     "Expect", "Proxy", "ProxyStartError", "IntegrationTest", "main", "connect", "render_toml",
@@ -47,7 +48,8 @@ __all__ = [
     "Reply", "SmtpClient", "SmtpError", "client_context", "unique_message", "xclient_attributes",
     "CERTRELAY_BIN", "HOSTNAME", "LOCAL_DOMAIN", "OPENSSL", "REMOTE_DOMAIN",
     "SELFSIGNED_IDENTITY", "TRUSTED_IDENTITY", "LogCapture", "RefusingPort", "free_port",
-    "is_root", "make_tmpdir", "pid_alive", "port_accepts", "read_text", "run", "wait_until",
+    "is_root", "make_tmpdir", "pid_alive", "port_accepts", "read_text", "rss_bytes", "run",
+    "wait_until",
 ]
 
 
@@ -81,6 +83,26 @@ class Expect:
     CONFIG_ERROR = re.compile(r"certrelay\.toml:(?P<line>\d+): (?P<reason>\S.*)")
     # Capabilities the proxy must never show a client (design.md "Backend capabilities").
     FORBIDDEN_EHLO = ("XCLIENT", "XFORWARD", "AUTH", "CHUNKING")
+
+    # Flow control, TLS edges and the local dialogue (README "The SMTP dialogue" table).
+    TOO_MANY_CONNECTIONS = "421 4.7.0 " + HOSTNAME + " Error: too many connections"
+    MUST_STARTTLS = "530 5.7.0 Must issue a STARTTLS command first"
+    SEND_HELO_FIRST = "503 5.5.1 Error: send HELO/EHLO first"
+    BDAT_NOT_IMPLEMENTED = "521 5.5.1 Error: command not implemented"
+    AUTH_NOT_ENABLED = "503 5.5.1"                # Error: authentication not enabled
+    VRFY = "252 2.0.0"
+    HELP = "214 2.0.0"
+    NOOP_OK = "250 2.0.0 Ok"
+    SIZE_EXCEEDED = "552 5.3.4"
+    UNSUPPORTED_OPTION = "555 5.5.4"              # unknown or duplicate MAIL/RCPT parameter
+    SYNC_ERROR = "554 5.5.0 Error: SMTP protocol synchronization"
+    SHUTTING_DOWN = re.compile(r"^421 4\.3\.2 (\S+ )?Service shutting down")
+    # Backend lost while the client was still sending content (README table).
+    DATA_NOT_DELIVERED = re.compile(r"^451 4\.3\.0 .*message not delivered")
+    LOG_TLS_HANDSHAKE_TIMEOUT = re.compile(r"TLS handshake timeout")
+    LOG_SSL_ACCEPT_ERROR = re.compile(r"SSL_accept error")
+    LOG_TLS_ESTABLISHED = re.compile(r"(Trusted|Untrusted|Anonymous) TLS connection established")
+    LOG_STOPPING = re.compile(r"stopping \(SIGTERM\)")
 
     @staticmethod
     def relay_denied(rcpt: str) -> str:
@@ -226,6 +248,23 @@ class Proxy:
 
     def wait_log(self, pattern, timeout: float = 5.0, start: int = 0):
         return self.log.wait_for(pattern, timeout, start=start)
+
+    def rss(self) -> int:
+        """The daemon's resident set size in bytes (VmRSS)."""
+        return rss_bytes(self.proc.pid)
+
+    def sanitized(self) -> bool:
+        """True when the binary under test is built with AddressSanitizer (scripts/test.sh
+        --sanitize): its allocator keeps freed memory in quarantine, so RSS is no measure of
+        what the daemon holds."""
+        try:
+            with open(f"/proc/{self.proc.pid}/maps") as f:
+                if "libasan" in f.read():
+                    return True
+        except OSError:
+            pass
+        with open(self.binary, "rb") as f:
+            return b"__asan_init" in f.read()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

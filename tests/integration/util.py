@@ -87,6 +87,15 @@ def pid_alive(pid: int | None) -> bool:
     return state != "Z"
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (VmRSS in /proc/<pid>/status), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024   # "VmRSS:   1234 kB"
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
 def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <string_view>
@@ -81,9 +82,96 @@ Endpoint parseEndpoint(const std::string& text) {
   return endpoint;
 }
 
+std::string Cidr::toString() const {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (inet_ntop(v6 ? AF_INET6 : AF_INET, address.data(), text, sizeof(text)) == nullptr) {
+    return {};
+  }
+  return std::string(text) + "/" + std::to_string(prefix);
+}
+
+Cidr parseCidr(std::string_view text) {
+  if (text.empty()) {
+    throw std::invalid_argument("empty");
+  }
+  std::string_view addressText = text;
+  std::string_view prefixText;
+  const auto slash = text.find('/');
+  if (slash != std::string_view::npos) {
+    addressText = text.substr(0, slash);
+    prefixText = text.substr(slash + 1);
+  }
+  bool bracketed = false;
+  if (!addressText.empty() && addressText.front() == '[') {
+    if (addressText.size() < 2 || addressText.back() != ']') {
+      throw std::invalid_argument("unbalanced brackets");
+    }
+    addressText = addressText.substr(1, addressText.size() - 2);
+    bracketed = true;
+  }
+  if (addressText.find_first_of("[]") != std::string_view::npos) {
+    throw std::invalid_argument("unbalanced brackets");
+  }
+  if (addressText.empty()) {
+    throw std::invalid_argument("missing address");
+  }
+  Cidr cidr;
+  cidr.v6 = addressText.find(':') != std::string_view::npos;
+  if (bracketed && !cidr.v6) {
+    throw std::invalid_argument("brackets are only for IPv6 addresses");
+  }
+  // inet_pton is strict: dotted-quad decimal only for IPv4 (no "10.1", no octal), and no zone
+  // id ("fe80::1%eth0") or white space anywhere.
+  const std::string address(addressText);
+  if (address.find('\0') != std::string::npos ||
+      inet_pton(cidr.v6 ? AF_INET6 : AF_INET, address.c_str(), cidr.address.data()) != 1) {
+    throw std::invalid_argument("not an IPv4 or IPv6 address");
+  }
+  const unsigned maxPrefix = cidr.v6 ? 128 : 32;
+  cidr.prefix = maxPrefix;
+  if (slash != std::string_view::npos) {
+    const std::string range =
+        "prefix length must be a number from 0 to " + std::to_string(maxPrefix);
+    // Digits only, no sign, no leading zero: "/024" is more likely a typo than a /24.
+    if (prefixText.empty() || prefixText.size() > 3 ||
+        !std::all_of(prefixText.begin(), prefixText.end(),
+                     [](char c) { return c >= '0' && c <= '9'; }) ||
+        (prefixText.size() > 1 && prefixText.front() == '0')) {
+      throw std::invalid_argument(range);
+    }
+    const unsigned long prefix = std::stoul(std::string(prefixText));
+    if (prefix > maxPrefix) {
+      throw std::invalid_argument(range);
+    }
+    cidr.prefix = static_cast<unsigned>(prefix);
+  }
+  Cidr network = cidr;
+  for (unsigned bit = cidr.prefix; bit < maxPrefix; ++bit) {
+    network.address[bit / 8] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
+  }
+  if (network.address != cidr.address) {
+    throw std::invalid_argument("host bits set beyond /" + std::to_string(cidr.prefix) + " (use '" +
+                                network.toString() + "')");
+  }
+  // ::ffff:a.b.c.d/96+n is the IPv4 network a.b.c.d/n: client addresses in that form are
+  // compared as IPv4, so the network must be IPv4 too to ever match them.
+  static constexpr unsigned char kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (cidr.v6 && cidr.prefix >= 96 &&
+      std::equal(std::begin(kMappedPrefix), std::end(kMappedPrefix), cidr.address.begin())) {
+    Cidr v4;
+    std::copy(cidr.address.begin() + 12, cidr.address.end(), v4.address.begin());
+    v4.prefix = cidr.prefix - 96;
+    return v4;
+  }
+  return cidr;
+}
+
 namespace {
 
 constexpr int64_t kMaxWorkers = 256;
+// Reload debounce: long enough to let a writer finish, short enough that a revocation is not
+// noticeably late.
+constexpr int64_t kMaxDebounceMs = 10'000;
 // RFC 8446 caps ticket lifetime at 7 days; no timer in this proxy has a reason to be longer,
 // and the cap keeps every millisecond count far from overflow.
 constexpr int64_t kMaxDurationMs = 7LL * 24 * 3600 * 1000;
@@ -576,27 +664,81 @@ class Loader {
     if (table == nullptr) {
       return;
     }
-    checkKeys(*table, "policy", {"fingerprints", "local_domains"});
+    checkKeys(*table, "policy",
+              {"fingerprints", "local_domains", "digest", "relay_networks", "reload_poll_interval",
+               "reload_debounce"});
+    Policy& policy = config.policy;
     if (auto file = getString(*table, "fingerprints", "policy"); file && !file->empty()) {
-      config.policy.fingerprints =
-          readableFile(*table->get("fingerprints"), "policy.fingerprints", *file);
+      policy.fingerprints = readableFile(*table->get("fingerprints"), "policy.fingerprints", *file);
     }
-    const toml::node* node = table->get("local_domains");
+    readLocalDomains(*table, policy);
+    if (auto digest = getString(*table, "digest", "policy")) {
+      bool known = false;
+      for (FingerprintDigest candidate :
+           {FingerprintDigest::Sha256, FingerprintDigest::Sha1, FingerprintDigest::Md5}) {
+        if (*digest == digestKeyword(candidate)) {
+          policy.digest = candidate;
+          known = true;
+        }
+      }
+      if (!known) {
+        fail(table->get("digest")->source(), "policy.digest",
+             "expected \"sha256\", \"sha1\" or \"md5\", got \"" + *digest + "\"");
+      }
+    }
+    // Checked here with the same parser policy::NetworkList uses, so --check-config names the
+    // line; the strings are kept as written.
+    policy.relayNetworks = stringArray(*table, "relay_networks", "policy");
+    for (size_t i = 0; i < policy.relayNetworks.size(); ++i) {
+      try {
+        parseCidr(policy.relayNetworks[i]);
+      } catch (const std::invalid_argument& e) {
+        fail(table->get("relay_networks")->as_array()->get(i)->source(),
+             "policy.relay_networks[" + std::to_string(i) + "]",
+             "bad CIDR '" + policy.relayNetworks[i] + "': " + e.what());
+      }
+    }
+    if (auto interval = getDuration(*table, "reload_poll_interval", "policy")) {
+      policy.reloadPollInterval = *interval;
+    }
+    if (auto debounce = getDuration(*table, "reload_debounce", "policy")) {
+      if (debounce->count() > kMaxDebounceMs) {
+        fail(table->get("reload_debounce")->source(), "policy.reload_debounce",
+             "must be at most 10s");
+      }
+      policy.reloadDebounce = *debounce;
+    }
+  }
+
+  // The strings of an array-of-strings key; empty when absent.
+  std::vector<std::string> stringArray(const toml::table& table, std::string_view name,
+                                       const std::string& prefix) const {
+    std::vector<std::string> values;
+    const toml::node* node = table.get(name);
     if (node == nullptr) {
-      return;
+      return values;
     }
+    const std::string key = join(prefix, name);
     const toml::array* array = node->as_array();
     if (array == nullptr) {
-      failType(*node, "policy.local_domains", "array of strings");
+      failType(*node, key, "array of strings");
     }
     for (size_t i = 0; i < array->size(); ++i) {
       const toml::node& element = *array->get(i);
-      const std::string key = "policy.local_domains[" + std::to_string(i) + "]";
       if (!element.is_string()) {
-        failType(element, key, "string");
+        failType(element, key + "[" + std::to_string(i) + "]", "string");
       }
-      const std::string& written = element.as_string()->get();
-      std::string domain = toLower(written);
+      values.push_back(element.as_string()->get());
+    }
+    return values;
+  }
+
+  void readLocalDomains(const toml::table& table, Policy& policy) const {
+    const std::vector<std::string> written = stringArray(table, "local_domains", "policy");
+    for (size_t i = 0; i < written.size(); ++i) {
+      const toml::node& element = *table.get("local_domains")->as_array()->get(i);
+      const std::string key = "policy.local_domains[" + std::to_string(i) + "]";
+      std::string domain = toLower(written[i]);
       if (!domain.empty() && domain.back() == '.' && domain.front() != '[') {
         domain.pop_back();
       }
@@ -605,9 +747,9 @@ class Loader {
           !domain.empty() && domain.front() == '.' ? std::string_view(domain).substr(1) : domain;
       if (!isDomainName(name) && !(name.size() == domain.size() && isAddressLiteral(domain))) {
         fail(element.source(), key,
-             "'" + written + "' is not a domain name, \".domain\" or address literal");
+             "'" + written[i] + "' is not a domain name, \".domain\" or address literal");
       }
-      config.policy.localDomains.push_back(std::move(domain));
+      policy.localDomains.push_back(std::move(domain));
     }
   }
 

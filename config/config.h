@@ -8,12 +8,14 @@
 // Loading may throw ConfigError (config/ is the "control plane": exceptions are fine here;
 // proxy/ and tls/ do not throw on the data path).
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace certrelay::config {
@@ -32,6 +34,25 @@ struct Endpoint {
 // Syntax only (brackets are for hosts holding ':'); load() also requires a numeric IP address.
 Endpoint parseEndpoint(const std::string& text);
 
+// A network in CIDR notation: "192.0.2.0/24", "2001:db8::/32", "[2001:db8::]/32"; a bare
+// address is a /32 or /128 network. An IPv4-mapped IPv6 network ("::ffff:192.0.2.0/120",
+// prefix 96 or more) is stored as the IPv4 network it names, since IPv4-mapped client addresses
+// are compared as IPv4.
+struct Cidr {
+  bool v6 = false;
+  std::array<unsigned char, 16> address{};  // network byte order; IPv4 uses the first 4 bytes
+  unsigned prefix = 0;                      // 0..32 (IPv4) or 0..128 (IPv6)
+
+  // Canonical text: "192.0.2.0/24", "2001:db8::/32".
+  std::string toString() const;
+};
+
+// Parses one CIDR strictly: decimal prefix without sign or leading zeros, brackets only around
+// IPv6, no zone ids, no white space, and no address bits set beyond the prefix (Postfix only
+// warns about those; a typo such as 192.0.2.1/16 would silently cover a far larger network).
+// Throws std::invalid_argument with a short reason.
+Cidr parseCidr(std::string_view text);
+
 struct Listener {
   std::string name;
   Endpoint address;
@@ -47,36 +68,69 @@ struct Backend {
 };
 
 struct Tls {
-  std::filesystem::path cert;      // PEM, leaf then chain
-  std::filesystem::path key;       // PEM private key
-  std::filesystem::path clientCa;  // optional PEM bundle; empty = none
-  std::string minVersion = "TLSv1.2";  // "TLSv1.2" or "TLSv1.3"
-  std::size_t sessionCacheSize = 20'480;        // server-side session cache entries; 0 = off
+  std::filesystem::path cert;                  // PEM, leaf then chain
+  std::filesystem::path key;                   // PEM private key
+  std::filesystem::path clientCa;              // optional PEM bundle; empty = none
+  std::string minVersion = "TLSv1.2";          // "TLSv1.2" or "TLSv1.3"
+  std::size_t sessionCacheSize = 20'480;       // server-side session cache entries; 0 = off
   std::chrono::seconds sessionTimeout{3'600};  // cache and ticket lifetime
   bool sessionTickets = true;
   int ticketsPerHandshake = 1;  // TLS 1.3 tickets sent after a full handshake (OpenSSL: 2)
 };
 
+// Digest of the certificate and public-key fingerprints (Postfix smtpd_tls_fingerprint_digest).
+enum class FingerprintDigest { Sha256, Sha1, Md5 };
+
+// "sha256", "sha1", "md5": the config spelling.
+constexpr std::string_view digestKeyword(FingerprintDigest digest) {
+  switch (digest) {
+    case FingerprintDigest::Sha1:
+      return "sha1";
+    case FingerprintDigest::Md5:
+      return "md5";
+    case FingerprintDigest::Sha256:
+      break;
+  }
+  return "sha256";
+}
+
+// Output size in bytes: 32, 20, 16.
+constexpr std::size_t digestSize(FingerprintDigest digest) {
+  switch (digest) {
+    case FingerprintDigest::Sha1:
+      return 20;
+    case FingerprintDigest::Md5:
+      return 16;
+    case FingerprintDigest::Sha256:
+      break;
+  }
+  return 32;
+}
+
 struct Policy {
-  std::filesystem::path fingerprints;      // Postfix relay_clientcerts format; empty = none
-  std::vector<std::string> localDomains;   // lower-cased, no trailing dot
+  std::filesystem::path fingerprints;     // Postfix relay_clientcerts format; empty = none
+  std::vector<std::string> localDomains;  // lower-cased, no trailing dot
+  FingerprintDigest digest = FingerprintDigest::Sha256;  // of table entries and peer facts
+  std::vector<std::string> relayNetworks;  // CIDRs as written, each accepted by parseCidr
+  std::chrono::milliseconds reloadPollInterval{30'000};  // fallback re-read of policy files
+  std::chrono::milliseconds reloadDebounce{200};         // quiet time after a change event
 };
 
 struct Timeouts {
-  std::chrono::milliseconds command{300'000};         // greeting / between commands
-  std::chrono::milliseconds tlsHandshake{60'000};     // whole handshake, not per read
-  std::chrono::milliseconds data{180'000};            // inactivity while receiving DATA
-  std::chrono::milliseconds backendConnect{30'000};   // TCP connect + greeting
-  std::chrono::milliseconds backendReply{300'000};    // any backend reply, end of data too
-  std::chrono::milliseconds shutdown{30'000};         // drain time on SIGTERM
+  std::chrono::milliseconds command{300'000};        // greeting / between commands
+  std::chrono::milliseconds tlsHandshake{60'000};    // whole handshake, not per read
+  std::chrono::milliseconds data{180'000};           // inactivity while receiving DATA
+  std::chrono::milliseconds backendConnect{30'000};  // TCP connect + greeting
+  std::chrono::milliseconds backendReply{300'000};   // any backend reply, end of data too
+  std::chrono::milliseconds shutdown{30'000};        // drain time on SIGTERM
 };
 
 struct Limits {
-  std::size_t maxLineLength = 2'048;      // command line incl. CRLF -> 500 5.5.2
-  std::size_t maxRecipients = 1'000;      // per message -> 452 4.5.3
-  unsigned maxErrors = 20;                // per session -> 421 4.7.0
-  std::size_t maxConnections = 10'000;    // per process -> 421 4.7.0 at accept
-  std::size_t highWatermark = 256 * 1024; // outgoing bytes queued before the other side pauses
+  std::size_t maxLineLength = 2'048;       // command line incl. CRLF -> 500 5.5.2
+  std::size_t maxRecipients = 1'000;       // per message -> 452 4.5.3
+  unsigned maxErrors = 20;                 // per session -> 421 4.7.0
+  std::size_t maxConnections = 10'000;     // per process -> 421 4.7.0 at accept
+  std::size_t highWatermark = 256 * 1024;  // outgoing bytes queued before the other side pauses
 };
 
 struct Config {

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <openssl/evp.h>
+
 namespace certrelay::policy {
 
 namespace {
@@ -129,8 +131,12 @@ std::optional<std::string> normalizeFingerprint(std::string_view text) {
   return std::nullopt;
 }
 
-FingerprintTable FingerprintTable::parse(std::string_view text, std::string_view origin) {
+FingerprintTable FingerprintTable::parse(std::string_view text, std::string_view origin,
+                                         config::FingerprintDigest digest) {
   FingerprintTable table;
+  table.digest_ = digest;
+  table.hash_ = contentHash(text);
+  const std::size_t digestBytes = config::digestSize(digest);
   // A rough count of lines keeps a 100,000-entry table from rehashing a dozen times.
   table.entries_.reserve(static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
   std::size_t lineNumber = 0;
@@ -163,6 +169,13 @@ FingerprintTable FingerprintTable::parse(std::string_view text, std::string_view
     if (!fingerprint) {
       throw PolicyError(where() + "bad fingerprint '" + sanitize(key) + "'");
     }
+    // A well-formed fingerprint of another digest would sit in the table matching nothing: the
+    // operator would believe a client is listed while it is refused. Say so at load time.
+    if (fingerprint->size() / 2 != digestBytes) {
+      throw PolicyError(where() + "fingerprint has " + std::to_string(fingerprint->size() / 2) +
+                        " bytes, policy.digest " + std::string(config::digestKeyword(digest)) +
+                        " needs " + std::to_string(digestBytes));
+    }
     const std::string_view rest = trim(line.substr(keyEnd));
     for (char c : rest) {
       const auto byte = static_cast<unsigned char>(c);
@@ -182,7 +195,8 @@ FingerprintTable FingerprintTable::parse(std::string_view text, std::string_view
   return table;
 }
 
-FingerprintTable FingerprintTable::load(const std::filesystem::path& file) {
+FingerprintTable FingerprintTable::load(const std::filesystem::path& file,
+                                        config::FingerprintDigest digest) {
   std::FILE* stream = std::fopen(file.c_str(), "rb");
   if (stream == nullptr) {
     throw PolicyError(file.string() + ": cannot read: " + std::strerror(errno));
@@ -200,7 +214,23 @@ FingerprintTable FingerprintTable::load(const std::filesystem::path& file) {
   if (failed) {
     throw PolicyError(file.string() + ": cannot read: " + std::strerror(error));
   }
-  return parse(text, file.string());
+  return parse(text, file.string(), digest);
+}
+
+std::string FingerprintTable::contentHash(std::string_view bytes) {
+  // EVP_Q_digest fetches SHA-256 per call; a reload happens a few times a day, so that is fine.
+  unsigned char md[EVP_MAX_MD_SIZE];
+  std::size_t len = 0;
+  if (EVP_Q_digest(nullptr, "SHA256", nullptr, bytes.data(), bytes.size(), md, &len) != 1) {
+    throw PolicyError("SHA-256 is not available from OpenSSL");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(len * 2, '\0');
+  for (std::size_t i = 0; i < len; ++i) {
+    out[2 * i] = kHex[md[i] >> 4];
+    out[2 * i + 1] = kHex[md[i] & 0x0f];
+  }
+  return out;
 }
 
 const std::string* FingerprintTable::find(std::string_view canonicalFingerprint) const {
@@ -261,13 +291,39 @@ std::optional<std::string> Policy::trustedIdentity(const CertificateKeys& keys) 
   return std::nullopt;
 }
 
-PolicyPtr buildPolicy(const std::filesystem::path& fingerprintsFile,
-                      const std::vector<std::string>& localDomains) {
-  auto policy = std::make_shared<Policy>();
-  if (!fingerprintsFile.empty()) {
-    policy->table = FingerprintTable::load(fingerprintsFile);
+bool Policy::relayAllowed(const CertificateKeys& keys, std::string_view clientAddr,
+                          std::string* identity) const {
+  if (identity != nullptr) {
+    identity->clear();
   }
-  policy->localDomains = LocalDomains(localDomains);
+  if (auto listed = trustedIdentity(keys)) {
+    if (identity != nullptr) {
+      *identity = std::move(*listed);
+    }
+    return true;
+  }
+  return relayNetworks.contains(clientAddr);
+}
+
+PolicyPtr buildPolicy(const config::Policy& settings) {
+  FingerprintTable table;
+  if (!settings.fingerprints.empty()) {
+    table = FingerprintTable::load(settings.fingerprints, settings.digest);
+  }
+  return buildPolicy(settings, std::move(table));
+}
+
+PolicyPtr buildPolicy(const config::Policy& settings, FingerprintTable table) {
+  if (table.size() != 0 && table.digest() != settings.digest) {
+    throw PolicyError("fingerprint table parsed as " +
+                      std::string(config::digestKeyword(table.digest())) + ", policy.digest is " +
+                      std::string(config::digestKeyword(settings.digest)));
+  }
+  auto policy = std::make_shared<Policy>();
+  policy->table = std::move(table);
+  policy->localDomains = LocalDomains(settings.localDomains);
+  policy->relayNetworks = NetworkList::parse(settings.relayNetworks);
+  policy->digest = settings.digest;
   return policy;
 }
 

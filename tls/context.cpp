@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "tls/internal.h"
+#include "tls/peer_facts.h"
 
 namespace certrelay::tls {
 
@@ -82,9 +83,23 @@ int clientCaMarkerIndex() {
   return index;
 }
 
-std::shared_ptr<const Context> Context::create(const config::Tls& settings) {
+std::shared_ptr<const Context> Context::create(const config::Tls& settings,
+                                               config::FingerprintDigest digest) {
   ErrorQueueGuard guard;
   ERR_clear_error();  // a stale error would be blamed on our files
+
+  // Prove the fingerprint digest works before any client depends on it: with a provider that
+  // lacks it, every fingerprint would silently come out empty and nobody would be trusted.
+  const EVP_MD* md = fingerprintMd(digest);
+  {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int outLen = 0;
+    if (md == nullptr || EVP_Digest("", 0, out, &outLen, md, nullptr) != 1 ||
+        outLen != config::digestSize(digest)) {
+      fail("policy.digest " + std::string(config::digestKeyword(digest)) +
+           ": OpenSSL cannot compute this digest");
+    }
+  }
 
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) {
@@ -177,10 +192,16 @@ std::shared_ptr<const Context> Context::create(const config::Tls& settings) {
     fail("SSL_CTX_set_num_tickets");
   }
 
+  // collectPeerFacts() reads the digest from here, so every connection made from this SSL_CTX
+  // is fingerprinted the way this Context was asked to.
+  if (SSL_CTX_set_ex_data(c, fingerprintDigestIndex(), digestSlotValue(digest)) != 1) {
+    fail("SSL_CTX_set_ex_data");
+  }
+
   SSL_CTX_set_alpn_select_cb(c, selectAlpn, nullptr);
   // SNI: any name is accepted (no servername callback); there is one certificate per snapshot.
 
-  return std::shared_ptr<const Context>(new Context(std::move(ctx)));
+  return std::shared_ptr<const Context>(new Context(std::move(ctx), digest, md));
 }
 
 }  // namespace certrelay::tls

@@ -24,14 +24,25 @@ class TlsError : public std::runtime_error {
 class Context {
  public:
   // Loads cert chain, key (must match), optional client CA bundle. Throws TlsError with a
-  // message naming the file and OpenSSL's reason.
-  static std::shared_ptr<const Context> create(const config::Tls& settings);
+  // message naming the file and OpenSSL's reason. `digest` (policy.digest) is what the peer
+  // facts of every connection on this context are computed with; a digest OpenSSL cannot
+  // compute (MD5 under a FIPS-only configuration) is a TlsError here, not empty fingerprints
+  // later.
+  static std::shared_ptr<const Context> create(
+      const config::Tls& settings,
+      config::FingerprintDigest digest = config::FingerprintDigest::Sha256);
 
   SSL_CTX* get() const { return ctx_.get(); }
+  config::FingerprintDigest digest() const { return digest_; }
+  // The fetched EVP_MD for digest() (process-wide, never freed).
+  const EVP_MD* digestMd() const { return md_; }
 
  private:
-  explicit Context(SslCtxPtr ctx) : ctx_(std::move(ctx)) {}
+  Context(SslCtxPtr ctx, config::FingerprintDigest digest, const EVP_MD* md)
+      : ctx_(std::move(ctx)), digest_(digest), md_(md) {}
   SslCtxPtr ctx_;
+  config::FingerprintDigest digest_;
+  const EVP_MD* md_;
 };
 
 using ContextPtr = std::shared_ptr<const Context>;

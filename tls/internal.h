@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "config/config.h"
+
 namespace certrelay::tls {
 
 // Pops every error on this thread's OpenSSL error queue and returns them as one line,
@@ -12,5 +14,11 @@ std::string drainErrorQueue();
 
 // ex_data slot on SSL_CTX marking "a client CA was loaded" (see Context::create).
 int clientCaMarkerIndex();
+
+// ex_data slot on SSL_CTX holding the fingerprint digest of the Context that owns it (see
+// Context::create), as a pointer from digestSlotValue(). Empty slot: SHA-256.
+int fingerprintDigestIndex();
+// A pointer to static storage holding `digest`, for that slot.
+void* digestSlotValue(config::FingerprintDigest digest);
 
 }  // namespace certrelay::tls

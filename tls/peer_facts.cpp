@@ -15,13 +15,24 @@ namespace certrelay::tls {
 
 namespace {
 
-const EVP_MD* sha256() {
-  // Fetched once per process and never freed (it lives as long as the default provider).
-  // Falls back to the legacy handle, which fetches implicitly, if the fetch fails.
-  static const EVP_MD* const md = [] {
-    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
-    return fetched != nullptr ? fetched : EVP_sha256();
-  }();
+std::size_t digestIndex(config::FingerprintDigest digest) {
+  switch (digest) {
+    case config::FingerprintDigest::Sha1:
+      return 1;
+    case config::FingerprintDigest::Md5:
+      return 2;
+    case config::FingerprintDigest::Sha256:
+      break;
+  }
+  return 0;
+}
+
+const EVP_MD* fetchDigest(const char* name, const EVP_MD* legacy) {
+  const EVP_MD* md = EVP_MD_fetch(nullptr, name, nullptr);
+  if (md == nullptr) {
+    ERR_clear_error();  // the failed fetch must not be blamed on a later OpenSSL call
+    return legacy;
+  }
   return md;
 }
 
@@ -91,6 +102,35 @@ std::string groupName(SSL* ssl) {
 
 }  // namespace
 
+int fingerprintDigestIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+void* digestSlotValue(config::FingerprintDigest digest) {
+  static config::FingerprintDigest values[] = {config::FingerprintDigest::Sha256,
+                                               config::FingerprintDigest::Sha1,
+                                               config::FingerprintDigest::Md5};
+  return &values[digestIndex(digest)];
+}
+
+const char* digestName(config::FingerprintDigest digest) {
+  static constexpr const char* kNames[] = {"SHA256", "SHA1", "MD5"};
+  return kNames[digestIndex(digest)];
+}
+
+const EVP_MD* fingerprintMd(config::FingerprintDigest digest) {
+  // All three are fetched on first use and live as long as the default provider. A failed fetch
+  // (MD5 under a FIPS-only provider) leaves the legacy handle, which then fails at use: that is
+  // what Context::create tests and reports.
+  static const EVP_MD* const mds[] = {
+      fetchDigest("SHA2-256", EVP_sha256()),
+      fetchDigest("SHA1", EVP_sha1()),
+      fetchDigest("MD5", EVP_md5()),
+  };
+  return mds[digestIndex(digest)];
+}
+
 PeerFacts collectPeerFacts(SSL* ssl) {
   PeerFacts facts;
   if (ssl == nullptr) {
@@ -103,6 +143,11 @@ PeerFacts collectPeerFacts(SSL* ssl) {
   }
   facts.group = groupName(ssl);
   facts.resumed = SSL_session_reused(ssl) == 1;
+  const auto* slot = static_cast<const config::FingerprintDigest*>(
+      SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), fingerprintDigestIndex()));
+  const config::FingerprintDigest digest =
+      slot != nullptr ? *slot : config::FingerprintDigest::Sha256;
+  facts.digestName = digestName(digest);
 
   // On a resumed session this is the certificate stored in the session (the client does not
   // send it again), so the facts of a resumed connection are as complete as the original's.
@@ -118,18 +163,22 @@ PeerFacts collectPeerFacts(SSL* ssl) {
   const bool haveClientCa =
       SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), clientCaMarkerIndex()) != nullptr;
   facts.verified = haveClientCa && SSL_get_verify_result(ssl) == X509_V_OK;
-  facts.certFingerprint = certificateFingerprint(cert);
-  facts.pkeyFingerprint = publicKeyFingerprint(cert);
+  facts.certFingerprint = certificateFingerprint(cert, digest);
+  facts.pkeyFingerprint = publicKeyFingerprint(cert, digest);
   return facts;
 }
 
 std::string certificateFingerprint(X509* cert) {
+  return certificateFingerprint(cert, config::FingerprintDigest::Sha256);
+}
+
+std::string certificateFingerprint(X509* cert, config::FingerprintDigest digest) {
   if (cert == nullptr) {
     return {};
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (X509_digest(cert, sha256(), md, &len) != 1) {
+  if (X509_digest(cert, fingerprintMd(digest), md, &len) != 1) {
     ERR_clear_error();
     return {};
   }
@@ -137,10 +186,14 @@ std::string certificateFingerprint(X509* cert) {
 }
 
 std::string publicKeyFingerprint(X509* cert) {
+  return publicKeyFingerprint(cert, config::FingerprintDigest::Sha256);
+}
+
+std::string publicKeyFingerprint(X509* cert, config::FingerprintDigest digest) {
   if (cert == nullptr) {
     return {};
   }
-  // SHA-256 over the DER SubjectPublicKeyInfo, as Postfix's pkey_fingerprint. Not
+  // The digest of the DER SubjectPublicKeyInfo, as Postfix's pkey_fingerprint. Not
   // X509_pubkey_digest(): that hashes only the BIT STRING contents and matches nothing Postfix
   // prints (protocol.md 4.5).
   //
@@ -163,7 +216,8 @@ std::string publicKeyFingerprint(X509* cert) {
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  const int ok = EVP_Digest(der, static_cast<std::size_t>(derLen), md, &len, sha256(), nullptr);
+  const int ok =
+      EVP_Digest(der, static_cast<std::size_t>(derLen), md, &len, fingerprintMd(digest), nullptr);
   OPENSSL_free(der);
   if (ok != 1) {
     ERR_clear_error();

@@ -5,31 +5,47 @@
 #include <string>
 #include <string_view>
 
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
+
+#include "config/config.h"
 
 namespace certrelay::tls {
 
 struct PeerFacts {
-  std::string version;          // "TLSv1.3"
-  std::string cipher;           // "TLS_AES_256_GCM_SHA384"
-  int cipherBits = 0;           // used bits
-  int cipherAlgBits = 0;        // algorithm bits
-  std::string group;            // key exchange group, "X25519"; "" when unknown
+  std::string version;    // "TLSv1.3"
+  std::string cipher;     // "TLS_AES_256_GCM_SHA384"
+  int cipherBits = 0;     // used bits
+  int cipherAlgBits = 0;  // algorithm bits
+  std::string group;      // key exchange group, "X25519"; "" when unknown
   bool resumed = false;
   bool hasCertificate = false;  // the client sent a certificate
   std::string subjectCn;        // sanitized; "" when absent or unusable (e.g. embedded NUL)
   std::string issuerCn;         // sanitized
   bool verified = false;        // chain verified against tls.client_ca (false without a CA)
-  std::string certFingerprint;  // SHA-256 of DER cert: canonical upper hex, no colons
-  std::string pkeyFingerprint;  // SHA-256 of DER SubjectPublicKeyInfo, same form
+  std::string certFingerprint;  // digest of DER cert: canonical upper hex, no colons
+  std::string pkeyFingerprint;  // digest of DER SubjectPublicKeyInfo, same form
+  std::string digestName;       // "SHA256", "SHA1" or "MD5": the digest of both fingerprints
 };
 
-// Fills PeerFacts from a completed server-side SSL.
+// Fills PeerFacts from a completed server-side SSL. The fingerprints use the digest of the
+// Context that made the SSL's SSL_CTX (policy.digest); SHA-256 for any other SSL_CTX.
 PeerFacts collectPeerFacts(SSL* ssl);
 
-// SHA-256 digests as canonical upper hex without colons.
+// "SHA256", "SHA1", "MD5" (the names Postfix's digest options take, upper-cased for logs).
+const char* digestName(config::FingerprintDigest digest);
+
+// The EVP_MD for `digest`: fetched once per process and never freed (OpenSSL 3.0's implicit
+// fetch in EVP_sha256() and friends costs on every call). Falls back to the legacy handle when
+// the fetch fails; Context::create checks that the digest really works.
+const EVP_MD* fingerprintMd(config::FingerprintDigest digest);
+
+// Digests as canonical upper hex without colons; "" for a null certificate or on failure.
+// Without `digest`: SHA-256.
 std::string certificateFingerprint(X509* cert);
+std::string certificateFingerprint(X509* cert, config::FingerprintDigest digest);
 std::string publicKeyFingerprint(X509* cert);
+std::string publicKeyFingerprint(X509* cert, config::FingerprintDigest digest);
 
 // "AABB.." -> "AA:BB:..", the form Postfix logs.
 std::string withColons(std::string_view hex);

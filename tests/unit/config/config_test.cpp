@@ -179,6 +179,10 @@ tickets_per_handshake = 4
 [policy]
 fingerprints = "relay_clientcerts"
 local_domains = ["Example.com", ".Sub.Example.ORG.", "[192.0.2.1]"]
+digest = "sha1"
+relay_networks = ["192.0.2.0/24", "[2001:db8::]/32"]
+reload_poll_interval = "2m"
+reload_debounce = "50ms"
 
 [timeouts]
 command = "301s"
@@ -225,6 +229,10 @@ high_watermark = 8192
     CHECK(c.policy.fingerprints == dir / "relay_clientcerts");
     CHECK(c.policy.localDomains ==
           std::vector<std::string>{"example.com", ".sub.example.org", "[192.0.2.1]"});
+    CHECK(c.policy.digest == FingerprintDigest::Sha1);
+    CHECK(c.policy.relayNetworks == std::vector<std::string>{"192.0.2.0/24", "[2001:db8::]/32"});
+    CHECK(c.policy.reloadPollInterval == seconds(120));
+    CHECK(c.policy.reloadDebounce == milliseconds(50));
     CHECK(c.timeouts.command == seconds(301));
     CHECK(c.timeouts.tlsHandshake == seconds(61));
     CHECK(c.timeouts.data == seconds(180));
@@ -247,6 +255,10 @@ high_watermark = 8192
     CHECK(c.policy.fingerprints ==
           fs::path(CERTRELAY_TEST_DATA_DIR) / "config" / "relay_clientcerts");
     CHECK(c.policy.localDomains == std::vector<std::string>{"example.com", ".example.com"});
+    CHECK(c.policy.digest == FingerprintDigest::Sha256);
+    CHECK(c.policy.relayNetworks == std::vector<std::string>{"192.0.2.0/24", "[2001:db8::]/32"});
+    CHECK(c.policy.reloadPollInterval == seconds(30));
+    CHECK(c.policy.reloadDebounce == milliseconds(200));
   }
 
   TEST_CASE("defaults: a minimal file") {
@@ -265,6 +277,10 @@ high_watermark = 8192
     CHECK(c.tls.ticketsPerHandshake == 1);
     CHECK(c.policy.fingerprints.empty());
     CHECK(c.policy.localDomains.empty());
+    CHECK(c.policy.digest == FingerprintDigest::Sha256);
+    CHECK(c.policy.relayNetworks.empty());
+    CHECK(c.policy.reloadPollInterval == seconds(30));
+    CHECK(c.policy.reloadDebounce == milliseconds(200));
     CHECK(c.timeouts.command == seconds(300));
     CHECK(c.timeouts.tlsHandshake == seconds(60));
     CHECK(c.timeouts.data == seconds(180));
@@ -401,8 +417,10 @@ high_watermark = 8192
                   kBase.substr(kBase.find("[backend]"))) ==
           f.at(4, "listener[0].port: unknown key"));
     CHECK(f.error(kBase + "[timeouts]\nidle = 5\n") == f.at(10, "timeouts.idle: unknown key"));
-    CHECK(f.error(kBase + "[policy]\ndigest = \"sha256\"\n") ==
-          f.at(10, "policy.digest: unknown key"));
+    CHECK(f.error(kBase + "[policy]\ndigests = \"sha256\"\n") ==
+          f.at(10, "policy.digests: unknown key"));
+    CHECK(f.error(kBase + "[policy]\nmynetworks = []\n") ==
+          f.at(10, "policy.mynetworks: unknown key"));
     CHECK(f.error(kBase.substr(0, kBase.find("[tls]")) + "probe = 1\n" +
                   kBase.substr(kBase.find("[tls]"))) == f.at(6, "backend.probe: unknown key"));
   }
@@ -677,6 +695,179 @@ high_watermark = 8192
     CHECK(bad("\"under_score.example\"") == message("under_score.example"));
     CHECK(bad("\"" + std::string(64, 'a') + ".example\"") ==
           message(std::string(64, 'a') + ".example"));
+  }
+
+  TEST_CASE("policy.digest: the three names, sha256 by default, an empty policy table too") {
+    Fixture f;
+    CHECK(f.parse(kBase + "[policy]\ndigest = \"sha256\"\n").policy.digest ==
+          FingerprintDigest::Sha256);
+    CHECK(f.parse(kBase + "[policy]\ndigest = \"sha1\"\n").policy.digest ==
+          FingerprintDigest::Sha1);
+    CHECK(f.parse(kBase + "[policy]\ndigest = \"md5\"\n").policy.digest == FingerprintDigest::Md5);
+    CHECK(f.parse(kBase + "[policy]\n").policy.digest == FingerprintDigest::Sha256);
+  }
+
+  TEST_CASE("policy.digest: other names and types are refused with the line") {
+    Fixture f;
+    const std::string head = kBase + "[policy]\nlocal_domains = []\n";
+    const auto message = [&](const std::string& got) {
+      return f.at(11,
+                  "policy.digest: expected \"sha256\", \"sha1\" or \"md5\", got \"" + got + "\"");
+    };
+    CHECK(f.error(head + "digest = \"SHA256\"\n") == message("SHA256"));
+    CHECK(f.error(head + "digest = \"sha512\"\n") == message("sha512"));
+    CHECK(f.error(head + "digest = \"sha-256\"\n") == message("sha-256"));
+    CHECK(f.error(head + "digest = \"\"\n") == message(""));
+    CHECK(f.error(head + "digest = 256\n") ==
+          f.at(11, "policy.digest: expected string, got integer"));
+  }
+
+  TEST_CASE("digestKeyword and digestSize") {
+    CHECK(digestKeyword(FingerprintDigest::Sha256) == "sha256");
+    CHECK(digestKeyword(FingerprintDigest::Sha1) == "sha1");
+    CHECK(digestKeyword(FingerprintDigest::Md5) == "md5");
+    CHECK(digestSize(FingerprintDigest::Sha256) == 32);
+    CHECK(digestSize(FingerprintDigest::Sha1) == 20);
+    CHECK(digestSize(FingerprintDigest::Md5) == 16);
+  }
+
+  TEST_CASE(
+      "policy.relay_networks: IPv4, IPv6, bracketed IPv6 and bare addresses kept as written") {
+    Fixture f;
+    const Config c =
+        f.parse(kBase +
+                "[policy]\nrelay_networks = [\"192.0.2.0/24\", \"2001:db8::/32\", "
+                "\"[2001:db8:1::]/48\", \"198.51.100.7\", \"[::1]\", \"0.0.0.0/0\"]\n");
+    CHECK(c.policy.relayNetworks == std::vector<std::string>{"192.0.2.0/24", "2001:db8::/32",
+                                                             "[2001:db8:1::]/48", "198.51.100.7",
+                                                             "[::1]", "0.0.0.0/0"});
+    CHECK(f.parse(kBase + "[policy]\nrelay_networks = []\n").policy.relayNetworks.empty());
+  }
+
+  TEST_CASE("policy.relay_networks: a bad CIDR is refused with its index, line and reason") {
+    Fixture f;
+    const std::string head =
+        kBase + "[policy]\nrelay_networks = [\n\"10.0.0.0/8\",\n\"192.0.2.0/24\",\n";
+    const auto bad = [&](const std::string& value) { return f.error(head + value + "]\n"); };
+    const auto message = [&](const std::string& written, const std::string& reason) {
+      return f.at(13, "policy.relay_networks[2]: bad CIDR '" + written + "': " + reason);
+    };
+    CHECK(bad("\"192.0.2.1/24\"") ==
+          message("192.0.2.1/24", "host bits set beyond /24 (use '192.0.2.0/24')"));
+    CHECK(bad("\"2001:db8::1/32\"") ==
+          message("2001:db8::1/32", "host bits set beyond /32 (use '2001:db8::/32')"));
+    CHECK(bad("\"192.0.2.0/33\"") ==
+          message("192.0.2.0/33", "prefix length must be a number from 0 to 32"));
+    CHECK(bad("\"2001:db8::/129\"") ==
+          message("2001:db8::/129", "prefix length must be a number from 0 to 128"));
+    CHECK(bad("\"192.0.2.0/\"") ==
+          message("192.0.2.0/", "prefix length must be a number from 0 to 32"));
+    CHECK(bad("\"example.com/24\"") == message("example.com/24", "not an IPv4 or IPv6 address"));
+    CHECK(bad("\"192.0.2/24\"") == message("192.0.2/24", "not an IPv4 or IPv6 address"));
+    CHECK(bad("\"[192.0.2.0]/24\"") ==
+          message("[192.0.2.0]/24", "brackets are only for IPv6 addresses"));
+    CHECK(bad("\"[2001:db8::/32\"") == message("[2001:db8::/32", "unbalanced brackets"));
+    CHECK(bad("\"\"") == message("", "empty"));
+    CHECK(bad("\"/24\"") == message("/24", "missing address"));
+  }
+
+  TEST_CASE("policy.relay_networks: wrong types") {
+    Fixture f;
+    CHECK(f.error(kBase + "[policy]\nrelay_networks = \"192.0.2.0/24\"\n") ==
+          f.at(10, "policy.relay_networks: expected array of strings, got string"));
+    CHECK(f.error(kBase + "[policy]\nrelay_networks = [\"192.0.2.0/24\", 10]\n") ==
+          f.at(10, "policy.relay_networks[1]: expected string, got integer"));
+  }
+
+  TEST_CASE("cidr: accepted forms and their canonical text") {
+    const auto canonical = [](std::string_view text) { return parseCidr(text).toString(); };
+    CHECK(canonical("192.0.2.0/24") == "192.0.2.0/24");
+    CHECK(canonical("192.0.2.7") == "192.0.2.7/32");
+    CHECK(canonical("192.0.2.7/32") == "192.0.2.7/32");
+    CHECK(canonical("0.0.0.0/0") == "0.0.0.0/0");
+    CHECK(canonical("2001:db8::/32") == "2001:db8::/32");
+    CHECK(canonical("[2001:db8::]/32") == "2001:db8::/32");
+    CHECK(canonical("2001:DB8::7") == "2001:db8::7/128");
+    CHECK(canonical("[2001:db8::7]") == "2001:db8::7/128");
+    CHECK(canonical("::/0") == "::/0");
+    CHECK(canonical("10.128.0.0/9") == "10.128.0.0/9");
+    CHECK_FALSE(parseCidr("192.0.2.0/24").v6);
+    CHECK(parseCidr("2001:db8::/32").v6);
+    CHECK(parseCidr("192.0.2.0/24").prefix == 24);
+  }
+
+  TEST_CASE("cidr: an IPv4-mapped IPv6 network becomes the IPv4 network") {
+    const Cidr mapped = parseCidr("::ffff:192.0.2.0/120");
+    CHECK_FALSE(mapped.v6);
+    CHECK(mapped.prefix == 24);
+    CHECK(mapped.toString() == "192.0.2.0/24");
+    CHECK(parseCidr("[::ffff:127.0.0.0]/104").toString() == "127.0.0.0/8");
+    CHECK(parseCidr("::ffff:192.0.2.7").toString() == "192.0.2.7/32");
+    CHECK(parseCidr("::ffff:0:0/96").toString() == "0.0.0.0/0");
+    // Shorter than /96 it covers more than the mapped block: stays IPv6.
+    CHECK(parseCidr("::fffe:0:0/95").v6);
+  }
+
+  TEST_CASE("cidr: refusals") {
+    const std::pair<const char*, const char*> cases[] = {
+        {"", "empty"},
+        {"/8", "missing address"},
+        {"[]/8", "missing address"},
+        {"[::1", "unbalanced brackets"},
+        {"::1]", "unbalanced brackets"},
+        {"[[::1]]", "unbalanced brackets"},
+        {"[192.0.2.1]", "brackets are only for IPv6 addresses"},
+        {"192.0.2.256", "not an IPv4 or IPv6 address"},
+        {"192.0.2", "not an IPv4 or IPv6 address"},
+        {"192.0.02.0/24", "not an IPv4 or IPv6 address"},
+        {" 192.0.2.0/24", "not an IPv4 or IPv6 address"},
+        {"fe80::1%eth0", "not an IPv4 or IPv6 address"},
+        {"2001:db8:::/32", "not an IPv4 or IPv6 address"},
+        {"localhost", "not an IPv4 or IPv6 address"},
+        {"192.0.2.0/24 ", "prefix length must be a number from 0 to 32"},
+        {"192.0.2.0/024", "prefix length must be a number from 0 to 32"},
+        {"192.0.2.0/+24", "prefix length must be a number from 0 to 32"},
+        {"192.0.2.0/-1", "prefix length must be a number from 0 to 32"},
+        {"192.0.2.0/24/8", "prefix length must be a number from 0 to 32"},
+        {"192.0.2.0/1000", "prefix length must be a number from 0 to 32"},
+        {"::/00", "prefix length must be a number from 0 to 128"},
+        {"192.0.2.128/24", "host bits set beyond /24 (use '192.0.2.0/24')"},
+        {"192.0.2.1/0", "host bits set beyond /0 (use '0.0.0.0/0')"},
+        {"10.1.0.0/9", "host bits set beyond /9 (use '10.0.0.0/9')"},
+        {"::1/0", "host bits set beyond /0 (use '::/0')"},
+        {"2001:db8::4000/113", "host bits set beyond /113 (use '2001:db8::/113')"},
+    };
+    for (const auto& [text, reason] : cases) {
+      const std::string written = text;
+      CAPTURE(written);
+      CHECK_THROWS_WITH_AS(parseCidr(text), reason, std::invalid_argument);
+    }
+    // inet_pton would stop at the NUL and see only "192.0.2.0".
+    CHECK_THROWS_WITH_AS(parseCidr(std::string_view("192.0.2.0\0junk/24", 17)),
+                         "not an IPv4 or IPv6 address", std::invalid_argument);
+  }
+
+  TEST_CASE("policy.reload_poll_interval and reload_debounce: defaults, values, limits") {
+    Fixture f;
+    const std::string head = kBase + "[policy]\n";
+    const Config c = f.parse(head + "reload_poll_interval = 5\nreload_debounce = \"10s\"\n");
+    CHECK(c.policy.reloadPollInterval == seconds(5));
+    CHECK(c.policy.reloadDebounce == seconds(10));
+    CHECK(f.parse(head + "reload_debounce = \"1ms\"\n").policy.reloadDebounce == milliseconds(1));
+    CHECK(f.error(head + "reload_poll_interval = 0\n") ==
+          f.at(10, "policy.reload_poll_interval: must be greater than 0"));
+    CHECK(f.error(head + "reload_poll_interval = \"169h\"\n") ==
+          f.at(10, "policy.reload_poll_interval: must be at most 168h (7 days)"));
+    CHECK(f.error(head + "reload_poll_interval = \"soon\"\n") ==
+          f.at(10,
+               "policy.reload_poll_interval: expected a duration such as 30, \"500ms\", \"30s\", "
+               "\"5m\" or \"1h\", got \"soon\""));
+    CHECK(f.error(head + "\nreload_debounce = \"0ms\"\n") ==
+          f.at(11, "policy.reload_debounce: must be greater than 0"));
+    CHECK(f.error(head + "reload_debounce = \"10001ms\"\n") ==
+          f.at(10, "policy.reload_debounce: must be at most 10s"));
+    CHECK(f.error(head + "reload_debounce = 11\n") ==
+          f.at(10, "policy.reload_debounce: must be at most 10s"));
   }
 
   TEST_CASE("hostname: must be a plain host name (no line injection)") {

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 namespace certrelay::policy {
@@ -41,6 +42,33 @@ std::string parseError(const std::string& text) {
     return e.what();
   }
   return "";
+}
+
+std::string parseError(const std::string& text, config::FingerprintDigest digest) {
+  try {
+    FingerprintTable::parse(text, "relay_clientcerts", digest);
+  } catch (const PolicyError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A fingerprint of `bytes` bytes in colon form, every byte `byte` (e.g. "AB:AB:...").
+std::string colonKey(std::size_t bytes, const std::string& byte = "AB") {
+  std::string out;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    out += (i == 0 ? "" : ":") + byte;
+  }
+  return out;
+}
+
+// The canonical form of colonKey(bytes, byte).
+std::string plainKey(std::size_t bytes, const std::string& byte = "AB") {
+  std::string out;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    out += byte;
+  }
+  return out;
 }
 
 std::string identityOf(const FingerprintTable& table, const std::string& key) {
@@ -333,21 +361,243 @@ TEST_SUITE("policy") {
     CHECK(policy.trustedIdentity({lower(kCert1Colons), ""}) == "client1");
   }
 
-  TEST_CASE("buildPolicy: table file and local domains") {
-    const PolicyPtr policy = buildPolicy(
-        fs::path(CERTRELAY_TEST_DATA_DIR) / "config" / "relay_clientcerts", {"local.example"});
+  TEST_CASE("table: each digest accepts fingerprints of its own size") {
+    using config::FingerprintDigest;
+    const FingerprintTable md5 =
+        FingerprintTable::parse(colonKey(16) + " old-md5\n", "t", FingerprintDigest::Md5);
+    CHECK(md5.size() == 1);
+    CHECK(md5.digest() == FingerprintDigest::Md5);
+    CHECK(identityOf(md5, plainKey(16)) == "old-md5");
+    const FingerprintTable sha1 =
+        FingerprintTable::parse(lower(colonKey(20, "CD")) + "\n", "t", FingerprintDigest::Sha1);
+    CHECK(sha1.size() == 1);
+    CHECK(sha1.digest() == FingerprintDigest::Sha1);
+    CHECK(identityOf(sha1, plainKey(20, "CD")) == colonKey(20, "CD"));
+    const FingerprintTable sha256 =
+        FingerprintTable::parse(kCert1 + " c\n", "t", FingerprintDigest::Sha256);
+    CHECK(sha256.size() == 1);
+    CHECK(sha256.digest() == FingerprintDigest::Sha256);
+    CHECK(FingerprintTable::parse(kCert1 + " c\n", "t").digest() == FingerprintDigest::Sha256);
+  }
+
+  TEST_CASE("table error: a fingerprint of another digest's size names line and digest") {
+    using config::FingerprintDigest;
+    CHECK(
+        parseError("# sha256 table\n" + colonKey(20) + " from-sha1\n", FingerprintDigest::Sha256) ==
+        "relay_clientcerts:2: fingerprint has 20 bytes, policy.digest sha256 needs 32");
+    CHECK(parseError(colonKey(16) + "\n", FingerprintDigest::Sha256) ==
+          "relay_clientcerts:1: fingerprint has 16 bytes, policy.digest sha256 needs 32");
+    for (std::size_t bytes : {28u, 48u, 64u}) {
+      CAPTURE(bytes);
+      CHECK(parseError(std::string(bytes * 2, 'a') + " x\n", FingerprintDigest::Sha256) ==
+            "relay_clientcerts:1: fingerprint has " + std::to_string(bytes) +
+                " bytes, policy.digest sha256 needs 32");
+    }
+    CHECK(parseError(colonKey(20) + " ok\n\n" + kCert1 + " new\n", FingerprintDigest::Sha1) ==
+          "relay_clientcerts:3: fingerprint has 32 bytes, policy.digest sha1 needs 20");
+    CHECK(parseError(colonKey(20) + "\n", FingerprintDigest::Md5) ==
+          "relay_clientcerts:1: fingerprint has 20 bytes, policy.digest md5 needs 16");
+    CHECK(parseError(colonKey(16) + "\n", FingerprintDigest::Sha1) ==
+          "relay_clientcerts:1: fingerprint has 16 bytes, policy.digest sha1 needs 20");
+    // The default digest is SHA-256.
+    CHECK(parseError(colonKey(20) + "\n") ==
+          "relay_clientcerts:1: fingerprint has 20 bytes, policy.digest sha256 needs 32");
+    // Malformed text is still reported as such, not as a size mismatch.
+    CHECK(parseError("zz\n", FingerprintDigest::Md5) ==
+          "relay_clientcerts:1: bad fingerprint 'zz'");
+  }
+
+  TEST_CASE("load: with a digest, errors name the file") {
+    TempDir dir;
+    const fs::path file = dir.path() / "relay_clientcerts.sha1";
+    std::ofstream(file) << "# copied from an old Postfix\n" << lower(colonKey(20)) << " legacy\n";
+    const FingerprintTable table = FingerprintTable::load(file, config::FingerprintDigest::Sha1);
+    CHECK(table.size() == 1);
+    CHECK(table.digest() == config::FingerprintDigest::Sha1);
+    CHECK_THROWS_WITH_AS(
+        FingerprintTable::load(file),
+        (file.string() + ":2: fingerprint has 20 bytes, policy.digest sha256 needs 32").c_str(),
+        PolicyError);
+    CHECK_THROWS_WITH_AS(
+        FingerprintTable::load(file, config::FingerprintDigest::Md5),
+        (file.string() + ":2: fingerprint has 20 bytes, policy.digest md5 needs 16").c_str(),
+        PolicyError);
+  }
+
+  TEST_CASE("contentHash: SHA-256 in lower-case hex") {
+    CHECK(FingerprintTable::contentHash("") ==
+          "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(FingerprintTable::contentHash("abc") ==
+          "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(FingerprintTable::contentHash(std::string_view("a\0b", 3)) !=
+          FingerprintTable::contentHash("a"));
+  }
+
+  TEST_CASE("hash: the table remembers the hash of the exact bytes it was parsed from") {
+    const std::string text = kCert1 + " client1\n";
+    const FingerprintTable table = FingerprintTable::parse(text, "t");
+    CHECK(table.hash() == FingerprintTable::contentHash(text));
+    CHECK(table.hash().size() == 64);
+    // Same entries, different bytes (a comment): a different hash. Change detection compares
+    // file contents, not entries.
+    CHECK(FingerprintTable::parse("# c\n" + text, "t").hash() != table.hash());
+    CHECK(FingerprintTable::parse(text, "other-origin").hash() == table.hash());
+    CHECK(FingerprintTable{}.hash() == FingerprintTable::contentHash(""));
+    CHECK(FingerprintTable::parse("", "t").hash() == FingerprintTable::contentHash(""));
+  }
+
+  TEST_CASE("hash: load hashes the file's bytes") {
+    const fs::path file = fs::path(CERTRELAY_TEST_DATA_DIR) / "config" / "relay_clientcerts";
+    std::ifstream in(file, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE_FALSE(bytes.empty());
+    CHECK(FingerprintTable::load(file).hash() == FingerprintTable::contentHash(bytes));
+  }
+
+  TEST_CASE("relayAllowed: a listed certificate fingerprint, with its identity") {
+    Policy policy;
+    policy.table = FingerprintTable::parse(kCert1 + " client1\n", "t");
+    std::string identity = "stale";
+    CHECK(policy.relayAllowed({kCert1, kPkey2}, "203.0.113.9", &identity));
+    CHECK(identity == "client1");
+    CHECK(policy.relayAllowed({kCert1, ""}, "", nullptr));
+  }
+
+  TEST_CASE("relayAllowed: a listed public-key fingerprint, with its identity") {
+    Policy policy;
+    policy.table = FingerprintTable::parse(kPkey2 + " client2-pkey\n", "t");
+    std::string identity;
+    CHECK(policy.relayAllowed({kCert1, kPkey2}, "203.0.113.9", &identity));
+    CHECK(identity == "client2-pkey");
+  }
+
+  TEST_CASE("relayAllowed: the certificate entry wins over the public-key entry") {
+    Policy policy;
+    policy.table = FingerprintTable::parse(kPkey2 + " by-key\n" + kCert1 + " by-cert\n", "t");
+    std::string identity;
+    CHECK(policy.relayAllowed({kCert1, kPkey2}, "192.0.2.7", &identity));
+    CHECK(identity == "by-cert");
+  }
+
+  TEST_CASE("relayAllowed: a client in relay_networks, without certificate and identity") {
+    Policy policy;
+    policy.relayNetworks = NetworkList::parse({"192.0.2.0/24", "2001:db8::/32"});
+    std::string identity = "stale";
+    CHECK(policy.relayAllowed({}, "192.0.2.7", &identity));
+    CHECK(identity.empty());
+    CHECK(policy.relayAllowed({}, "::ffff:192.0.2.8", &identity));
+    CHECK(policy.relayAllowed({}, "2001:db8::25", &identity));
+    CHECK(policy.relayAllowed({kCert1, kPkey2}, "192.0.2.7", &identity));  // unlisted cert
+    CHECK(identity.empty());
+    CHECK(policy.relayAllowed({}, "192.0.2.7", nullptr));
+  }
+
+  TEST_CASE("relayAllowed: a listed certificate from a relay network keeps its identity") {
+    Policy policy;
+    policy.table = FingerprintTable::parse(kCert1 + " client1\n", "t");
+    policy.relayNetworks = NetworkList::parse({"192.0.2.0/24"});
+    std::string identity;
+    CHECK(policy.relayAllowed({kCert1, ""}, "192.0.2.7", &identity));
+    CHECK(identity == "client1");
+  }
+
+  TEST_CASE("relayAllowed: neither listed nor in a relay network") {
+    Policy policy;
+    policy.table = FingerprintTable::parse(kCert1 + " client1\n", "t");
+    policy.relayNetworks = NetworkList::parse({"192.0.2.0/24"});
+    std::string identity = "stale";
+    CHECK_FALSE(policy.relayAllowed({kPkey2, kPkey2}, "198.51.100.7", &identity));
+    CHECK(identity.empty());
+    CHECK_FALSE(policy.relayAllowed({}, "192.0.3.1", &identity));
+    CHECK_FALSE(policy.relayAllowed({}, "", &identity));
+    CHECK_FALSE(policy.relayAllowed({}, "unknown", &identity));
+    CHECK_FALSE(policy.relayAllowed({}, "192.0.2.7:25", nullptr));
+    CHECK_FALSE(Policy{}.relayAllowed({kCert1, kPkey2}, "192.0.2.7", &identity));
+    CHECK(identity.empty());
+  }
+
+  TEST_CASE("buildPolicy: table file, digest, local domains and relay networks") {
+    config::Policy settings;
+    settings.fingerprints = fs::path(CERTRELAY_TEST_DATA_DIR) / "config" / "relay_clientcerts";
+    settings.localDomains = {"local.example"};
+    settings.relayNetworks = {"192.0.2.0/24"};
+    const PolicyPtr policy = buildPolicy(settings);
     REQUIRE(policy != nullptr);
     CHECK(policy->table.size() == 2);
+    CHECK(policy->digest == config::FingerprintDigest::Sha256);
     CHECK(policy->trustedIdentity({kCert1, ""}) == "client1");
     CHECK(policy->localDomains.contains("local.example"));
     CHECK_FALSE(policy->localDomains.contains("remote.example"));
+    CHECK(policy->relayNetworks.contains("192.0.2.7"));
+    CHECK_FALSE(policy->relayNetworks.contains("192.0.3.7"));
+  }
+
+  TEST_CASE("buildPolicy: the table is read with policy.digest") {
+    TempDir dir;
+    config::Policy settings;
+    settings.fingerprints = dir.path() / "md5";
+    settings.digest = config::FingerprintDigest::Md5;
+    std::ofstream(settings.fingerprints) << colonKey(16) << " legacy\n";
+    const PolicyPtr policy = buildPolicy(settings);
+    CHECK(policy->digest == config::FingerprintDigest::Md5);
+    CHECK(policy->table.digest() == config::FingerprintDigest::Md5);
+    std::string identity;
+    CHECK(policy->relayAllowed({colonKey(16), ""}, "", &identity));
+    CHECK(identity == "legacy");
+    // The same file under the default digest is refused, naming file and line.
+    settings.digest = config::FingerprintDigest::Sha256;
+    CHECK_THROWS_WITH_AS(buildPolicy(settings),
+                         (settings.fingerprints.string() +
+                          ":1: fingerprint has 16 bytes, policy.digest sha256 needs 32")
+                             .c_str(),
+                         PolicyError);
   }
 
   TEST_CASE("buildPolicy: no table file trusts nobody, a missing file throws") {
-    const PolicyPtr policy = buildPolicy({}, {".local.example"});
+    config::Policy settings;
+    settings.localDomains = {".local.example"};
+    const PolicyPtr policy = buildPolicy(settings);
     CHECK(policy->table.size() == 0);
+    CHECK(policy->relayNetworks.empty());
     CHECK(policy->localDomains.contains("a.local.example"));
-    CHECK_THROWS_AS(buildPolicy("/nonexistent/certrelay/relay_clientcerts", {}), PolicyError);
+    CHECK_FALSE(policy->relayAllowed({kCert1, kPkey2}, "127.0.0.1", nullptr));
+    settings.fingerprints = "/nonexistent/certrelay/relay_clientcerts";
+    CHECK_THROWS_AS(buildPolicy(settings), PolicyError);
+  }
+
+  TEST_CASE("buildPolicy: a bad relay network throws") {
+    config::Policy settings;
+    settings.relayNetworks = {"192.0.2.0/24", "192.0.2.1/24"};
+    CHECK_THROWS_WITH_AS(buildPolicy(settings),
+                         "policy.relay_networks[1]: bad CIDR '192.0.2.1/24': host bits set beyond "
+                         "/24 (use '192.0.2.0/24')",
+                         PolicyError);
+  }
+
+  TEST_CASE("buildPolicy with a parsed table: uses that table, not the file") {
+    config::Policy settings;
+    settings.fingerprints = "/nonexistent/never/read";
+    settings.localDomains = {"local.example"};
+    settings.relayNetworks = {"2001:db8::/32"};
+    const PolicyPtr policy =
+        buildPolicy(settings, FingerprintTable::parse(kPkey2 + " reloaded\n", "reload"));
+    CHECK(policy->table.size() == 1);
+    CHECK(policy->trustedIdentity({"", kPkey2}) == "reloaded");
+    CHECK(policy->table.hash() == FingerprintTable::contentHash(kPkey2 + " reloaded\n"));
+    CHECK(policy->localDomains.contains("local.example"));
+    CHECK(policy->relayNetworks.contains("2001:db8::1"));
+  }
+
+  TEST_CASE("buildPolicy with a parsed table: a table of another digest is refused") {
+    config::Policy settings;
+    settings.digest = config::FingerprintDigest::Sha1;
+    CHECK_THROWS_WITH_AS(buildPolicy(settings, FingerprintTable::parse(kCert1 + "\n", "t")),
+                         "fingerprint table parsed as sha256, policy.digest is sha1", PolicyError);
+    // An empty table matches nothing under any digest: accepted.
+    CHECK(buildPolicy(settings, FingerprintTable{})->table.size() == 0);
+    CHECK(buildPolicy(settings, FingerprintTable::parse(colonKey(20) + "\n", "t",
+                                                        config::FingerprintDigest::Sha1))
+              ->table.size() == 1);
   }
 
 }  // TEST_SUITE

@@ -46,6 +46,22 @@ TEST_SUITE("tls") {
     CHECK(hasCallback);
   }
 
+  TEST_CASE("context: the fingerprint digest is SHA-256 unless another is given") {
+    const ContextPtr byDefault = Context::create(pki().settings(true));
+    CHECK(byDefault->digest() == config::FingerprintDigest::Sha256);
+    REQUIRE(byDefault->digestMd() != nullptr);
+    CHECK(EVP_MD_is_a(byDefault->digestMd(), "SHA2-256") == 1);
+    const ContextPtr sha1 = Context::create(pki().settings(true), config::FingerprintDigest::Sha1);
+    CHECK(sha1->digest() == config::FingerprintDigest::Sha1);
+    REQUIRE(sha1->digestMd() != nullptr);
+    CHECK(EVP_MD_is_a(sha1->digestMd(), "SHA1") == 1);
+    const ContextPtr md5 = Context::create(pki().settings(false), config::FingerprintDigest::Md5);
+    CHECK(md5->digest() == config::FingerprintDigest::Md5);
+    REQUIRE(md5->digestMd() != nullptr);
+    CHECK(EVP_MD_is_a(md5->digestMd(), "MD5") == 1);
+    CHECK(ERR_peek_error() == 0);
+  }
+
   TEST_CASE("context: modes for memory BIOs and idle memory") {
     const ContextPtr context = Context::create(pki().settings(false));
     const long mode = SSL_CTX_get_mode(context->get());

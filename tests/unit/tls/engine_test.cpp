@@ -95,6 +95,7 @@ TEST_SUITE("tls") {
     CHECK(facts.certFingerprint == certificateFingerprint(pki().client.cert.get()));
     CHECK(facts.pkeyFingerprint == publicKeyFingerprint(pki().client.cert.get()));
     CHECK(facts.certFingerprint.size() == 64);
+    CHECK(facts.digestName == "SHA256");
   }
 
   TEST_CASE("engine: TLS 1.2 handshake with a client certificate") {
@@ -483,6 +484,23 @@ TEST_SUITE("tls") {
     CHECK(facts.subjectCn == "client1.lab.example");
     CHECK(facts.certFingerprint == certificateFingerprint(pki().client.cert.get()));
     CHECK(facts.pkeyFingerprint == publicKeyFingerprint(pki().client.cert.get()));
+  }
+
+  TEST_CASE("engine: a resumed session is fingerprinted with the context's digest") {
+    const ContextPtr context =
+        Context::create(pki().settings(true), config::FingerprintDigest::Sha1);
+    const SessionPtr session = firstSession(context, ClientOptions{.cert = &pki().client});
+    Link link(context, ClientOptions{.cert = &pki().client, .session = session.get()});
+    link.run();
+    REQUIRE(link.established());
+    const PeerFacts& facts = link.engine.facts();
+    CHECK(facts.resumed);
+    CHECK(facts.digestName == "SHA1");
+    CHECK(facts.certFingerprint ==
+          certificateFingerprint(pki().client.cert.get(), config::FingerprintDigest::Sha1));
+    CHECK(facts.pkeyFingerprint ==
+          publicKeyFingerprint(pki().client.cert.get(), config::FingerprintDigest::Sha1));
+    CHECK(facts.certFingerprint.size() == 40);
   }
 
   TEST_CASE("engine: TLS 1.3 resumption with stateless tickets off uses the session cache") {

@@ -49,18 +49,33 @@ std::string hexAfterEquals(const std::string& line) {
   return hex;
 }
 
-std::string cliCertFingerprint(const Credential& cred) {
-  // OpenSSL 3.0 prints "sha256 Fingerprint=3E:F8:...".
+// `digest`: the openssl CLI option without its dash ("sha256", "sha1", "md5").
+std::string cliCertFingerprint(const Credential& cred, const std::string& digest = "sha256") {
+  // OpenSSL 3.0 prints "sha256 Fingerprint=3E:F8:..." ("sha1 Fingerprint=", "md5 Fingerprint=").
   return hexAfterEquals(
-      shell("openssl x509 -in '" + cred.certFile.string() + "' -noout -fingerprint -sha256"));
+      shell("openssl x509 -in '" + cred.certFile.string() + "' -noout -fingerprint -" + digest));
 }
 
-std::string cliPkeyFingerprint(const Credential& cred) {
-  // Prints "SHA2-256(stdin)= 23df..." (lower case, no colons).
+std::string cliPkeyFingerprint(const Credential& cred, const std::string& digest = "sha256") {
+  // Prints "SHA2-256(stdin)= 23df..." (lower case, no colons), "SHA1(stdin)= ", "MD5(stdin)= ".
   return hexAfterEquals(shell("openssl x509 -in '" + cred.certFile.string() +
                               "' -noout -pubkey | openssl pkey -pubin -outform DER | "
-                              "openssl dgst -sha256"));
+                              "openssl dgst -" +
+                              digest));
 }
+
+struct DigestCase {
+  config::FingerprintDigest digest;
+  const char* cli;       // openssl CLI option without the dash
+  const char* name;      // PeerFacts::digestName
+  std::size_t hexChars;  // canonical fingerprint length
+};
+
+constexpr DigestCase kDigests[] = {
+    {config::FingerprintDigest::Sha256, "sha256", "SHA256", 64},
+    {config::FingerprintDigest::Sha1, "sha1", "SHA1", 40},
+    {config::FingerprintDigest::Md5, "md5", "MD5", 32},
+};
 
 std::string hex(const unsigned char* data, unsigned int len) {
   static constexpr char kDigits[] = "0123456789ABCDEF";
@@ -72,8 +87,9 @@ std::string hex(const unsigned char* data, unsigned int len) {
   return out;
 }
 
-PeerFacts handshakeFacts(const Credential& cred) {
-  Link link(Context::create(pki().settings(true)), ClientOptions{.cert = &cred});
+PeerFacts handshakeFacts(const Credential& cred,
+                         config::FingerprintDigest digest = config::FingerprintDigest::Sha256) {
+  Link link(Context::create(pki().settings(true), digest), ClientOptions{.cert = &cred});
   link.run();
   REQUIRE(link.established());
   return link.engine.facts();
@@ -163,8 +179,103 @@ TEST_SUITE("tls") {
     const PeerFacts facts = handshakeFacts(pki().rsaClient);
     CHECK(facts.certFingerprint == cliCertFingerprint(pki().rsaClient));
     CHECK(facts.pkeyFingerprint == cliPkeyFingerprint(pki().rsaClient));
+    CHECK(facts.digestName == "SHA256");
     CHECK(facts.subjectCn == "rsa.lab.example");
     CHECK(facts.verified);
+  }
+
+  TEST_CASE("peer_facts: certificate fingerprint with each digest matches openssl x509") {
+    for (const DigestCase& d : kDigests) {
+      for (const Credential* cred : {&pki().client, &pki().rsaClient, &pki().edClient}) {
+        const std::string digest = d.cli;
+        CAPTURE(digest);
+        CAPTURE(cred->certFile);
+        const std::string ours = certificateFingerprint(cred->cert.get(), d.digest);
+        CHECK(ours.size() == d.hexChars);
+        CHECK(ours == cliCertFingerprint(*cred, d.cli));
+      }
+    }
+  }
+
+  TEST_CASE("peer_facts: public-key fingerprint with each digest matches openssl dgst of SPKI") {
+    for (const DigestCase& d : kDigests) {
+      for (const Credential* cred :
+           {&pki().client, &pki().rsaClient, &pki().edClient, &pki().compressedEc}) {
+        const std::string digest = d.cli;
+        CAPTURE(digest);
+        CAPTURE(cred->certFile);
+        const std::string ours = publicKeyFingerprint(cred->cert.get(), d.digest);
+        CHECK(ours.size() == d.hexChars);
+        CHECK(ours == cliPkeyFingerprint(*cred, d.cli));
+        CHECK(ours != certificateFingerprint(cred->cert.get(), d.digest));
+      }
+    }
+  }
+
+  TEST_CASE("peer_facts: the overloads without a digest are SHA-256") {
+    X509* cert = pki().client.cert.get();
+    CHECK(certificateFingerprint(cert) ==
+          certificateFingerprint(cert, config::FingerprintDigest::Sha256));
+    CHECK(publicKeyFingerprint(cert) ==
+          publicKeyFingerprint(cert, config::FingerprintDigest::Sha256));
+    CHECK(certificateFingerprint(nullptr, config::FingerprintDigest::Md5).empty());
+    CHECK(publicKeyFingerprint(nullptr, config::FingerprintDigest::Sha1).empty());
+  }
+
+  TEST_CASE("peer_facts: digestName and fingerprintMd") {
+    CHECK(std::string(digestName(config::FingerprintDigest::Sha256)) == "SHA256");
+    CHECK(std::string(digestName(config::FingerprintDigest::Sha1)) == "SHA1");
+    CHECK(std::string(digestName(config::FingerprintDigest::Md5)) == "MD5");
+    for (const DigestCase& d : kDigests) {
+      const std::string digest = d.cli;
+      CAPTURE(digest);
+      const EVP_MD* md = fingerprintMd(d.digest);
+      REQUIRE(md != nullptr);
+      CHECK(static_cast<std::size_t>(EVP_MD_get_size(md)) * 2 == d.hexChars);
+      CHECK(fingerprintMd(d.digest) == md);  // fetched once, the same handle every time
+    }
+    CHECK(EVP_MD_is_a(fingerprintMd(config::FingerprintDigest::Sha256), "SHA2-256") == 1);
+    CHECK(EVP_MD_is_a(fingerprintMd(config::FingerprintDigest::Sha1), "SHA1") == 1);
+    CHECK(EVP_MD_is_a(fingerprintMd(config::FingerprintDigest::Md5), "MD5") == 1);
+  }
+
+  TEST_CASE("peer_facts: a handshake on a context with each digest gives that digest") {
+    for (const DigestCase& d : kDigests) {
+      const std::string digest = d.cli;
+      CAPTURE(digest);
+      const PeerFacts facts = handshakeFacts(pki().rsaClient, d.digest);
+      CHECK(facts.digestName == d.name);
+      CHECK(facts.certFingerprint == cliCertFingerprint(pki().rsaClient, d.cli));
+      CHECK(facts.pkeyFingerprint == cliPkeyFingerprint(pki().rsaClient, d.cli));
+      CHECK(facts.certFingerprint.size() == d.hexChars);
+    }
+  }
+
+  TEST_CASE("peer_facts: the digest belongs to the context, not to the process") {
+    // Two live contexts with different digests: each connection follows its own context.
+    const ContextPtr md5 = Context::create(pki().settings(true), config::FingerprintDigest::Md5);
+    const ContextPtr sha256 = Context::create(pki().settings(true));
+    Link a(md5, ClientOptions{.cert = &pki().client});
+    Link b(sha256, ClientOptions{.cert = &pki().client});
+    a.run();
+    b.run();
+    REQUIRE(a.established());
+    REQUIRE(b.established());
+    CHECK(a.engine.facts().digestName == "MD5");
+    CHECK(a.engine.facts().certFingerprint == cliCertFingerprint(pki().client, "md5"));
+    CHECK(b.engine.facts().digestName == "SHA256");
+    CHECK(b.engine.facts().certFingerprint == cliCertFingerprint(pki().client, "sha256"));
+  }
+
+  TEST_CASE("peer_facts: no certificate still names the digest, fingerprints stay empty") {
+    Link link(Context::create(pki().settings(true), config::FingerprintDigest::Sha1),
+              ClientOptions{});
+    link.run();
+    REQUIRE(link.established());
+    CHECK_FALSE(link.engine.facts().hasCertificate);
+    CHECK(link.engine.facts().digestName == "SHA1");
+    CHECK(link.engine.facts().certFingerprint.empty());
+    CHECK(link.engine.facts().pkeyFingerprint.empty());
   }
 
   TEST_CASE("peer_facts: a CN with CR, LF, quotes and parentheses is sanitized") {

@@ -15,6 +15,7 @@
 #include "proxy/backend_connection.h"
 #include "proxy/log.h"
 #include "proxy/net_util.h"
+#include "proxy/policy_watcher.h"
 #include "proxy/shared_state.h"
 #include "proxy/worker.h"
 #include "tls/context.h"
@@ -124,6 +125,7 @@ struct MainLoop {
   uv_timer_t probeTimer{};
   std::vector<std::unique_ptr<Worker>>* workers = nullptr;
   CapabilityProbe* probe = nullptr;
+  PolicyWatcher* policyWatcher = nullptr;
   bool stopping = false;
 };
 
@@ -137,6 +139,7 @@ void requestStop(MainLoop& main, const char* why) {
     worker->requestStop();
   }
   main.probe->stop();
+  main.policyWatcher->stop();
   for (uv_handle_t* h :
        {reinterpret_cast<uv_handle_t*>(&main.sigterm), reinterpret_cast<uv_handle_t*>(&main.sigint),
         reinterpret_cast<uv_handle_t*>(&main.sighup),
@@ -149,8 +152,8 @@ void requestStop(MainLoop& main, const char* why) {
 
 std::string checkRuntimeConfig(const config::Config& config) {
   try {
-    tls::Context::create(config.tls);
-    policy::buildPolicy(config.policy.fingerprints, config.policy.localDomains);
+    tls::Context::create(config.tls, config.policy.digest);
+    policy::buildPolicy(config.policy);
   } catch (const std::exception& e) {
     return e.what();
   }
@@ -165,11 +168,13 @@ int runServer(std::shared_ptr<const config::Config> config) {
   }
   SharedState shared;
   shared.config = config;
-  shared.tls = tls::Context::create(config->tls);
-  shared.policy.store(
-      policy::buildPolicy(config->policy.fingerprints, config->policy.localDomains));
-  log::info("fingerprint table: " + std::to_string(shared.policy.load()->table.size()) +
-            " entries");
+  shared.tls = tls::Context::create(config->tls, config->policy.digest);
+  shared.policy.store(policy::buildPolicy(config->policy));
+  if (!config->policy.fingerprints.empty()) {
+    const auto& table = shared.policy.load()->table;
+    log::info("policy: loaded " + config->policy.fingerprints.string() + ": " +
+              std::to_string(table.size()) + " entries, sha256 " + table.hash().substr(0, 16));
+  }
 
   MainLoop main;
   uv_loop_init(&main.loop);
@@ -224,13 +229,20 @@ int runServer(std::shared_ptr<const config::Config> config) {
       [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGINT"); }, SIGINT);
   uv_signal_start(
       &main.sighup,
-      [](uv_signal_t*, int) { log::info("SIGHUP: nothing to reload in this version"); }, SIGHUP);
+      [](uv_signal_t* s, int) {
+        static_cast<MainLoop*>(s->data)->policyWatcher->reloadNow("SIGHUP");
+      },
+      SIGHUP);
   uv_timer_init(&main.loop, &main.probeTimer);
   main.probeTimer.data = &main;
   const auto interval = static_cast<std::uint64_t>(config->backend.probeInterval.count());
   uv_timer_start(
       &main.probeTimer, [](uv_timer_t* t) { static_cast<MainLoop*>(t->data)->probe->start(); },
       interval, interval);
+
+  PolicyWatcher policyWatcher(&main.loop, shared);
+  main.policyWatcher = &policyWatcher;
+  policyWatcher.start();
 
   log::info("ready: workers=" + std::to_string(config->workers));
   uv_run(&main.loop, UV_RUN_DEFAULT);

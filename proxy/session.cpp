@@ -152,13 +152,12 @@ void Session::onHandshakeDone() {
   }
   log::line(log::Level::Info, id_, line);
   if (facts.hasCertificate) {
-    std::string identity;
-    const bool listed = trusted(&identity);
+    const auto listed = worker_.shared().policy.load()->trustedIdentity(certificate_);
     log::line(log::Level::Info, id_,
               clientName() + ": subject_CN=" + facts.subjectCn + ", issuer=" + facts.issuerCn +
                   ", cert fingerprint=" + tls::withColons(facts.certFingerprint) +
                   ", pkey fingerprint=" + tls::withColons(facts.pkeyFingerprint) +
-                  (listed ? ", relay identity=" + identity : ", not listed for relay"));
+                  (listed ? ", relay identity=" + *listed : ", not listed for relay"));
   }
   // RFC 3207 section 4.2: everything learned before TLS is forgotten.
   helo_.clear();

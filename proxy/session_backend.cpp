@@ -21,9 +21,10 @@ void Session::ensureBackend() {
   identity.destPort = local_.port;
   identity.helo = helo_;
   identity.esmtp = esmtp_;
-  // LOGIN only for a client whose certificate is listed right now.
+  // LOGIN only for a client whose certificate is listed right now (a client trusted by its
+  // network has no identity to give).
   std::string login;
-  if (trusted(&login)) {
+  if (trusted(&login) && !login.empty()) {
     identity.login = login;
   }
   backend_ = BackendConnection::start(worker_.loop(), config_, this,

@@ -343,17 +343,25 @@ void Session::onRcpt(const smtp::Command& command) {
 }
 
 void Session::onData(const smtp::Command& command) {
+  // Any DATA refusal: bytes the client already sent behind DATA are message content, and must
+  // never be read as commands (Postfix >= 3.9 answers the same and hangs up).
+  auto refuse = [this](std::string_view wire) {
+    reject(wire);
+    if (lines_.buffered() > 0 && phase_ != Phase::Closing) {
+      reply(replies::kSyncError, true);
+    }
+  };
   if (!command.argument.empty()) {
-    reject(replies::kDataSyntax);
+    refuse(replies::kDataSyntax);
     return;
   }
   if (!mailOpen_) {
-    reject(replies::kNeedMail);
+    refuse(replies::kNeedMail);
     return;
   }
   if (rcptForwarded_ == 0) {
     // Nothing was forwarded, so the backend must not see DATA at all.
-    reject(rcptTotal_ == 0 ? replies::kNeedRcpt : replies::kNoValidRecipients);
+    refuse(rcptTotal_ == 0 ? replies::kNeedRcpt : replies::kNoValidRecipients);
     return;
   }
   // DATA ends its group: nothing more is parsed until the backend has answered it.
@@ -443,15 +451,15 @@ void Session::resetTransaction() {
 }
 
 bool Session::trusted(std::string* identity) const {
-  if (certificate_.certFingerprint.empty() && certificate_.pkeyFingerprint.empty()) {
-    return false;
-  }
+  // Always the snapshot current now: a revoked fingerprint stops relaying at the next RCPT,
+  // on a resumed TLS session too (nothing about trust is cached in the session).
   const auto policy = worker_.shared().policy.load();
-  const auto found = policy->trustedIdentity(certificate_);
-  if (found && identity != nullptr) {
-    *identity = *found;
+  std::string found;
+  const bool allowed = policy->relayAllowed(certificate_, peer_.addr, &found);
+  if (identity != nullptr) {
+    *identity = std::move(found);
   }
-  return found.has_value();
+  return allowed;
 }
 
 std::string Session::rejectLogSuffix(const std::string& rcpt) const {

@@ -158,7 +158,8 @@ void PolicyWatcher::finishJob(Job& job) {
   const auto inForce = shared_.policy.load();
   const std::string shortHash = currentHash_.substr(0, 16);
   if (!job.error.empty()) {
-    if (job.error != lastFailure_) {
+    // Once per distinct problem, but always when an operator asked (SIGHUP).
+    if (job.error != lastFailure_ || job.reason == "SIGHUP") {
       log::warning("policy: " + job.error + "; keeping the table in force (" +
                    std::to_string(inForce->table.size()) + " entries, sha256 " + shortHash +
                    ")");

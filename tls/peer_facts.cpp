@@ -100,6 +100,95 @@ std::string groupName(SSL* ssl) {
   return tlsName != nullptr ? sanitizeComment(tlsName) : std::string();
 }
 
+// Postfix's name for a TLS 1.3 signer and the size or curve of its key, after
+// tls_get_signature_params(): the name comes from the key type, not from the negotiated
+// SignatureScheme. An RSA key is "RSA-PSS" (TLS 1.3 allows only PSS for it) with "<n> bits", an
+// EC key "ECDSA" with its group name, anything else the OpenSSL short name of its key type
+// ("ED25519", "ED448") without detail. Both stay empty for an unknown key.
+void describeSigner(const EVP_PKEY* pkey, std::string& name, std::string& detail) {
+  if (pkey == nullptr) {
+    return;
+  }
+  const int id = EVP_PKEY_get_id(pkey);
+  switch (id) {
+    case NID_undef:
+      return;
+    case EVP_PKEY_KEYMGMT: {
+      // A key type only a provider knows: it has no NID, only the provider's name for it.
+      const char* type = EVP_PKEY_get0_type_name(pkey);
+      if (type != nullptr) {
+        name = sanitizeComment(type);
+      }
+      return;
+    }
+    case EVP_PKEY_RSA: {
+      name = "RSA-PSS";
+      if (const int bits = EVP_PKEY_get_bits(pkey); bits > 0) {
+        detail = std::to_string(bits) + " bits";
+      }
+      return;
+    }
+    case EVP_PKEY_EC: {
+      name = "ECDSA";
+      // OpenSSL's group name ("prime256v1", "secp384r1"): Postfix built with OpenSSL 3 asks
+      // EVP_PKEY_get_group_name() too (protocol.md 3.2 shows "ECDSA (prime256v1)"), not the
+      // NIST alias "P-256". Fails for explicit curve parameters: then no detail, as in Postfix.
+      char group[80];
+      if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), nullptr) == 1) {
+        detail = sanitizeComment(group);
+      } else {
+        ERR_clear_error();
+      }
+      return;
+    }
+    default:
+      break;
+  }
+  if (const int type = EVP_PKEY_type(id); type != NID_undef) {
+    if (const char* sn = OBJ_nid2sn(type); sn != nullptr) {
+      name = sanitizeComment(sn);
+    }
+  }
+}
+
+// The hash of a signature scheme, as returned by SSL_get_signature_nid() or
+// SSL_get_peer_signature_nid(): "SHA256". "" when there is none: EdDSA schemes report
+// NID_undef, and the call fails when no signature was made in this handshake.
+std::string signatureDigest(long ok, int nid) {
+  if (ok != 1 || nid == NID_undef) {
+    return {};
+  }
+  const char* sn = OBJ_nid2sn(nid);
+  return sn != nullptr ? sanitizeComment(sn) : std::string();
+}
+
+// The server-signature and client-signature facts (PeerFacts), only for a full TLS 1.3
+// handshake, as Postfix's tls_get_signature_params().
+void collectSignatureFacts(SSL* ssl, PeerFacts& facts) {
+  if (SSL_version(ssl) < TLS1_3_VERSION || facts.resumed) {
+    // TLS 1.2 names the signature in the cipher suite; a resumed session signs nothing.
+    return;
+  }
+  // Our signature: the key the SSL signed CertificateVerify with (the context has one).
+  describeSigner(SSL_get_privatekey(ssl), facts.serverSignature, facts.serverSignatureDetail);
+  if (!facts.serverSignature.empty()) {
+    int nid = NID_undef;
+    const long ok = SSL_get_signature_nid(ssl, &nid);  // before `nid` is read
+    facts.serverDigest = signatureDigest(ok, nid);
+  }
+  // The client's: a full TLS 1.3 handshake with a certificate always carries its
+  // CertificateVerify (OpenSSL fails the handshake otherwise).
+  if (X509* cert = SSL_get0_peer_certificate(ssl); cert != nullptr) {
+    describeSigner(X509_get0_pubkey(cert), facts.clientSignature, facts.clientSignatureDetail);
+    if (!facts.clientSignature.empty()) {
+      int nid = NID_undef;
+      const long ok = SSL_get_peer_signature_nid(ssl, &nid);
+      facts.clientDigest = signatureDigest(ok, nid);
+    }
+  }
+  ERR_clear_error();  // a failed key query must not be blamed on the next SSL call
+}
+
 }  // namespace
 
 int fingerprintDigestIndex() {
@@ -148,6 +237,7 @@ PeerFacts collectPeerFacts(SSL* ssl) {
   const config::FingerprintDigest digest =
       slot != nullptr ? *slot : config::FingerprintDigest::Sha256;
   facts.digestName = digestName(digest);
+  collectSignatureFacts(ssl, facts);
 
   // On a resumed session this is the certificate stored in the session (the client does not
   // send it again), so the facts of a resumed connection are as complete as the original's.

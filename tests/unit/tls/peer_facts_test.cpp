@@ -4,12 +4,12 @@
 #include "tls/peer_facts.h"
 
 #include <doctest/doctest.h>
-#include <stdio.h>
 
 #include <algorithm>
 #include <cctype>
 #include <string>
 
+#include "tests/unit/tls/test_cli.h"
 #include "tests/unit/tls/test_peer.h"
 #include "tests/unit/tls/test_pki.h"
 #include "tls/context.h"
@@ -22,19 +22,7 @@ using test::ClientOptions;
 using test::Credential;
 using test::Link;
 using test::pki;
-
-// Output of a shell command (stdout), for comparing with the real openssl CLI.
-std::string shell(const std::string& command) {
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  char buf[512];
-  while (std::size_t n = fread(buf, 1, sizeof(buf), pipe)) {
-    out.append(buf, n);
-  }
-  CHECK(pclose(pipe) == 0);
-  return out;
-}
+using test::shell;
 
 // Upper-case hex digits after the last '=' of a CLI line, colons and whitespace dropped.
 std::string hexAfterEquals(const std::string& line) {

@@ -22,6 +22,8 @@ struct ClientOptions {
   bool noTicket = false;             // TLS 1.2: ask for session-id resumption only
   const char* groups = nullptr;      // e.g. "P-256"; nullptr: OpenSSL's default list
   const char* sni = nullptr;         // server name to send, if any
+  const char* sigalgs = nullptr;     // e.g. "rsa_pss_rsae_sha512"; both the schemes the client
+                                     // accepts from the server and those it signs with
 };
 
 inline std::string errorQueueText() {
@@ -66,6 +68,9 @@ class TestClient {
     }
     if (options.groups != nullptr) {
       check(SSL_CTX_set1_groups_list(ctx_.get(), options.groups) == 1, "groups");
+    }
+    if (options.sigalgs != nullptr) {
+      check(SSL_CTX_set1_sigalgs_list(ctx_.get(), options.sigalgs) == 1, "sigalgs");
     }
     ssl_.reset(SSL_new(ctx_.get()));
     check(ssl_ != nullptr, "client SSL_new");

@@ -58,6 +58,24 @@ inline EvpPkeyPtr makeEd25519Key() {
   return key;
 }
 
+inline EvpPkeyPtr makeEd448Key() {
+  EvpPkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED448"));
+  check(key != nullptr, "Ed448 keygen");
+  return key;
+}
+
+inline EvpPkeyPtr makeP384Key() {
+  EvpPkeyPtr key(EVP_EC_gen("P-384"));
+  check(key != nullptr, "P-384 keygen");
+  return key;
+}
+
+// A second owner of `key` (RSA generation is slow; see Pki::rsaServer).
+inline EvpPkeyPtr shareKey(EVP_PKEY* key) {
+  check(EVP_PKEY_up_ref(key) == 1, "EVP_PKEY_up_ref");
+  return EvpPkeyPtr(key);
+}
+
 inline void addExtension(X509* cert, X509* issuer, int nid, const char* value) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
@@ -98,8 +116,10 @@ inline X509Ptr makeCert(EVP_PKEY* key, std::string_view cn, const Credential* is
     addExtension(c, issuerCert, NID_key_usage, "critical,keyCertSign,cRLSign");
   }
   addExtension(c, issuerCert, NID_subject_key_identifier, "hash");
-  // Ed25519 signs without a separate digest.
-  const EVP_MD* md = EVP_PKEY_get_id(issuerKey) == EVP_PKEY_ED25519 ? nullptr : EVP_sha256();
+  // Ed25519 and Ed448 sign without a separate digest.
+  const int issuerType = EVP_PKEY_get_id(issuerKey);
+  const EVP_MD* md =
+      issuerType == EVP_PKEY_ED25519 || issuerType == EVP_PKEY_ED448 ? nullptr : EVP_sha256();
   check(X509_sign(c, issuerKey, md) > 0, "sign");
   return cert;
 }
@@ -138,6 +158,11 @@ struct Pki {
   Credential rsaClient;     // RSA-2048, signed by ca
   Credential edClient;      // Ed25519, self-signed
   Credential compressedEc;  // P-256 with a compressed point in the certificate, signed by ca
+  Credential ed448Client;   // Ed448, signed by ca
+  Credential p384Client;    // EC P-384, signed by ca
+  // Alternative server certificates (leaf + CA, like `server`), for settingsFor().
+  Credential rsaServer;  // RSA-2048: rsaClient's key (one RSA keygen per process is enough)
+  Credential edServer;   // Ed25519, signed by ca
   std::filesystem::path encryptedKey;  // server key, encrypted with a passphrase
 
   Pki() {
@@ -157,6 +182,13 @@ struct Pki {
     make(rsaClient, "rsa", makeRsaKey(), "rsa.lab.example", &ca, false);
     make(edClient, "ed25519", makeEd25519Key(), "ed.lab.example", nullptr, false);
     make(compressedEc, "compressed", makeCompressedEcKey(), "compressed.lab.example", &ca, false);
+    make(ed448Client, "ed448", makeEd448Key(), "ed448.lab.example", &ca, false);
+    make(p384Client, "p384", makeP384Key(), "p384.lab.example", &ca, false);
+    make(rsaServer, "rsa-server", shareKey(rsaClient.key.get()), "mx-rsa.certrelay.test", &ca,
+         false);
+    writePem(rsaServer.certFile, rsaServer.cert.get(), ca.cert.get());
+    make(edServer, "ed-server", makeEd25519Key(), "mx-ed.certrelay.test", &ca, false);
+    writePem(edServer.certFile, edServer.cert.get(), ca.cert.get());
     encryptedKey = dir / "server-encrypted.key";
     writeKeyPem(encryptedKey, server.key.get(), "secret");
   }
@@ -168,10 +200,13 @@ struct Pki {
   Pki& operator=(const Pki&) = delete;
 
   // Settings for Context::create with this PKI's server certificate.
-  config::Tls settings(bool withClientCa) const {
+  config::Tls settings(bool withClientCa) const { return settingsFor(server, withClientCa); }
+
+  // The same with another server certificate (server, rsaServer or edServer).
+  config::Tls settingsFor(const Credential& serverCred, bool withClientCa = true) const {
     config::Tls tls;
-    tls.cert = server.certFile;
-    tls.key = server.keyFile;
+    tls.cert = serverCred.certFile;
+    tls.key = serverCred.keyFile;
     if (withClientCa) {
       tls.clientCa = ca.certFile;
     }

@@ -607,7 +607,8 @@ class Loader {
 
   void readBackend(const toml::table& root, Config& config) const {
     const toml::table& table = *subTable(root, "backend", true, true, "");
-    checkKeys(table, "backend", {"address", "helo_name", "probe_interval"});
+    checkKeys(table, "backend",
+              {"address", "helo_name", "probe_interval", "identity", "received_header"});
     config.backend.address = endpoint(table, "backend", false);
     const auto helo = getString(table, "helo_name", "backend");
     if (helo && !helo->empty()) {
@@ -618,6 +619,21 @@ class Loader {
     if (auto interval = getDuration(table, "probe_interval", "backend")) {
       config.backend.probeInterval = *interval;
     }
+    if (auto mode = getString(table, "identity", "backend")) {
+      bool known = false;
+      for (IdentityMode candidate : {IdentityMode::Auto, IdentityMode::Xclient,
+                                     IdentityMode::Xforward, IdentityMode::None}) {
+        if (*mode == identityModeKeyword(candidate)) {
+          config.backend.identity = candidate;
+          known = true;
+        }
+      }
+      if (!known) {
+        fail(table.get("identity")->source(), "backend.identity",
+             "expected \"auto\", \"xclient\", \"xforward\" or \"none\", got \"" + *mode + "\"");
+      }
+    }
+    config.backend.receivedHeader = getBool(table, "received_header", "backend").value_or(true);
   }
 
   void readTls(const toml::table& root, Config& config) const {

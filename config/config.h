@@ -59,12 +59,37 @@ struct Listener {
   bool requireTls = false;  // MAIL before STARTTLS -> 530 5.7.0
 };
 
+// How the client's identity is handed to the backend (backend.identity):
+//  Auto     XCLIENT when the backend offers it, else XFORWARD when offered, else nothing;
+//  Xclient  XCLIENT only; a backend that does not offer it keeps the proxy from becoming ready;
+//  Xforward XFORWARD only (logging on the backend; the proxy decides relaying);
+//  None     neither (the Received header, if on, is then the only record).
+enum class IdentityMode { Auto, Xclient, Xforward, None };
+
+// "auto", "xclient", "xforward", "none": the config spelling.
+constexpr std::string_view identityModeKeyword(IdentityMode mode) {
+  switch (mode) {
+    case IdentityMode::Xclient:
+      return "xclient";
+    case IdentityMode::Xforward:
+      return "xforward";
+    case IdentityMode::None:
+      return "none";
+    case IdentityMode::Auto:
+      break;
+  }
+  return "auto";
+}
+
 struct Backend {
   Endpoint address;
   // Name the proxy gives in its own EHLO to the backend (before XCLIENT). Defaults to hostname.
   std::string heloName;
   // How often the capability probe refreshes what the backend offers.
   std::chrono::milliseconds probeInterval{30'000};
+  IdentityMode identity = IdentityMode::Auto;
+  // Prepend certrelay's own Received header (Postfix layout plus the certificate fingerprint).
+  bool receivedHeader = true;
 };
 
 struct Tls {

@@ -121,8 +121,11 @@ std::string clientEhloReply(const std::string& hostname, const Capabilities* bac
     if (backend->enhancedStatusCodes) {
       reply.lines.emplace_back("ENHANCEDSTATUSCODES");
     }
-    // CHUNKING is never shown: BDAT is not relayed, and an announced-but-unrelayed BDAT chunk
-    // would be read as commands (SM-06).
+    // CHUNKING only when the backend takes BDAT: the proxy relays chunks by count and never
+    // converts them, so it cannot offer what the backend lacks (nginx's static list lost mail).
+    if (backend->chunking) {
+      reply.lines.emplace_back("CHUNKING");
+    }
   }
   if (offerStarttls) {
     reply.lines.emplace_back("STARTTLS");

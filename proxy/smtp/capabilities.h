@@ -2,7 +2,7 @@
 // What the backend offers (from its EHLO reply) and what the proxy shows its clients.
 //
 // Security role: the client-facing EHLO is the proxy's own curated list. XCLIENT, XFORWARD,
-// AUTH, STARTTLS (the backend's), CHUNKING (until BDAT is relayed), VRFY, ETRN, XEXCH50 and any
+// AUTH, STARTTLS (the backend's), VRFY, ETRN, XEXCH50 and any
 // unknown keyword never reach the client. An extension is shown only when the backend offers it
 // and the proxy can relay it. PIPELINING is the proxy's own (it orders replies itself).
 
@@ -34,7 +34,7 @@ struct Capabilities {
 };
 
 // The client-facing EHLO reply (full wire text with CR LF): "250-<hostname>", then PIPELINING,
-// SIZE [n], 8BITMIME, SMTPUTF8, DSN, ENHANCEDSTATUSCODES as offered by `backend`, then
+// SIZE [n], 8BITMIME, SMTPUTF8, DSN, ENHANCEDSTATUSCODES, CHUNKING as offered by `backend`, then
 // STARTTLS when `offerStarttls`. `backend` may be null (nothing learned yet): then only
 // PIPELINING (and STARTTLS) are shown.
 std::string clientEhloReply(const std::string& hostname, const Capabilities* backend,

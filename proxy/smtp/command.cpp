@@ -230,4 +230,34 @@ PathError parsePathArgument(std::string_view argument, std::string_view prefix, 
   return PathError::None;
 }
 
+BdatError parseBdatArgument(std::string_view argument, std::uint64_t& size, bool& last) {
+  size = 0;
+  last = false;
+  std::size_t digits = 0;
+  std::uint64_t value = 0;
+  while (digits < argument.size() && argument[digits] >= '0' && argument[digits] <= '9') {
+    value = value * 10 + static_cast<std::uint64_t>(argument[digits] - '0');
+    // Checked at every digit, so the value never gets anywhere near overflow (2^53 * 10 < 2^64);
+    // leading zeros keep it 0 and cost nothing.
+    if (value > kMaxBdatChunkSize) {
+      return BdatError::Syntax;
+    }
+    ++digits;
+  }
+  if (digits == 0) {
+    return BdatError::Syntax;
+  }
+  const std::string_view rest = argument.substr(digits);
+  bool isLast = false;
+  if (!rest.empty()) {
+    if (rest.size() != 5 || rest[0] != ' ' || !equalsIgnoreCase(rest.substr(1), "LAST")) {
+      return BdatError::Syntax;
+    }
+    isLast = true;
+  }
+  size = value;
+  last = isLast;
+  return BdatError::None;
+}
+
 }  // namespace certrelay::smtp

@@ -5,6 +5,7 @@
 // everything else (XCLIENT, XFORWARD, AUTH, ETRN, EXPN, TURN, unknown verbs) is recognised here
 // so the session can answer it locally.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -64,5 +65,22 @@ enum class PathError {
 // `argument` is Command::argument of MAIL or RCPT; `prefix` is "FROM:" or "TO:"
 // (case-insensitive; spaces after the colon tolerated).
 PathError parsePathArgument(std::string_view argument, std::string_view prefix, PathArgument& out);
+
+// BDAT (RFC 3030 section 2): bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF,
+// chunk-size = 1*DIGIT, end-marker = "LAST".
+enum class BdatError {
+  None,
+  Syntax,  // anything but "<digits>" or "<digits> LAST" -> 501 5.5.4
+};
+
+// Largest chunk size accepted: 2^53, far beyond any message limit, small enough that the count
+// survives any arithmetic (and a JSON number) without overflow.
+inline constexpr std::uint64_t kMaxBdatChunkSize = std::uint64_t{1} << 53;
+
+// `argument` is Command::argument of BDAT (parseCommand already cut leading and trailing blanks).
+// Accepts exactly <1*DIGIT> or <1*DIGIT> SP "LAST" (LAST in any letter case, one space, leading
+// zeros allowed), with the size at most kMaxBdatChunkSize. Anything else (a sign, a tab, two
+// spaces, another word, an over-large number) is Syntax; `size` and `last` are then 0 and false.
+BdatError parseBdatArgument(std::string_view argument, std::uint64_t& size, bool& last);
 
 }  // namespace certrelay::smtp

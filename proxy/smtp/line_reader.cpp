@@ -1,5 +1,7 @@
 #include "proxy/smtp/line_reader.h"
 
+#include <algorithm>
+
 namespace certrelay::smtp {
 
 namespace {
@@ -73,6 +75,20 @@ std::string LineReader::takeRemainder() {
   pos_ = 0;
   discarding_ = false;
   return rest;
+}
+
+std::size_t LineReader::takeBytes(std::size_t max, std::string& out) {
+  const std::size_t n = std::min(max, buffered());
+  out.append(buffer_, pos_, n);
+  pos_ += n;
+  if (pos_ == buffer_.size()) {
+    buffer_.clear();
+    pos_ = 0;
+  } else if (pos_ >= kCompactThreshold) {
+    buffer_.erase(0, pos_);
+    pos_ = 0;
+  }
+  return n;
 }
 
 }  // namespace certrelay::smtp

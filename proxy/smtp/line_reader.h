@@ -31,6 +31,18 @@ class LineReader {
   void clear();
   // Hands over the unconsumed bytes (entering DATA, where another parser takes over).
   std::string takeRemainder();
+  // BDAT chunk data (RFC 3030): appends up to `max` buffered bytes, raw (not lines: CR, LF, NUL
+  // and anything else pass unchanged), to `out`, removes them from the buffer and returns how
+  // many were moved (0 when nothing is buffered). Bytes that arrive later come in through
+  // feed() as usual and are taken by the next call.
+  //
+  // Call it only at a command boundary, i.e. after next() returned Line (the BDAT command
+  // itself), and keep calling it instead of next() until the chunk is complete. Never call it
+  // while an over-long line is being discarded (after next() returned TooLong and before that
+  // line's LF arrived): feed() drops bytes in that state, and they would be lost from the chunk.
+  // A BDAT command is never an over-long line, so a session that follows this order cannot get
+  // there.
+  std::size_t takeBytes(std::size_t max, std::string& out);
 
  private:
   std::size_t max_;

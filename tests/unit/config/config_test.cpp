@@ -165,6 +165,8 @@ require_tls = true
 address = "[::1]:10025"
 helo_name = "proxy.example.com"
 probe_interval = "45s"
+identity = "xforward"
+received_header = false
 
 [tls]
 cert = "tls.crt"
@@ -218,6 +220,8 @@ high_watermark = 8192
     CHECK(c.backend.address.toString() == "[::1]:10025");
     CHECK(c.backend.heloName == "proxy.example.com");
     CHECK(c.backend.probeInterval == seconds(45));
+    CHECK(c.backend.identity == IdentityMode::Xforward);
+    CHECK_FALSE(c.backend.receivedHeader);
     CHECK(c.tls.cert == dir / "tls.crt");
     CHECK(c.tls.key == dir / "tls.key");
     CHECK(c.tls.clientCa == dir / "ca.pem");
@@ -252,6 +256,8 @@ high_watermark = 8192
     CHECK(c.hostname == "mx.example.com");
     REQUIRE(c.listeners.size() == 1);
     CHECK(c.tls.cert == fs::path(CERTRELAY_TEST_DATA_DIR) / "config" / "tls.crt");
+    CHECK(c.backend.identity == IdentityMode::Auto);
+    CHECK(c.backend.receivedHeader);
     CHECK(c.policy.fingerprints ==
           fs::path(CERTRELAY_TEST_DATA_DIR) / "config" / "relay_clientcerts");
     CHECK(c.policy.localDomains == std::vector<std::string>{"example.com", ".example.com"});
@@ -269,6 +275,8 @@ high_watermark = 8192
     CHECK(c.workers >= 1);
     CHECK(c.backend.heloName == c.hostname);
     CHECK(c.backend.probeInterval == seconds(30));
+    CHECK(c.backend.identity == IdentityMode::Auto);
+    CHECK(c.backend.receivedHeader);
     CHECK(c.tls.clientCa.empty());
     CHECK(c.tls.minVersion == "TLSv1.2");
     CHECK(c.tls.sessionCacheSize == 20480);
@@ -720,6 +728,58 @@ high_watermark = 8192
     CHECK(f.error(head + "digest = \"\"\n") == message(""));
     CHECK(f.error(head + "digest = 256\n") ==
           f.at(11, "policy.digest: expected string, got integer"));
+  }
+
+  TEST_CASE("backend.identity: the four names, auto by default") {
+    Fixture f;
+    const std::string head = kBase.substr(0, kBase.find("[tls]"));
+    const std::string tls = kBase.substr(kBase.find("[tls]"));
+    CHECK(f.parse(head + "identity = \"auto\"\n" + tls).backend.identity == IdentityMode::Auto);
+    CHECK(f.parse(head + "identity = \"xclient\"\n" + tls).backend.identity ==
+          IdentityMode::Xclient);
+    CHECK(f.parse(head + "identity = \"xforward\"\n" + tls).backend.identity ==
+          IdentityMode::Xforward);
+    CHECK(f.parse(head + "identity = \"none\"\n" + tls).backend.identity == IdentityMode::None);
+    CHECK(f.parse(kBase).backend.identity == IdentityMode::Auto);
+  }
+
+  TEST_CASE("backend.identity: other names and types are refused with the line") {
+    Fixture f;
+    const std::string head = kBase.substr(0, kBase.find("[tls]"));
+    const std::string tls = kBase.substr(kBase.find("[tls]"));
+    const auto message = [&](const std::string& got) {
+      return f.at(6,
+                  "backend.identity: expected \"auto\", \"xclient\", \"xforward\" or \"none\", "
+                  "got \"" +
+                      got + "\"");
+    };
+    CHECK(f.error(head + "identity = \"XCLIENT\"\n" + tls) == message("XCLIENT"));
+    CHECK(f.error(head + "identity = \"received\"\n" + tls) == message("received"));
+    CHECK(f.error(head + "identity = \"\"\n" + tls) == message(""));
+    CHECK(f.error(head + "identity = true\n" + tls) ==
+          f.at(6, "backend.identity: expected string, got boolean"));
+    CHECK(f.error(head + "identities = \"auto\"\n" + tls) ==
+          f.at(6, "backend.identities: unknown key"));
+  }
+
+  TEST_CASE("backend.received_header: a boolean, on by default") {
+    Fixture f;
+    const std::string head = kBase.substr(0, kBase.find("[tls]"));
+    const std::string tls = kBase.substr(kBase.find("[tls]"));
+    CHECK(f.parse(kBase).backend.receivedHeader);
+    CHECK(f.parse(head + "received_header = true\n" + tls).backend.receivedHeader);
+    CHECK_FALSE(f.parse(head + "received_header = false\n" + tls).backend.receivedHeader);
+    CHECK(f.error(head + "received_header = \"yes\"\n" + tls) ==
+          f.at(6, "backend.received_header: expected boolean, got string"));
+    CHECK(f.error(head + "received_header = 0\n" + tls) ==
+          f.at(6, "backend.received_header: expected boolean, got integer"));
+  }
+
+  TEST_CASE("identityModeKeyword spells every mode as the config does") {
+    CHECK(identityModeKeyword(IdentityMode::Auto) == "auto");
+    CHECK(identityModeKeyword(IdentityMode::Xclient) == "xclient");
+    CHECK(identityModeKeyword(IdentityMode::Xforward) == "xforward");
+    CHECK(identityModeKeyword(IdentityMode::None) == "none");
   }
 
   TEST_CASE("digestKeyword and digestSize") {

@@ -127,10 +127,11 @@ TEST_SUITE("smtp") {
           "250-SMTPUTF8\r\n"
           "250-DSN\r\n"
           "250-ENHANCEDSTATUSCODES\r\n"
+          "250-CHUNKING\r\n"
           "250 STARTTLS\r\n");
   }
 
-  TEST_CASE("client EHLO: from Postfix 3.7, inside TLS (no STARTTLS, no CHUNKING/XCLIENT)") {
+  TEST_CASE("client EHLO: from Postfix 3.7, inside TLS (no STARTTLS, no XCLIENT, CHUNKING kept)") {
     const Capabilities c = Capabilities::fromEhloReply(parseWire(kPostfixEhlo));
     CHECK(clientEhloReply("relay.example", &c, false) ==
           "250-relay.example\r\n"
@@ -139,7 +140,8 @@ TEST_SUITE("smtp") {
           "250-8BITMIME\r\n"
           "250-SMTPUTF8\r\n"
           "250-DSN\r\n"
-          "250 ENHANCEDSTATUSCODES\r\n");
+          "250-ENHANCEDSTATUSCODES\r\n"
+          "250 CHUNKING\r\n");
   }
 
   TEST_CASE("client EHLO: from smtp-sink (no AUTH, XCLIENT, XFORWARD)") {
@@ -171,17 +173,22 @@ TEST_SUITE("smtp") {
           "250-relay.example\r\n250 PIPELINING\r\n");
   }
 
-  TEST_CASE("client EHLO: CHUNKING, XCLIENT and XFORWARD never shown") {
+  TEST_CASE("client EHLO: XCLIENT and XFORWARD never shown") {
     Capabilities c;
-    c.chunking = true;
     c.xclient = true;
     c.xclientAttributes = {"NAME"};
     c.xforward = true;
     const std::string wire = clientEhloReply("h", &c, true);
-    CHECK(wire.find("CHUNKING") == std::string::npos);
     CHECK(wire.find("XCLIENT") == std::string::npos);
     CHECK(wire.find("XFORWARD") == std::string::npos);
     CHECK(wire == "250-h\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+  }
+
+  TEST_CASE("client EHLO: CHUNKING exactly when the backend offers it") {
+    Capabilities c;
+    CHECK(clientEhloReply("h", &c, false).find("CHUNKING") == std::string::npos);
+    c.chunking = true;
+    CHECK(clientEhloReply("h", &c, false) == "250-h\r\n250-PIPELINING\r\n250 CHUNKING\r\n");
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -235,6 +236,76 @@ TEST_SUITE("smtp") {
     CHECK(parsePathArgument("FROM:<a@b> A=\xC3\xA9", "FROM:", p) == PathError::BadParameter);
     CHECK(parsePathArgument("FROM:<a@b> A=x\ty", "FROM:", p) == PathError::BadParameter);
     CHECK(parsePathArgument("FROM:<a@b> X-FOO-1=ok", "FROM:", p) == PathError::None);
+  }
+
+  TEST_CASE("bdat: size alone and size with LAST in any letter case") {
+    std::uint64_t size = 99;
+    bool last = true;
+    CHECK(parseBdatArgument("22", size, last) == BdatError::None);
+    CHECK(size == 22);
+    CHECK_FALSE(last);
+    for (const char* arg : {"22 LAST", "22 last", "22 LaSt"}) {
+      CAPTURE(arg);
+      size = 0;
+      last = false;
+      CHECK(parseBdatArgument(arg, size, last) == BdatError::None);
+      CHECK(size == 22);
+      CHECK(last);
+    }
+  }
+
+  TEST_CASE("bdat: zero-size chunks and leading zeros") {
+    std::uint64_t size = 99;
+    bool last = false;
+    CHECK(parseBdatArgument("0 LAST", size, last) == BdatError::None);
+    CHECK(size == 0);
+    CHECK(last);
+    CHECK(parseBdatArgument("0", size, last) == BdatError::None);
+    CHECK(size == 0);
+    CHECK_FALSE(last);
+    CHECK(parseBdatArgument("00000000000000000000000000000042", size, last) == BdatError::None);
+    CHECK(size == 42);
+  }
+
+  TEST_CASE("bdat: size limit is 2^53") {
+    std::uint64_t size = 0;
+    bool last = false;
+    CHECK(parseBdatArgument("9007199254740992 LAST", size, last) == BdatError::None);
+    CHECK(size == kMaxBdatChunkSize);
+    CHECK(size == 9007199254740992ULL);
+    for (const char* arg : {"9007199254740993", "18446744073709551615", "18446744073709551616",
+                            "99999999999999999999999999999999 LAST"}) {
+      CAPTURE(arg);
+      size = 7;
+      last = true;
+      CHECK(parseBdatArgument(arg, size, last) == BdatError::Syntax);
+      CHECK(size == 0);
+      CHECK_FALSE(last);
+    }
+  }
+
+  TEST_CASE("bdat: anything but digits and one SP LAST is Syntax") {
+    for (const char* arg :
+         {"",         "LAST", " 22",       "22 ",      "22  LAST", "22\tLAST", "+22",
+          "-1",       "0x10", "22LAST",    "22 LAST ", "22 LASTX", "22 LAS",   "22 LAST LAST",
+          "22 FIRST", "2 2",  "22 last\r", "1e3",      "22,LAST",  "\xd9\xa3"}) {
+      CAPTURE(arg);
+      std::uint64_t size = 5;
+      bool last = true;
+      CHECK(parseBdatArgument(arg, size, last) == BdatError::Syntax);
+      CHECK(size == 0);
+      CHECK_FALSE(last);
+    }
+  }
+
+  TEST_CASE("bdat: the argument parseCommand produces is what parseBdatArgument takes") {
+    const Command cmd = parseOk("bdat 1000 last  ");
+    CHECK(cmd.verb == Verb::Bdat);
+    std::uint64_t size = 0;
+    bool last = false;
+    CHECK(parseBdatArgument(cmd.argument, size, last) == BdatError::None);
+    CHECK(size == 1000);
+    CHECK(last);
   }
 }
 

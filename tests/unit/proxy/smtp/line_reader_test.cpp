@@ -174,6 +174,82 @@ TEST_SUITE("smtp") {
     CHECK(reader.takeRemainder().empty());
     CHECK(reader.next(line) == R::NeedMore);
   }
+
+  TEST_CASE("line reader: takeBytes() moves raw bytes, then lines resume") {
+    LineReader reader(512);
+    // 9 bytes of command, 12 bytes of chunk (CR, LF, a lone ".", NUL: nothing is a line there),
+    // then the next command.
+    reader.feed(std::string("BDAT 12\r\nab\r\n.\n\0\rQUITNOOP\r\n", 27));
+    std::string line;
+    REQUIRE(reader.next(line) == R::Line);
+    CHECK(line == "BDAT 12");
+    std::string chunk = "kept:";
+    CHECK(reader.takeBytes(12, chunk) == 12);
+    CHECK(chunk == std::string("kept:ab\r\n.\n\0\rQUIT", 17));  // appended, bytes unchanged
+    REQUIRE(reader.next(line) == R::Line);
+    CHECK(line == "NOOP");
+    CHECK(reader.next(line) == R::NeedMore);
+  }
+
+  TEST_CASE("line reader: takeBytes() takes what is buffered and the rest after feed()") {
+    LineReader reader(512);
+    reader.feed("BDAT 10 LAST\r\n0123");
+    std::string line;
+    REQUIRE(reader.next(line) == R::Line);
+    std::string chunk;
+    CHECK(reader.takeBytes(10, chunk) == 4);
+    CHECK(chunk == "0123");
+    CHECK(reader.buffered() == 0);
+    CHECK(reader.takeBytes(6, chunk) == 0);
+    reader.feed("45");
+    CHECK(reader.takeBytes(6, chunk) == 2);
+    reader.feed("6789RSET\r\n");
+    CHECK(reader.takeBytes(4, chunk) == 4);
+    CHECK(chunk == "0123456789");
+    CHECK(reader.buffered() == 6);
+    REQUIRE(reader.next(line) == R::Line);
+    CHECK(line == "RSET");
+    CHECK(reader.takeBytes(0, chunk) == 0);
+    CHECK(chunk == "0123456789");
+  }
+
+  TEST_CASE("line reader: a chunk without LF longer than the line cap is not TooLong") {
+    LineReader reader(512);
+    reader.feed("BDAT 5000\r\n");
+    std::string line;
+    REQUIRE(reader.next(line) == R::Line);
+    std::string chunk;
+    std::size_t taken = 0;
+    for (int i = 0; i < 5; ++i) {
+      reader.feed(std::string(1000, 'x'));
+      taken += reader.takeBytes(5000 - taken, chunk);
+    }
+    CHECK(taken == 5000);
+    CHECK(chunk == std::string(5000, 'x'));
+    reader.feed("QUIT\r\n");
+    REQUIRE(reader.next(line) == R::Line);
+    CHECK(line == "QUIT");
+  }
+
+  TEST_CASE("line reader: takeBytes() through a long pipelined burst keeps every chunk intact") {
+    LineReader reader(512);
+    std::string burst;
+    for (int i = 0; i < 2000; ++i) {
+      burst += "BDAT 16\r\n0123456789abcdef";
+    }
+    reader.feed(burst);
+    std::string line;
+    std::string chunk;
+    for (int i = 0; i < 2000; ++i) {
+      REQUIRE(reader.next(line) == R::Line);
+      REQUIRE(line == "BDAT 16");
+      REQUIRE(reader.takeBytes(16, chunk) == 16);
+    }
+    CHECK(chunk.size() == 32000);
+    CHECK(chunk.substr(31984) == "0123456789abcdef");
+    CHECK(reader.buffered() == 0);
+    CHECK(reader.next(line) == R::NeedMore);
+  }
 }
 
 }  // namespace

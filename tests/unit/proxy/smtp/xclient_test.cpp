@@ -98,3 +98,31 @@ TEST_SUITE("smtp") {
     CHECK(buildXclientCommands(sampleIdentity(), {"REVERSE_NAME"}).empty());
   }
 }
+
+TEST_SUITE("smtp") {
+  TEST_CASE("xclient: a command exactly at 510 characters is not split, one more is") {
+    // "XCLIENT" (7) + " HELO=" (6) + 250 + " LOGIN=" (7) + 240 = 510.
+    ClientIdentity id = sampleIdentity();
+    id.helo = std::string(250, 'h');
+    id.login = std::string(240, 'l');
+    auto commands = buildXclientCommands(id, {"HELO", "LOGIN"});
+    REQUIRE(commands.size() == 1);
+    CHECK(commands[0].size() == 510);
+    id.login = std::string(241, 'l');
+    commands = buildXclientCommands(id, {"HELO", "LOGIN"});
+    REQUIRE(commands.size() == 2);
+    CHECK(commands[0] == "XCLIENT HELO=" + std::string(250, 'h'));
+    CHECK(commands[1] == "XCLIENT LOGIN=" + std::string(241, 'l'));
+  }
+
+  TEST_CASE("xclient: NAME and ADDR move together to a new command when they do not fit") {
+    // "XCLIENT" (7) + " HELO=" (6) + 255 + " LOGIN=" (7) + 230 = 505; the tail
+    // " NAME=[UNAVAILABLE] ADDR=192.0.2.10" (35) would not fit, and is not split either.
+    ClientIdentity id = sampleIdentity();
+    id.helo = std::string(255, 'h');
+    id.login = std::string(230, 'l');
+    const auto commands = buildXclientCommands(id, {"HELO", "LOGIN", "NAME", "ADDR"});
+    REQUIRE(commands.size() == 2);
+    CHECK(commands[1] == "XCLIENT NAME=[UNAVAILABLE] ADDR=192.0.2.10");
+  }
+}

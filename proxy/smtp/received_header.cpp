@@ -1,0 +1,302 @@
+#include "proxy/smtp/received_header.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <string_view>
+#include <utility>
+
+namespace certrelay::smtp {
+
+namespace {
+
+constexpr std::size_t kMaxText = 255;         // CN, issuer, identity, HELO, hostname, id
+constexpr std::size_t kMaxToken = 64;         // TLS names, digest name, address
+constexpr std::size_t kMaxFingerprint = 128;  // hex digits: 64 bytes (SHA-512) at most
+constexpr std::size_t kMaxLine = 998;         // RFC 5322 section 2.1.1, CR LF excluded
+constexpr std::string_view kCrlf = "\r\n";
+
+bool printableAscii(unsigned char c) {
+  return c >= 0x20 && c < 0x7f;
+}
+
+// Comment text (CN, issuer, identity): printable ASCII only, and none of the characters that
+// end or escape a quoted string or a comment.
+std::string sanitizeComment(std::string_view raw) {
+  std::string out;
+  out.reserve(std::min(raw.size(), kMaxText));
+  for (char c : raw.substr(0, kMaxText)) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool special = c == '\\' || c == '"' || c == '(' || c == ')';
+    out.push_back(printableAscii(u) && !special ? c : '?');
+  }
+  return out;
+}
+
+// Tokens (HELO name, address, TLS names, host name, id): the comment rules, and also no space
+// and none of Postfix's NEUTER_CHARACTERS (" <>()\\\";@"), which could break the clause syntax.
+std::string sanitizeToken(std::string_view raw, std::size_t max) {
+  std::string out = sanitizeComment(raw.substr(0, max));
+  for (char& c : out) {
+    if (c == ' ' || c == '<' || c == '>' || c == ';' || c == '@') {
+      c = '?';
+    }
+  }
+  return out;
+}
+
+bool holdsNul(std::string_view text) {
+  return text.find('\0') != std::string_view::npos;
+}
+
+std::string heloText(std::string_view helo) {
+  if (helo.empty() || holdsNul(helo)) {
+    return "unknown";
+  }
+  return sanitizeToken(helo, kMaxText);
+}
+
+// "[192.0.2.1]" or "[IPv6:2001:db8::1]"; an IPv4-mapped address as its IPv4 address.
+std::string addressLiteral(std::string_view addr) {
+  if (addr.empty()) {
+    return "[unknown]";
+  }
+  static constexpr std::string_view kMapped = "::ffff:";
+  if (addr.size() > kMapped.size() && addr.find('.') != std::string_view::npos) {
+    bool mapped = true;
+    for (std::size_t i = 0; i < kMapped.size(); ++i) {
+      const char c = addr[i];
+      const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+      mapped = mapped && lower == kMapped[i];
+    }
+    if (mapped) {
+      addr.remove_prefix(kMapped.size());
+    }
+  }
+  const std::string text = sanitizeToken(addr, kMaxToken);
+  if (text.find(':') != std::string::npos) {
+    return "[IPv6:" + text + "]";
+  }
+  return "[" + text + "]";
+}
+
+// CN or issuer: absent, or holding a NUL (a forged name trying to end early), is "".
+std::string certName(std::string_view name) {
+  return holdsNul(name) ? std::string() : sanitizeComment(name);
+}
+
+// "AB:CD:..." from "ABCD..." (a-f accepted and upper-cased).
+std::string colonFingerprint(std::string_view hex) {
+  hex = hex.substr(0, kMaxFingerprint);
+  std::string out;
+  out.reserve(hex.size() * 3 / 2);
+  for (std::size_t i = 0; i < hex.size(); ++i) {
+    if (i > 0 && i % 2 == 0) {
+      out.push_back(':');
+    }
+    char c = hex[i];
+    if (c >= 'a' && c <= 'f') {
+      c = static_cast<char>(c - 'a' + 'A');
+    }
+    const bool hexDigit = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+    out.push_back(hexDigit ? c : '?');
+  }
+  return out;
+}
+
+// Recipient path for the "for" clause: no control bytes; 8-bit only in an SMTPUTF8 message.
+std::string recipientText(std::string_view rcpt, bool utf8) {
+  std::string out;
+  out.reserve(rcpt.size());
+  for (char c : rcpt) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool ok = printableAscii(u) || (utf8 && u >= 0x80);
+    out.push_back(ok ? c : '?');
+  }
+  return out;
+}
+
+bool legacyTlsVersion(std::string_view version) {
+  return version == "SSLv2" || version == "SSLv3" || version == "TLSv1" || version == "TLSv1.1" ||
+         version == "TLSv1.2";
+}
+
+// " <name> (<detail>) <digestLabel> <digest>", each part only when known.
+std::string signatureText(std::string_view label, const std::string& name,
+                          const std::string& detail, std::string_view digestLabel,
+                          const std::string& digest) {
+  std::string out;
+  out += ' ';
+  out += label;
+  out += ' ';
+  out += sanitizeToken(name, kMaxToken);
+  if (!detail.empty()) {
+    // The detail is "prime256v1" or "2048 bits": spaces belong there.
+    out += " (" + sanitizeComment(detail.substr(0, kMaxToken)) + ")";
+  }
+  if (!digest.empty()) {
+    out += ' ';
+    out += digestLabel;
+    out += ' ';
+    out += sanitizeToken(digest, kMaxToken);
+  }
+  return out;
+}
+
+class HeaderWriter {
+ public:
+  void line(std::string text) {
+    // Every field is cut above, so this cannot trigger; it keeps the promise if that changes.
+    if (text.size() > kMaxLine) {
+      text.resize(kMaxLine);
+    }
+    out_ += text;
+    out_ += kCrlf;
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+void writeTls(const ReceivedInfo& info, HeaderWriter& w) {
+  std::string current = "\t(using " + sanitizeToken(info.tlsVersion, kMaxToken) + " with cipher " +
+                        sanitizeToken(info.cipher, kMaxToken) + " (" +
+                        std::to_string(info.cipherBits) + "/" + std::to_string(info.cipherAlgBits) +
+                        " bits)";
+  if (!legacyTlsVersion(info.tlsVersion)) {
+    bool continued = false;  // `current` is a details line that may take the server signature
+    if (!info.group.empty()) {
+      w.line(std::move(current));
+      current = "\t key-exchange " + sanitizeToken(info.group, kMaxToken);
+      continued = true;
+    }
+    if (!info.serverSignature.empty()) {
+      const std::string sig =
+          signatureText("server-signature", info.serverSignature, info.serverSignatureDetail,
+                        "server-digest", info.serverDigest);
+      if (continued) {
+        current += sig;
+      } else {
+        w.line(std::move(current));
+        current = "\t" + sig;
+      }
+    }
+    if (!info.clientSignature.empty()) {
+      w.line(std::move(current));
+      current =
+          "\t" + signatureText("client-signature", info.clientSignature, info.clientSignatureDetail,
+                               "client-digest", info.clientDigest);
+    }
+  }
+  w.line(current + ")");
+
+  if (!info.hasCertificate) {
+    w.line("\t(Client did not present a certificate)");
+    return;
+  }
+  w.line("\t(Client CN \"" + certName(info.subjectCn) + "\", Issuer \"" + certName(info.issuerCn) +
+         "\" (" + (info.verified ? "verified OK" : "not verified") + "))");
+  if (!info.certFingerprint.empty()) {
+    std::string text = "\t(Client fingerprint " + sanitizeToken(info.digestName, kMaxToken) + " " +
+                       colonFingerprint(info.certFingerprint);
+    const std::string identity = sanitizeComment(info.identity);
+    if (info.trusted && !identity.empty()) {
+      text += ", identity \"" + identity + "\"";
+    }
+    w.line(text + ")");
+  }
+}
+
+}  // namespace
+
+std::string receivedProtocol(bool esmtp, bool utf8, bool tls, bool trusted) {
+  if (!esmtp) {
+    return "SMTP";  // RFC 3848 defines the S and A suffixes for ESMTP only
+  }
+  std::string protocol = utf8 ? "UTF8SMTP" : "ESMTP";
+  if (tls) {
+    protocol += 'S';
+  }
+  if (trusted) {
+    protocol += 'A';
+  }
+  return protocol;
+}
+
+std::string rfc5322Date(std::time_t when) {
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const auto t = static_cast<std::int64_t>(when);
+  std::int64_t days = t / 86400;
+  std::int64_t seconds = t % 86400;
+  if (seconds < 0) {  // floor division for times before 1970
+    seconds += 86400;
+    --days;
+  }
+  // 1970-01-01 was a Thursday.
+  const auto weekday = static_cast<int>(((days % 7) + 7 + 4) % 7);
+
+  // Days to civil date (proleptic Gregorian; H. Hinnant's days_from_civil inverse).
+  const std::int64_t z = days + 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const std::int64_t doe = z - era * 146097;                                       // [0, 146096]
+  const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;  // [0, 399]
+  const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);                // [0, 365]
+  const std::int64_t mp = (5 * doy + 2) / 153;                                     // [0, 11]
+  const std::int64_t day = doy - (153 * mp + 2) / 5 + 1;                           // [1, 31]
+  const std::int64_t month = mp < 10 ? mp + 3 : mp - 9;                            // [1, 12]
+  const std::int64_t year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+
+  auto two = [](std::int64_t v) {
+    return std::string(1, static_cast<char>('0' + v / 10)) + static_cast<char>('0' + v % 10);
+  };
+  std::string yearText = std::to_string(year);
+  if (year >= 0 && yearText.size() < 4) {
+    yearText.insert(0, 4 - yearText.size(), '0');
+  }
+  std::string out = kDays[weekday];
+  out += ", ";
+  out += day < 10 ? " " + std::to_string(day) : std::to_string(day);
+  out += ' ';
+  out += kMonths[month - 1];
+  out += ' ';
+  out += yearText;
+  out += ' ';
+  out += two(seconds / 3600) + ":" + two(seconds / 60 % 60) + ":" + two(seconds % 60);
+  out += " +0000 (UTC)";
+  return out;
+}
+
+std::string buildReceivedHeader(const ReceivedInfo& info) {
+  HeaderWriter w;
+  w.line("Received: from " + heloText(info.helo) + " (unknown " + addressLiteral(info.clientAddr) +
+         ")");
+  if (info.tls) {
+    writeTls(info, w);
+  }
+
+  std::string hostname = sanitizeToken(info.hostname, kMaxText);
+  if (hostname.empty()) {
+    hostname = "unknown";
+  }
+  std::string by = "\tby " + hostname + " (certrelay) with " +
+                   receivedProtocol(info.esmtp, info.utf8, info.tls, info.trusted);
+  const std::string id = sanitizeToken(info.id, kMaxText);
+  if (!id.empty()) {
+    by += " id " + id;
+  }
+  const std::string date = rfc5322Date(info.when);
+  const std::string rcpt = recipientText(info.singleRecipient, info.utf8);
+  const std::string forLine = "\tfor " + rcpt + "; " + date;
+  if (!rcpt.empty() && forLine.size() <= kMaxLine) {
+    w.line(std::move(by));
+    w.line(forLine);
+  } else {
+    w.line(by + ";");
+    w.line("\t" + date);
+  }
+  return w.take();
+}
+
+}  // namespace certrelay::smtp

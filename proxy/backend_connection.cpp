@@ -2,7 +2,9 @@
 
 #include <utility>
 
+#include "proxy/log.h"
 #include "proxy/net_util.h"
+#include "proxy/smtp/xforward.h"
 
 namespace certrelay::proxy {
 
@@ -26,21 +28,36 @@ const char* toString(BackendFailure failure) {
   return "unknown";
 }
 
+const char* toString(IdentityHandoff handoff) {
+  switch (handoff) {
+    case IdentityHandoff::Xclient:
+      return "xclient";
+    case IdentityHandoff::Xforward:
+      return "xforward";
+    case IdentityHandoff::None:
+      return "none";
+  }
+  return "none";
+}
+
 BackendConnection* BackendConnection::start(uv_loop_t* loop, const config::Config& config,
                                             Listener* listener, Mode mode,
-                                            smtp::ClientIdentity identity) {
-  auto* connection = new BackendConnection(loop, config, listener, mode, std::move(identity));
+                                            smtp::ClientIdentity identity, std::string logId) {
+  auto* connection =
+      new BackendConnection(loop, config, listener, mode, std::move(identity), std::move(logId));
   connection->connect();
   return connection;
 }
 
 BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
-                                     Listener* listener, Mode mode, smtp::ClientIdentity identity)
+                                     Listener* listener, Mode mode, smtp::ClientIdentity identity,
+                                     std::string logId)
     : loop_(loop),
       config_(config),
       listener_(listener),
       mode_(mode),
       identity_(std::move(identity)),
+      logId_(std::move(logId)),
       parser_(config.limits.maxLineLength) {}
 
 void BackendConnection::connect() {
@@ -132,7 +149,15 @@ void BackendConnection::handleReply(smtp::Reply& reply) {
   } else {
     armTimer(config_.timeouts.backendReply);
   }
-  if (listener_ != nullptr) {
+  if (expected.purpose == BackendPurpose::Internal) {
+    // The proxy's own XFORWARD or Received-header chunk: nothing to tell the client. A refusal
+    // is worth a log line (the backend misses the identity), not a failed transaction.
+    if (!reply.positive()) {
+      log::line(
+          log::Level::Warning, logId_,
+          "backend refused a proxy command: " + std::to_string(reply.code) + " " + reply.text());
+    }
+  } else if (listener_ != nullptr) {
     listener_->onBackendReply(expected.purpose, expected.tag, reply);
   }
   if (phase_ == Phase::Ready) {
@@ -165,13 +190,37 @@ void BackendConnection::handleSetupReply(smtp::Reply& reply) {
         }
         return;
       }
-      if (!capabilities_.xclient) {
-        fail(BackendFailure::XclientNotOffered,
-             "backend does not offer XCLIENT to the proxy; add the proxy's address to the "
-             "backend's smtpd_authorized_xclient_hosts");
-        return;
+      {
+        // backend.identity: an explicit mode the backend does not offer is a configuration
+        // error (fail closed); auto takes the strongest hand-off offered.
+        const auto wanted = config_.backend.identity;
+        using config::IdentityMode;
+        if (wanted == IdentityMode::Xclient ||
+            (wanted == IdentityMode::Auto && capabilities_.xclient)) {
+          if (!capabilities_.xclient) {
+            fail(BackendFailure::XclientNotOffered,
+                 "backend does not offer XCLIENT to the proxy; add the proxy's address to the "
+                 "backend's smtpd_authorized_xclient_hosts");
+            return;
+          }
+          handoff_ = IdentityHandoff::Xclient;
+          sendXclient();
+          return;
+        }
+        if (wanted == IdentityMode::Xforward ||
+            (wanted == IdentityMode::Auto && capabilities_.xforward)) {
+          if (!capabilities_.xforward) {
+            fail(BackendFailure::XclientNotOffered,
+                 "backend does not offer XFORWARD to the proxy; add the proxy's address to the "
+                 "backend's smtpd_authorized_xforward_hosts");
+            return;
+          }
+          handoff_ = IdentityHandoff::Xforward;
+        } else {
+          handoff_ = IdentityHandoff::None;
+        }
+        becomeReady();
       }
-      sendXclient();
       return;
     case Phase::Xclient:
       // Postfix answers a successful XCLIENT with a new 220 greeting; smtp-sink with 250.
@@ -202,20 +251,24 @@ void BackendConnection::handleSetupReply(smtp::Reply& reply) {
         capabilities_.xclient = proxyView.xclient;
         capabilities_.xclientAttributes = proxyView.xclientAttributes;
       }
-      phase_ = Phase::Ready;
-      uv_timer_stop(&timer_);
-      if (listener_ != nullptr) {
-        listener_->onBackendReady(capabilities_);
-      }
-      if (phase_ == Phase::Ready) {
-        flushQueue();
-      }
+      becomeReady();
       return;
     }
     case Phase::Connecting:
     case Phase::Ready:
     case Phase::Closing:
       break;
+  }
+}
+
+void BackendConnection::becomeReady() {
+  phase_ = Phase::Ready;
+  uv_timer_stop(&timer_);
+  if (listener_ != nullptr) {
+    listener_->onBackendReady(capabilities_);
+  }
+  if (phase_ == Phase::Ready) {
+    flushQueue();
   }
 }
 
@@ -238,11 +291,23 @@ void BackendConnection::sendXclient() {
 
 void BackendConnection::sendCommand(std::string_view line, BackendPurpose purpose,
                                     std::uint64_t tag) {
-  // Without PIPELINING every command waits for the previous reply.
-  const bool sync = purpose == BackendPurpose::Data || purpose == BackendPurpose::Quit ||
-                    (phase_ == Phase::Ready && !capabilities_.pipelining);
-  Queued queued{std::string(line), Expected{purpose, tag, sync}};
+  // DATA waits for its 354 and QUIT ends the session: both end their group (RFC 2920).
+  const bool sync = purpose == BackendPurpose::Data || purpose == BackendPurpose::Quit;
+  Queued queued{std::string(line), Expected{purpose, tag, sync}, {}, {}};
   queued.wire += "\r\n";
+  queuedWire_ += queued.wire.size();
+  queue_.push_back(std::move(queued));
+  if (phase_ == Phase::Ready) {
+    flushQueue();
+  }
+}
+
+void BackendConnection::sendMail(std::string_view line, std::uint64_t tag, std::string_view ident,
+                                 std::string_view proto) {
+  Queued queued{std::string(line), Expected{BackendPurpose::Mail, tag, false}, std::string(ident),
+                std::string(proto)};
+  queued.wire += "\r\n";
+  queuedWire_ += queued.wire.size();
   queue_.push_back(std::move(queued));
   if (phase_ == Phase::Ready) {
     flushQueue();
@@ -253,10 +318,30 @@ void BackendConnection::flushQueue() {
   std::string batch;
   while (!queue_.empty() && !waitingSync_ && phase_ == Phase::Ready) {
     Queued& next = queue_.front();
+    if (next.expected.purpose == BackendPurpose::Mail && handoff_ == IdentityHandoff::Xforward &&
+        !next.xforwardProto.empty()) {
+      // XFORWARD lives for one transaction: it goes before each MAIL, in its own commands.
+      smtp::ForwardInfo info;
+      info.addr = identity_.addr;
+      info.port = identity_.port;
+      info.helo = identity_.helo;
+      info.proto = next.xforwardProto;
+      info.ident = next.xforwardIdent;
+      const auto lines = smtp::buildXforwardCommands(info, capabilities_.xforwardAttributes);
+      next.xforwardProto.clear();  // expanded: the MAIL itself is sent next time round
+      for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+        Queued xforward{*it + "\r\n", Expected{BackendPurpose::Internal, 0, false}, {}, {}};
+        queuedWire_ += xforward.wire.size();
+        queue_.push_front(std::move(xforward));
+      }
+      continue;
+    }
+    // Without PIPELINING every command waits for the previous reply.
     if (!capabilities_.pipelining) {
       next.expected.syncPoint = true;
     }
     batch += next.wire;
+    queuedWire_ -= next.wire.size();
     expected_.push_back(next.expected);
     waitingSync_ = next.expected.syncPoint;
     queue_.pop_front();
@@ -269,9 +354,16 @@ void BackendConnection::flushQueue() {
 }
 
 void BackendConnection::sendContent(std::string_view bytes) {
-  if (phase_ == Phase::Ready && !bytes.empty()) {
-    write(bytes);
+  if (phase_ == Phase::Closing || bytes.empty()) {
+    return;
   }
+  if (!queue_.empty()) {
+    // The command these bytes follow has not been written yet: they travel with it.
+    queue_.back().wire.append(bytes.data(), bytes.size());
+    queuedWire_ += bytes.size();
+    return;
+  }
+  write(bytes);
 }
 
 void BackendConnection::endContent(std::string_view lastBytes, std::uint64_t tag) {
@@ -369,14 +461,20 @@ void BackendConnection::fail(BackendFailure failure, const std::string& detail) 
   if (listener != nullptr) {
     std::vector<Outstanding> outstanding;
     outstanding.reserve(expected_.size() + queue_.size());
+    // The proxy's own commands owe the client nothing.
     for (const auto& e : expected_) {
-      outstanding.push_back({e.purpose, e.tag});
+      if (e.purpose != BackendPurpose::Internal) {
+        outstanding.push_back({e.purpose, e.tag});
+      }
     }
     for (const auto& q : queue_) {
-      outstanding.push_back({q.expected.purpose, q.expected.tag});
+      if (q.expected.purpose != BackendPurpose::Internal) {
+        outstanding.push_back({q.expected.purpose, q.expected.tag});
+      }
     }
     expected_.clear();
     queue_.clear();
+    queuedWire_ = 0;
     listener->onBackendFailure(failure, detail, outstanding);
   }
 }

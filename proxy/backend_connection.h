@@ -29,7 +29,25 @@
 
 namespace certrelay::proxy {
 
-enum class BackendPurpose : std::uint8_t { Mail, Rcpt, Data, EndOfData, Rset, Noop, Quit };
+// What a reply answers. `Internal` marks commands the proxy sends on its own inside a
+// transaction (XFORWARD, the Received header's BDAT chunk): their replies are consumed here and
+// never reach the client.
+enum class BackendPurpose : std::uint8_t {
+  Mail,
+  Rcpt,
+  Data,
+  EndOfData,
+  Bdat,
+  BdatLast,
+  Rset,
+  Noop,
+  Quit,
+  Internal,
+};
+
+// How the backend learns who the client is (backend.identity, resolved per connection).
+enum class IdentityHandoff : std::uint8_t { Xclient, Xforward, None };
+const char* toString(IdentityHandoff handoff);
 
 enum class BackendFailure : std::uint8_t {
   Unreachable,        // connect failed
@@ -37,7 +55,7 @@ enum class BackendFailure : std::uint8_t {
   Closed,             // the backend closed the connection / write failed
   Malformed,          // a reply that is not SMTP
   Refused,            // greeting or EHLO not accepted
-  XclientNotOffered,  // backend does not offer XCLIENT to the proxy
+  XclientNotOffered,  // backend does not offer XCLIENT (or XFORWARD) as configured
   XclientRefused,     // backend answered XCLIENT with an error
 };
 
@@ -70,19 +88,24 @@ class BackendConnection {
   };
 
   static BackendConnection* start(uv_loop_t* loop, const config::Config& config, Listener* listener,
-                                  Mode mode, smtp::ClientIdentity identity);
+                                  Mode mode, smtp::ClientIdentity identity, std::string logId);
 
   // Queues a command line (without CR LF). Its reply goes to onBackendReply with `tag`.
   void sendCommand(std::string_view line, BackendPurpose purpose, std::uint64_t tag);
-  // Message content after the 354 (already canonical).
+  // MAIL FROM: in XFORWARD mode it is preceded by XFORWARD carrying the client, `proto` (RFC 3848
+  // name, e.g. ESMTPSA) and `ident` (the proxy's message id).
+  void sendMail(std::string_view line, std::uint64_t tag, std::string_view ident,
+                std::string_view proto);
+  // Raw bytes that belong right after the most recently submitted command: message content
+  // after the 354, or a BDAT chunk after its BDAT line (held with that line while it is queued).
   void sendContent(std::string_view bytes);
   // Writes the last content bytes, which end with the terminator, and expects the final reply.
   void endContent(std::string_view lastBytes, std::uint64_t tag);
 
-  std::size_t queuedBytes() const { return out_.size() + inflight_.size(); }
+  // Bytes not yet taken by the kernel, queued commands and chunks included (backpressure).
+  std::size_t queuedBytes() const { return out_.size() + inflight_.size() + queuedWire_; }
+  IdentityHandoff identityHandoff() const { return handoff_; }
   bool ready() const { return phase_ == Phase::Ready; }
-  // Replies owed by the backend right now (sent or queued).
-  std::size_t outstanding() const { return expected_.size() + queue_.size(); }
   const smtp::Capabilities& capabilities() const { return capabilities_; }
 
   // The listener is never called again. Sends QUIT if the session is usable, then closes.
@@ -107,12 +130,14 @@ class BackendConnection {
     bool syncPoint;
   };
   struct Queued {
-    std::string wire;  // with CR LF
+    std::string wire;  // with CR LF (plus any chunk bytes that follow the command)
     Expected expected;
+    std::string xforwardIdent;  // MAIL only: IDENT and PROTO for XFORWARD
+    std::string xforwardProto;
   };
 
   BackendConnection(uv_loop_t* loop, const config::Config& config, Listener* listener, Mode mode,
-                    smtp::ClientIdentity identity);
+                    smtp::ClientIdentity identity, std::string logId);
   ~BackendConnection() = default;
 
   void connect();
@@ -121,6 +146,8 @@ class BackendConnection {
   void handleReply(smtp::Reply& reply);
   void handleSetupReply(smtp::Reply& reply);
   void sendXclient();
+  void becomeReady();
+  std::string xforwardLines(const Queued& mail) const;
   void flushQueue();
   void write(std::string_view bytes);
   void startWrite();
@@ -136,6 +163,9 @@ class BackendConnection {
   Listener* listener_;
   Mode mode_;
   smtp::ClientIdentity identity_;
+  std::string logId_;
+  IdentityHandoff handoff_ = IdentityHandoff::None;
+  std::size_t queuedWire_ = 0;  // bytes held in queue_
   Phase phase_ = Phase::Connecting;
 
   uv_tcp_t tcp_{};

@@ -84,8 +84,8 @@ void PolicyWatcher::start() {
   }
   const auto poll = static_cast<std::uint64_t>(settings.reloadPollInterval.count());
   uv_timer_start(
-      &poll_, [](uv_timer_t* t) { static_cast<PolicyWatcher*>(t->data)->startJob("poll"); },
-      poll, poll);
+      &poll_, [](uv_timer_t* t) { static_cast<PolicyWatcher*>(t->data)->startJob("poll"); }, poll,
+      poll);
   log::info("policy: watching " + directory + " for changes to " + file_.filename().string() +
             " (poll every " + std::to_string(settings.reloadPollInterval.count()) + " ms)");
 }
@@ -93,8 +93,7 @@ void PolicyWatcher::start() {
 void PolicyWatcher::onDirectoryEvent() {
   // Writers and kubelet touch several entries in a row: wait until they are quiet.
   uv_timer_start(
-      &debounce_,
-      [](uv_timer_t* t) { static_cast<PolicyWatcher*>(t->data)->startJob("change"); },
+      &debounce_, [](uv_timer_t* t) { static_cast<PolicyWatcher*>(t->data)->startJob("change"); },
       static_cast<std::uint64_t>(shared_.config->policy.reloadDebounce.count()), 0);
 }
 
@@ -161,8 +160,7 @@ void PolicyWatcher::finishJob(Job& job) {
     // Once per distinct problem, but always when an operator asked (SIGHUP).
     if (job.error != lastFailure_ || job.reason == "SIGHUP") {
       log::warning("policy: " + job.error + "; keeping the table in force (" +
-                   std::to_string(inForce->table.size()) + " entries, sha256 " + shortHash +
-                   ")");
+                   std::to_string(inForce->table.size()) + " entries, sha256 " + shortHash + ")");
       lastFailure_ = job.error;
     }
   } else if (job.unchanged) {

@@ -50,10 +50,10 @@ class PolicyWatcher {
   uv_fs_event_t directory_{};
   uv_timer_t debounce_{};
   uv_timer_t poll_{};
-  Job* running_ = nullptr;       // at most one job at a time
-  std::string pendingReason_;    // a change seen while a job ran: read again after it
-  std::string currentHash_;      // content hash of the table in force
-  std::string lastFailure_;      // logged once until the problem changes
+  Job* running_ = nullptr;     // at most one job at a time
+  std::string pendingReason_;  // a change seen while a job ran: read again after it
+  std::string currentHash_;    // content hash of the table in force
+  std::string lastFailure_;    // logged once until the problem changes
 };
 
 }  // namespace certrelay::proxy

@@ -42,6 +42,8 @@ inline constexpr std::string_view kLineTooLong = "500 5.5.2 Error: line too long
 inline constexpr std::string_view kBadSyntax = "500 5.5.2 Error: bad syntax\r\n";
 inline constexpr std::string_view kUnknownCommand = "502 5.5.2 Error: command not recognized\r\n";
 inline constexpr std::string_view kNotImplemented = "521 5.5.1 Error: command not implemented\r\n";
+inline constexpr std::string_view kBdatSyntax = "501 5.5.4 Syntax: BDAT count [LAST]\r\n";
+inline constexpr std::string_view kDataAfterBdat = "503 5.5.1 Error: DATA after BDAT\r\n";
 inline constexpr std::string_view kNotAuthorized =
     "550 5.7.0 Error: insufficient authorization\r\n";
 inline constexpr std::string_view kAuthNotEnabled =

@@ -28,6 +28,22 @@ class StartupError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// What backend.identity resolves to with these capabilities; "" when an explicit mode is not
+// offered (a configuration error: the proxy must not carry on under its own address).
+std::string resolveHandoff(config::IdentityMode mode, const smtp::Capabilities& caps) {
+  switch (mode) {
+    case config::IdentityMode::Xclient:
+      return caps.xclient ? "xclient" : "";
+    case config::IdentityMode::Xforward:
+      return caps.xforward ? "xforward" : "";
+    case config::IdentityMode::None:
+      return "none";
+    case config::IdentityMode::Auto:
+      return caps.xclient ? "xclient (auto)" : caps.xforward ? "xforward (auto)" : "none (auto)";
+  }
+  return "";
+}
+
 // Asks the backend for its EHLO keywords and publishes them for every worker's EHLO replies.
 class CapabilityProbe final : public BackendConnection::Listener {
  public:
@@ -37,8 +53,8 @@ class CapabilityProbe final : public BackendConnection::Listener {
     if (connection_ != nullptr) {
       return;  // the previous probe is still running
     }
-    connection_ =
-        BackendConnection::start(loop_, *shared_.config, this, BackendConnection::Mode::Probe, {});
+    connection_ = BackendConnection::start(loop_, *shared_.config, this,
+                                           BackendConnection::Mode::Probe, {}, "probe");
   }
   void stop() {
     if (connection_ != nullptr) {
@@ -50,11 +66,19 @@ class CapabilityProbe final : public BackendConnection::Listener {
   void onBackendReady(const smtp::Capabilities& capabilities) override {
     auto published = std::make_shared<const smtp::Capabilities>(capabilities);
     shared_.backendCapabilities.store(published);
-    if (!answered_ || !healthy_) {
-      log::info("backend " + shared_.config->backend.address.toString() +
-                " answered the capability probe" +
-                (capabilities.xclient ? "" : " (warning: it does not offer XCLIENT to the proxy)"));
+    const std::string handoff = resolveHandoff(shared_.config->backend.identity, capabilities);
+    if (!answered_ || !healthy_ || handoff != handoff_) {
+      if (handoff.empty()) {
+        log::error("backend " + shared_.config->backend.address.toString() +
+                   " does not offer the configured backend.identity; sessions will be refused "
+                   "with 421 4.3.0 until it does");
+      } else {
+        log::info("backend " + shared_.config->backend.address.toString() +
+                  " answered the capability probe; identity hand-off: " + handoff +
+                  (capabilities.chunking ? ", CHUNKING relayed" : ""));
+      }
     }
+    handoff_ = handoff;
     answered_ = true;
     healthy_ = true;
     stop();
@@ -78,6 +102,7 @@ class CapabilityProbe final : public BackendConnection::Listener {
   BackendConnection* connection_ = nullptr;
   bool answered_ = false;
   bool healthy_ = false;
+  std::string handoff_;
   bool reportedFailure_ = false;
 };
 
@@ -189,6 +214,16 @@ int runServer(std::shared_ptr<const config::Config> config) {
     log::warning(
         "backend not answering yet; EHLO offers only PIPELINING and STARTTLS until it "
         "does");
+  } else if (resolveHandoff(config->backend.identity, *shared.backendCapabilities.load()).empty()) {
+    // An explicit identity mode the backend does not offer: refuse to become ready.
+    const bool xclient = config->backend.identity == config::IdentityMode::Xclient;
+    log::error(std::string("backend.identity = ") + (xclient ? "xclient" : "xforward") +
+               " but backend " + config->backend.address.toString() + " does not offer " +
+               (xclient ? "XCLIENT" : "XFORWARD") +
+               " to the proxy; add the proxy's address to the backend's " +
+               (xclient ? "smtpd_authorized_xclient_hosts" : "smtpd_authorized_xforward_hosts") +
+               "; not starting");
+    return 1;
   }
 
   std::vector<std::vector<ListenerSocket>> perWorker(config->workers);

@@ -82,7 +82,7 @@ void Session::onClientRead(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   const std::string_view bytes(buf->base, static_cast<std::size_t>(nread));
-  if (phase_ == Phase::Data || phase_ == Phase::DataDiscard) {
+  if (phase_ == Phase::Data || phase_ == Phase::DataDiscard || chunkRemaining_ > 0) {
     armClientTimer(config_.timeouts.data);  // DATA timeout is an inactivity timeout
   }
   if (tls_) {
@@ -99,6 +99,12 @@ void Session::onPlaintext(std::string_view bytes) {
   }
   if ((phase_ == Phase::Data || phase_ == Phase::DataDiscard) && lines_.buffered() == 0) {
     consumeData(bytes);
+  } else if (chunkRemaining_ > 0 && phase_ == Phase::Command && lines_.buffered() == 0) {
+    // Fast path for BDAT: the chunk goes straight through, only what follows it is buffered.
+    const auto take =
+        static_cast<std::size_t>(std::min<std::uint64_t>(chunkRemaining_, bytes.size()));
+    consumeChunk(bytes.substr(0, take));
+    lines_.feed(bytes.substr(take));
   } else {
     lines_.feed(bytes);
   }
@@ -144,8 +150,27 @@ void Session::onHandshakeDone() {
                      ": " + facts.version + " with cipher " + facts.cipher + " (" +
                      std::to_string(facts.cipherBits) + "/" + std::to_string(facts.cipherAlgBits) +
                      " bits)";
-  if (!facts.group.empty()) {
+  // Postfix writes the key exchange and signatures for TLS 1.3 only.
+  if (facts.version == "TLSv1.3" && !facts.group.empty()) {
     line += " key-exchange " + facts.group;
+    if (!facts.serverSignature.empty()) {
+      line += " server-signature " + facts.serverSignature;
+      if (!facts.serverSignatureDetail.empty()) {
+        line += " (" + facts.serverSignatureDetail + ")";
+      }
+      if (!facts.serverDigest.empty()) {
+        line += " server-digest " + facts.serverDigest;
+      }
+    }
+    if (!facts.clientSignature.empty()) {
+      line += " client-signature " + facts.clientSignature;
+      if (!facts.clientSignatureDetail.empty()) {
+        line += " (" + facts.clientSignatureDetail + ")";
+      }
+      if (!facts.clientDigest.empty()) {
+        line += " client-digest " + facts.clientDigest;
+      }
+    }
   }
   if (facts.resumed) {
     line += " (resumed)";
@@ -223,7 +248,7 @@ void Session::updateReading() {
   if (out_.size() + inflight_.size() > config_.limits.highWatermark) {
     want = false;
   }
-  if ((phase_ == Phase::Data) && backend_ != nullptr &&
+  if ((phase_ == Phase::Data || chunkRemaining_ > 0) && backend_ != nullptr &&
       backend_->queuedBytes() > config_.limits.highWatermark) {
     want = false;
   }

@@ -90,6 +90,8 @@ class Session final : public BackendConnection::Listener {
   void onMail(const smtp::Command& command);
   void onRcpt(const smtp::Command& command);
   void onData(const smtp::Command& command);
+  void onBdat(const smtp::Command& command);
+  void consumeChunk(std::string_view bytes);
   void onRset(const smtp::Command& command);
   void onQuit();
   void consumeData(std::string_view bytes);
@@ -98,6 +100,9 @@ class Session final : public BackendConnection::Listener {
   void reject(std::string_view wire);  // a client error: counts toward limits.max_errors
   void resetTransaction();
   bool trusted(std::string* identity) const;
+  std::string messageId() const;
+  std::string protocolName() const;
+  std::string receivedHeader() const;
   std::string rejectLogSuffix(const std::string& rcpt) const;
 
   // --- backend side (session_backend.cpp) ---
@@ -148,6 +153,12 @@ class Session final : public BackendConnection::Listener {
   std::size_t rcptTotal_ = 0;  // RCPT commands in this transaction
   std::size_t rcptForwarded_ = 0;
   bool awaitingDataReply_ = false;
+  std::string firstRecipient_;        // for "for <rcpt>" in Received (one recipient only)
+  bool bdatUsed_ = false;             // this transaction sends its content with BDAT
+  bool headerSent_ = false;           // the Received header went out for this transaction
+  std::uint64_t chunkRemaining_ = 0;  // BDAT chunk bytes still to come from the client
+  bool chunkLast_ = false;
+  bool chunkDiscard_ = false;  // a refused BDAT: its chunk is read and dropped
   // A command that must end its pipelining group (EHLO, HELO, STARTTLS, QUIT) and arrived while
   // replies were still owed: it waits here, and input stops, until they are all in.
   std::optional<std::string> deferredLine_;

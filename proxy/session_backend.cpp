@@ -28,7 +28,7 @@ void Session::ensureBackend() {
     identity.login = login;
   }
   backend_ = BackendConnection::start(worker_.loop(), config_, this,
-                                      BackendConnection::Mode::Session, std::move(identity));
+                                      BackendConnection::Mode::Session, std::move(identity), id_);
 }
 
 void Session::dropBackend() {
@@ -61,6 +61,11 @@ void Session::onBackendReply(BackendPurpose purpose, std::uint64_t tag, smtp::Re
         replies_.fill(tag, reply.wire());
         data_.reset();
         phase_ = Phase::Data;
+        if (config_.backend.receivedHeader && backend_ != nullptr) {
+          // The proxy's Received header is the first thing in the message.
+          backend_->sendContent(receivedHeader());
+          headerSent_ = true;
+        }
         armClientTimer(config_.timeouts.data);
         flushReplies();
         resumeInput();
@@ -77,12 +82,15 @@ void Session::onBackendReply(BackendPurpose purpose, std::uint64_t tag, smtp::Re
       }
       break;
     case BackendPurpose::EndOfData:
+    case BackendPurpose::BdatLast:
       log::line(log::Level::Info, id_,
                 std::string(reply.positive() ? "message accepted by backend: "
                                              : "message refused by backend: ") +
                     std::to_string(reply.code) + " " + reply.text());
       break;
     case BackendPurpose::Rcpt:
+    case BackendPurpose::Bdat:
+    case BackendPurpose::Internal:
     case BackendPurpose::Rset:
     case BackendPurpose::Noop:
     case BackendPurpose::Quit:
@@ -114,7 +122,8 @@ void Session::onBackendFailure(BackendFailure failure, const std::string& detail
                     first ? replies::backendConfiguration(config_.hostname)
                           : std::string(replies::kBackendUnavailable),
                     first);
-    } else if (owed.purpose == BackendPurpose::EndOfData) {
+    } else if (owed.purpose == BackendPurpose::EndOfData ||
+               owed.purpose == BackendPurpose::BdatLast) {
       log::line(log::Level::Warning, id_,
                 "message status unknown (backend lost after end of data); client told 451");
       replies_.fill(owed.tag, replies::kOutcomeUnknown);
@@ -127,6 +136,9 @@ void Session::onBackendFailure(BackendFailure failure, const std::string& detail
   if (phase_ == Phase::Data) {
     // The client is still sending content: read it to its end, then say it was not delivered.
     phase_ = Phase::DataDiscard;
+  }
+  if (chunkRemaining_ > 0) {
+    chunkDiscard_ = true;  // the rest of this BDAT chunk has nowhere to go
   }
   flushReplies();
   resumeInput();

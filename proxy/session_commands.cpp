@@ -7,6 +7,7 @@
 #include "proxy/replies.h"
 #include "proxy/session.h"
 #include "proxy/smtp/capabilities.h"
+#include "proxy/smtp/received_header.h"
 #include "proxy/worker.h"
 #include "tls/peer_facts.h"
 
@@ -101,6 +102,18 @@ bool Session::inputBlocked() const {
 void Session::processInput() {
   std::string line;
   while (!tornDown_) {
+    if (chunkRemaining_ > 0 && phase_ == Phase::Command) {
+      // A BDAT chunk is counted bytes, never lines: it bypasses the command parser.
+      if (lines_.buffered() == 0) {
+        return;
+      }
+      std::string chunk;
+      lines_.takeBytes(
+          static_cast<std::size_t>(std::min<std::uint64_t>(chunkRemaining_, lines_.buffered())),
+          chunk);
+      consumeChunk(chunk);
+      continue;
+    }
     if (phase_ == Phase::Data || phase_ == Phase::DataDiscard) {
       if (lines_.buffered() == 0) {
         return;
@@ -201,9 +214,7 @@ void Session::handleCommand(smtp::Command& command) {
       reject(replies::kAuthNotEnabled);
       return;
     case smtp::Verb::Bdat:
-      // CHUNKING is not offered: the chunk that follows must never be read as commands.
-      ++errors_;
-      reply(replies::kNotImplemented, true);
+      onBdat(command);
       return;
     case smtp::Verb::Expn:
     case smtp::Verb::Etrn:
@@ -292,8 +303,8 @@ void Session::onMail(const smtp::Command& command) {
   rcptTotal_ = 0;
   rcptForwarded_ = 0;
   ensureBackend();
-  backend_->sendCommand("MAIL FROM:" + mailFrom_ + params, BackendPurpose::Mail,
-                        replies_.reserve());
+  backend_->sendMail("MAIL FROM:" + mailFrom_ + params, replies_.reserve(), messageId(),
+                     protocolName());
 }
 
 void Session::onRcpt(const smtp::Command& command) {
@@ -326,7 +337,9 @@ void Session::onRcpt(const smtp::Command& command) {
   const policy::Decision decision = policy::decideRecipient(*policy, isTrusted, path.path, utf8_);
   switch (decision.verdict) {
     case policy::Verdict::Accept:
-      ++rcptForwarded_;
+      if (++rcptForwarded_ == 1) {
+        firstRecipient_ = decision.canonical;
+      }
       backend_->sendCommand("RCPT TO:" + decision.canonical + params, BackendPurpose::Rcpt,
                             replies_.reserve());
       return;
@@ -359,6 +372,10 @@ void Session::onData(const smtp::Command& command) {
     refuse(replies::kNeedMail);
     return;
   }
+  if (bdatUsed_) {
+    refuse(replies::kDataAfterBdat);
+    return;
+  }
   if (rcptForwarded_ == 0) {
     // Nothing was forwarded, so the backend must not see DATA at all.
     refuse(rcptTotal_ == 0 ? replies::kNeedRcpt : replies::kNoValidRecipients);
@@ -381,6 +398,69 @@ void Session::onRset(const smtp::Command&) {
 
 void Session::onQuit() {
   reply(replies::kBye, true);
+}
+
+void Session::onBdat(const smtp::Command& command) {
+  std::uint64_t size = 0;
+  bool last = false;
+  if (smtp::parseBdatArgument(command.argument, size, last) != smtp::BdatError::None) {
+    // Without a count the chunk cannot be skipped: it must never be read as commands.
+    ++errors_;
+    reply(replies::kBdatSyntax, true);
+    return;
+  }
+  const auto capabilities = worker_.shared().backendCapabilities.load();
+  if (capabilities == nullptr || !capabilities->chunking) {
+    // CHUNKING is not offered: the chunk that follows must never be read as commands.
+    ++errors_;
+    reply(replies::kNotImplemented, true);
+    return;
+  }
+  chunkRemaining_ = size;
+  chunkLast_ = last;
+  // RFC 3030: a refused BDAT's chunk is still read (and dropped); the session goes on.
+  std::string_view refusal;
+  if (!mailOpen_) {
+    refusal = replies::kNeedMail;
+  } else if (rcptForwarded_ == 0) {
+    refusal = rcptTotal_ == 0 ? replies::kNeedRcpt : replies::kNoValidRecipients;
+  }
+  chunkDiscard_ = !refusal.empty();
+  if (chunkDiscard_) {
+    reject(refusal);
+  } else {
+    bdatUsed_ = true;
+    if (!headerSent_ && config_.backend.receivedHeader) {
+      // The proxy's Received header travels as its own leading chunk.
+      const std::string header = receivedHeader();
+      backend_->sendCommand("BDAT " + std::to_string(header.size()), BackendPurpose::Internal, 0);
+      backend_->sendContent(header);
+      headerSent_ = true;
+    }
+    backend_->sendCommand("BDAT " + std::to_string(size) + (last ? " LAST" : ""),
+                          last ? BackendPurpose::BdatLast : BackendPurpose::Bdat,
+                          replies_.reserve());
+  }
+  if (chunkRemaining_ == 0) {
+    consumeChunk({});
+  }
+}
+
+void Session::consumeChunk(std::string_view bytes) {
+  if (!chunkDiscard_ && backend_ != nullptr) {
+    backend_->sendContent(bytes);
+  }
+  chunkRemaining_ -= bytes.size();
+  if (chunkRemaining_ > 0 || !chunkLast_) {
+    return;
+  }
+  if (!chunkDiscard_) {
+    ++messages_;
+    log::line(log::Level::Info, id_, "end of BDAT from " + clientName() + ": from=" + mailFrom_);
+    resetTransaction();
+  }
+  chunkLast_ = false;
+  chunkDiscard_ = false;
 }
 
 void Session::consumeData(std::string_view bytes) {
@@ -448,6 +528,9 @@ void Session::resetTransaction() {
   rcptTotal_ = 0;
   rcptForwarded_ = 0;
   awaitingDataReply_ = false;
+  firstRecipient_.clear();
+  bdatUsed_ = false;
+  headerSent_ = false;
 }
 
 bool Session::trusted(std::string* identity) const {
@@ -460,6 +543,51 @@ bool Session::trusted(std::string* identity) const {
     *identity = std::move(found);
   }
   return allowed;
+}
+
+std::string Session::messageId() const {
+  return id_ + "M" + std::to_string(messages_ + 1);
+}
+
+std::string Session::protocolName() const {
+  return smtp::receivedProtocol(esmtp_, utf8_, tls_ != nullptr, trusted(nullptr));
+}
+
+std::string Session::receivedHeader() const {
+  smtp::ReceivedInfo info;
+  info.helo = helo_;
+  info.clientAddr = peer_.addr;
+  info.esmtp = esmtp_;
+  info.utf8 = utf8_;
+  if (tls_ && tls_->state() == tls::Engine::State::Established) {
+    const tls::PeerFacts& facts = tls_->facts();
+    info.tls = true;
+    info.tlsVersion = facts.version;
+    info.cipher = facts.cipher;
+    info.cipherBits = facts.cipherBits;
+    info.cipherAlgBits = facts.cipherAlgBits;
+    info.group = facts.group;
+    info.serverSignature = facts.serverSignature;
+    info.serverSignatureDetail = facts.serverSignatureDetail;
+    info.serverDigest = facts.serverDigest;
+    info.clientSignature = facts.clientSignature;
+    info.clientSignatureDetail = facts.clientSignatureDetail;
+    info.clientDigest = facts.clientDigest;
+    info.hasCertificate = facts.hasCertificate;
+    info.subjectCn = facts.subjectCn;
+    info.issuerCn = facts.issuerCn;
+    info.verified = facts.verified;
+    info.digestName = facts.digestName;
+    info.certFingerprint = facts.certFingerprint;
+  }
+  std::string identity;
+  info.trusted = trusted(&identity) && !identity.empty();
+  info.identity = identity;
+  info.hostname = config_.hostname;
+  info.id = messageId();
+  info.singleRecipient = rcptForwarded_ == 1 ? firstRecipient_ : std::string();
+  info.when = std::time(nullptr);
+  return smtp::buildReceivedHeader(info);
 }
 
 std::string Session::rejectLogSuffix(const std::string& rcpt) const {

@@ -670,7 +670,7 @@ class Loader {
       }
       tls.sessionTimeout = std::chrono::duration_cast<std::chrono::seconds>(*timeout);
     }
-    tls.sessionTickets = getBool(table, "session_tickets", "tls").value_or(true);
+    tls.sessionTickets = getBool(table, "session_tickets", "tls").value_or(false);
     tls.ticketsPerHandshake =
         static_cast<int>(getInteger(table, "tickets_per_handshake", "tls", 0, 8).value_or(1));
   }

@@ -175,7 +175,7 @@ client_ca = "ca.pem"
 min_version = "TLSv1.3"
 session_cache_size = 0
 session_timeout = "2h"
-session_tickets = false
+session_tickets = true
 tickets_per_handshake = 4
 
 [policy]
@@ -228,7 +228,7 @@ high_watermark = 8192
     CHECK(c.tls.minVersion == "TLSv1.3");
     CHECK(c.tls.sessionCacheSize == 0);
     CHECK(c.tls.sessionTimeout == seconds(7200));
-    CHECK_FALSE(c.tls.sessionTickets);
+    CHECK(c.tls.sessionTickets);
     CHECK(c.tls.ticketsPerHandshake == 4);
     CHECK(c.policy.fingerprints == dir / "relay_clientcerts");
     CHECK(c.policy.localDomains ==
@@ -281,7 +281,7 @@ high_watermark = 8192
     CHECK(c.tls.minVersion == "TLSv1.2");
     CHECK(c.tls.sessionCacheSize == 20480);
     CHECK(c.tls.sessionTimeout == seconds(3600));
-    CHECK(c.tls.sessionTickets);
+    CHECK_FALSE(c.tls.sessionTickets);
     CHECK(c.tls.ticketsPerHandshake == 1);
     CHECK(c.policy.fingerprints.empty());
     CHECK(c.policy.localDomains.empty());

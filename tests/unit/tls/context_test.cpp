@@ -29,6 +29,13 @@ bool contains(const std::string& text, const std::string& part) {
 }
 
 TEST_SUITE("tls") {
+  TEST_CASE("context: stateless tickets when asked for") {
+    config::Tls settings = pki().settings(true);
+    settings.sessionTickets = true;
+    const ContextPtr context = Context::create(settings);
+    CHECK((SSL_CTX_get_options(context->get()) & SSL_OP_NO_TICKET) == 0);
+  }
+
   TEST_CASE("context: security options") {
     const ContextPtr context = Context::create(pki().settings(true));
     SSL_CTX* ctx = context->get();
@@ -38,7 +45,8 @@ TEST_SUITE("tls") {
     CHECK((options & SSL_OP_ALLOW_CLIENT_RENEGOTIATION) == 0);
     CHECK((options & SSL_OP_ALLOW_UNSAFE_LEGACY_RENEGOTIATION) == 0);
     CHECK((options & SSL_OP_NO_COMPRESSION) != 0);
-    CHECK((options & SSL_OP_NO_TICKET) == 0);
+    // Stateless tickets are off by default: TLS 1.3 resumes through stateful tickets (cache).
+    CHECK((options & SSL_OP_NO_TICKET) != 0);
     CHECK(SSL_CTX_get_min_proto_version(ctx) == TLS1_2_VERSION);
     // Ask for a certificate, never require one.
     CHECK(SSL_CTX_get_verify_mode(ctx) == SSL_VERIFY_PEER);

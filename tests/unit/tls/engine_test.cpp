@@ -469,7 +469,9 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("engine: TLS 1.3 ticket resumption keeps the client certificate facts") {
-    const ContextPtr context = makeContext();
+    config::Tls settings = pki().settings(true);
+    settings.sessionTickets = true;  // stateless tickets (off by default)
+    const ContextPtr context = Context::create(settings);
     const SessionPtr session = firstSession(context, ClientOptions{.cert = &pki().client});
     Link link(context, ClientOptions{.cert = &pki().client, .session = session.get()});
     link.run();
@@ -540,7 +542,9 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("engine: TLS 1.2 ticket resumption keeps the client certificate facts") {
-    const ContextPtr context = makeContext();
+    config::Tls settings = pki().settings(true);
+    settings.sessionTickets = true;  // stateless tickets (off by default)
+    const ContextPtr context = Context::create(settings);
     const ClientOptions first{.maxVersion = TLS1_2_VERSION, .cert = &pki().client};
     const SessionPtr session = firstSession(context, first);
     CHECK(SSL_SESSION_has_ticket(session.get()));

@@ -19,6 +19,8 @@
 #include <string_view>
 #include <thread>
 
+#include "config/read_file.h"
+
 namespace certrelay::config {
 
 std::string Endpoint::toString() const {
@@ -830,22 +832,10 @@ Config parse(const std::string& text, const std::filesystem::path& origin) {
 }
 
 Config load(const std::filesystem::path& file) {
-  std::FILE* stream = std::fopen(file.c_str(), "rb");
-  if (stream == nullptr) {
-    throw ConfigError(file.string() + ": cannot read: " + std::strerror(errno));
-  }
   std::string text;
-  char buffer[64 * 1024];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), stream)) > 0) {
-    text.append(buffer, n);
-  }
-  // fopen() succeeds on a directory; the read is where EISDIR shows up.
-  const bool failed = std::ferror(stream) != 0;
-  const int error = errno;
-  std::fclose(stream);
-  if (failed) {
-    throw ConfigError(file.string() + ": cannot read: " + std::strerror(error));
+  std::string error;
+  if (!readWholeFile(file, text, error)) {
+    throw ConfigError(error);
   }
   return parse(text, file);
 }

@@ -10,6 +10,8 @@
 
 #include <openssl/evp.h>
 
+#include "config/read_file.h"
+
 namespace certrelay::policy {
 
 namespace {
@@ -197,22 +199,10 @@ FingerprintTable FingerprintTable::parse(std::string_view text, std::string_view
 
 FingerprintTable FingerprintTable::load(const std::filesystem::path& file,
                                         config::FingerprintDigest digest) {
-  std::FILE* stream = std::fopen(file.c_str(), "rb");
-  if (stream == nullptr) {
-    throw PolicyError(file.string() + ": cannot read: " + std::strerror(errno));
-  }
   std::string text;
-  char buffer[64 * 1024];
-  std::size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), stream)) > 0) {
-    text.append(buffer, n);
-  }
-  // fopen() succeeds on a directory; EISDIR only shows up when reading.
-  const bool failed = std::ferror(stream) != 0;
-  const int error = errno;
-  std::fclose(stream);
-  if (failed) {
-    throw PolicyError(file.string() + ": cannot read: " + std::strerror(error));
+  std::string error;
+  if (!config::readWholeFile(file, text, error)) {
+    throw PolicyError(error);
   }
   return parse(text, file.string(), digest);
 }

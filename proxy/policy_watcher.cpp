@@ -1,44 +1,9 @@
 #include "proxy/policy_watcher.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
+#include "config/read_file.h"
 #include "proxy/log.h"
 
 namespace certrelay::proxy {
-namespace {
-
-// Whole file into `out`; false with a reason naming the file and errno otherwise.
-bool readFile(const std::filesystem::path& file, std::string& out, std::string& error) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    error = file.string() + ": cannot read: " + std::strerror(errno);
-    return false;
-  }
-  char buffer[64 * 1024];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      error = file.string() + ": cannot read: " + std::strerror(errno);
-      ::close(fd);
-      return false;
-    }
-    if (n == 0) {
-      break;
-    }
-    out.append(buffer, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return true;
-}
-
-}  // namespace
 
 struct PolicyWatcher::Job {
   uv_work_t request{};
@@ -127,7 +92,7 @@ void PolicyWatcher::startJob(const char* reason) {
         // Thread pool: read, hash, parse. Nothing here touches the watcher.
         auto& j = *static_cast<Job*>(request->data);
         std::string content;
-        if (!readFile(j.file, content, j.error)) {
+        if (!config::readWholeFile(j.file, content, j.error)) {
           return;
         }
         j.hash = policy::FingerprintTable::contentHash(content);

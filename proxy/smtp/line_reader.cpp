@@ -51,7 +51,13 @@ LineReader::Result LineReader::next(std::string& line) {
     line.assign(buffer_, start, end - start);
     result = Result::Line;
   }
-  pos_ = lf + 1;
+  consume(lf + 1 - pos_);
+  return result;
+}
+
+void LineReader::consume(std::size_t n) {
+  pos_ += n;
+  // Keep memory O(cap): drop the consumed prefix once it is empty or large.
   if (pos_ == buffer_.size()) {
     buffer_.clear();
     pos_ = 0;
@@ -59,7 +65,6 @@ LineReader::Result LineReader::next(std::string& line) {
     buffer_.erase(0, pos_);
     pos_ = 0;
   }
-  return result;
 }
 
 void LineReader::clear() {
@@ -80,14 +85,7 @@ std::string LineReader::takeRemainder() {
 std::size_t LineReader::takeBytes(std::size_t max, std::string& out) {
   const std::size_t n = std::min(max, buffered());
   out.append(buffer_, pos_, n);
-  pos_ += n;
-  if (pos_ == buffer_.size()) {
-    buffer_.clear();
-    pos_ = 0;
-  } else if (pos_ >= kCompactThreshold) {
-    buffer_.erase(0, pos_);
-    pos_ = 0;
-  }
+  consume(n);
   return n;
 }
 

@@ -45,6 +45,8 @@ class LineReader {
   std::size_t takeBytes(std::size_t max, std::string& out);
 
  private:
+  // Marks `n` buffered bytes as consumed, compacting the buffer when worthwhile.
+  void consume(std::size_t n);
   std::size_t max_;
   std::string buffer_;
   std::size_t pos_ = 0;      // start of the unconsumed part of buffer_

@@ -264,11 +264,21 @@ bool LocalDomains::contains(std::string_view domain) const {
 }
 
 std::optional<std::string> Policy::trustedIdentity(const CertificateKeys& keys) const {
-  // Certificate first, then public key: the Postfix <= 3.8 order. Both are normalised again so a
-  // caller passing lower case or colons cannot make a listed key miss.
+  // Certificate first, then public key: the Postfix <= 3.8 order. The TLS layer hands over the
+  // canonical form already (checked for free by the first lookup); anything else is normalised
+  // so a caller passing lower case or colons cannot make a listed key miss.
   for (const std::string* fingerprint : {&keys.certFingerprint, &keys.pkeyFingerprint}) {
     if (fingerprint->empty()) {
       continue;
+    }
+    if (const std::string* identity = table.find(*fingerprint)) {
+      return *identity;
+    }
+    const bool alreadyCanonical =
+        std::all_of(fingerprint->begin(), fingerprint->end(),
+                    [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); });
+    if (alreadyCanonical) {
+      continue;  // the lookup above was the canonical one
     }
     const auto canonical = normalizeFingerprint(*fingerprint);
     if (!canonical) {

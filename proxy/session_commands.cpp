@@ -550,7 +550,10 @@ std::string Session::messageId() const {
 }
 
 std::string Session::protocolName() const {
-  return smtp::receivedProtocol(esmtp_, utf8_, tls_ != nullptr, trusted(nullptr));
+  // "A" (RFC 3848) means an authenticated identity: a listed certificate, not a relay network.
+  std::string identity;
+  const bool listed = trusted(&identity) && !identity.empty();
+  return smtp::receivedProtocol(esmtp_, utf8_, tls_ != nullptr, listed);
 }
 
 std::string Session::receivedHeader() const {

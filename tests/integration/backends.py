@@ -4,6 +4,7 @@ scripted Python SMTP server with faults a real MTA cannot be made to produce."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -55,6 +56,18 @@ class SmtpSink:
         return wait_until(lambda: (lambda m: m if len(m) >= count else None)(self.messages()),
                           timeout, what=f"{count} message(s) in the smtp-sink capture")
 
+    def wait_message(self, last_line: bytes, timeout: float = 10.0) -> bytes:
+        """The captured message whose last line is `last_line` (make it unique per message),
+        once the file is complete. The dump format: smtp-sink's own headers, then the message
+        with LF line ends and dot-stuffing undone, then an empty line; a file can be seen while
+        it is still being written, hence the check for its end."""
+        tail = last_line + b"\n\n"
+
+        def probe():
+            return next((m for m in self.messages() if m.endswith(tail)), None)
+        return wait_until(probe, timeout, interval=0.05,
+                          what=f"a message ending with {last_line!r} in the smtp-sink capture")
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -104,6 +117,9 @@ class Behaviour:
         self.hold_after_354: threading.Event | None = None
         self.hold_then = "resume"
         self.hold_timeout = 30.0
+        # BDAT: the reply to a chunk that is not the last (the last one gets dot_reply). A
+        # "BDAT" entry in `replies` overrides both (the chunk is still read first).
+        self.bdat_reply = "250 2.0.0 Ok: {count} bytes"
 
 
 class BackendConnection:
@@ -115,6 +131,10 @@ class BackendConnection:
         self.received = bytearray()          # raw bytes, exactly as read
         self.commands: list[str] = []        # command lines (outside DATA), without CRLF
         self.messages: list[bytes] = []      # DATA contents up to (not incl.) the terminator
+        # BDAT (RFC 3030): every chunk as (count, last, bytes), and each complete message
+        # (the chunks of one transaction joined, at BDAT ... LAST).
+        self.chunks: list[tuple[int, bool, bytes]] = []
+        self.bdat_messages: list[bytes] = []
         self.closed = False
         self.holding = False                 # not reading (Behaviour.hold_after_354)
 
@@ -245,6 +265,21 @@ class ScriptedBackend:
     def _reply_for(self, name: str, default: str) -> str:
         return self.behaviour.replies.get(name, default)
 
+    def _end_chunk(self, conn: BackendConnection, count: int, last: bool, data: bytes,
+                   earlier: bytearray):
+        b = self.behaviour
+        with self._cond:
+            conn.chunks.append((count, last, data))
+            if last:
+                conn.bdat_messages.append(bytes(earlier) + data)
+            self._cond.notify_all()
+        if "BDAT" in b.replies:
+            self._send(conn, b.replies["BDAT"])
+        elif last:
+            self._send(conn, self._reply_for(".", b.dot_reply))
+        else:
+            self._send(conn, b.bdat_reply.format(count=count))
+
     def _hold(self, conn: BackendConnection) -> bool:
         """Behaviour.hold_after_354: stop reading until released. False: close now."""
         b = self.behaviour
@@ -265,6 +300,9 @@ class ScriptedBackend:
         in_data = False
         data = bytearray()
         scan_from = 0
+        chunk_left: int | None = None     # BDAT bytes still to read (None: not in a chunk)
+        chunk_buf, chunk_count, chunk_last = bytearray(), 0, False
+        bdat = bytearray()                # this transaction's earlier chunks
         try:
             self._send(conn, b.greeting)
             if not b.greeting.startswith("2"):
@@ -278,6 +316,21 @@ class ScriptedBackend:
                     self._cond.notify_all()
                 buf += chunk
                 while True:
+                    if chunk_left is not None:
+                        # Inside a BDAT chunk: counted bytes, never lines.
+                        take = min(chunk_left, len(buf))
+                        chunk_buf += buf[:take]
+                        buf = buf[take:]
+                        chunk_left -= take
+                        if chunk_left > 0:
+                            break
+                        self._end_chunk(conn, chunk_count, chunk_last, bytes(chunk_buf), bdat)
+                        if chunk_last:
+                            bdat = bytearray()
+                        else:
+                            bdat += chunk_buf
+                        chunk_left, chunk_buf = None, bytearray()
+                        continue
                     if in_data:
                         # The message ends at "." on a line of its own; the body kept
                         # is everything before that line, still dot-stuffed.
@@ -316,6 +369,16 @@ class ScriptedBackend:
                     name = line.split(" ", 1)[0].split(":", 1)[0].upper()
                     if b.delays.get(name):
                         time.sleep(b.delays[name])   # a slow backend, on purpose
+                    if name == "BDAT":
+                        m = re.fullmatch(r"BDAT (\d+)( LAST)?", line, re.IGNORECASE)
+                        if not m:
+                            self._send(conn, "501 5.5.4 Syntax: BDAT count [LAST]")
+                            continue
+                        chunk_count, chunk_last = int(m.group(1)), bool(m.group(2))
+                        chunk_left, chunk_buf = chunk_count, bytearray()
+                        continue
+                    if name == "RSET":
+                        bdat = bytearray()
                     if name in b.replies:
                         reply = b.replies[name]
                         if reply is None:          # None: close without a reply

@@ -9,7 +9,9 @@ Everything runs on loopback with kernel-chosen ports, and every wait has a deadl
   Pki             a throwaway CA, server and client certificates (pki.py)
   SmtpSink        Postfix's smtp-sink as a capturing backend (backends.py)
   ScriptedBackend a Python SMTP server with fault hooks a real MTA cannot produce (backends.py)
-  PostfixInstance a private, real Postfix (root only) that shows XCLIENT's effect (postfix.py)
+  PostfixInstance a private, real Postfix (root only) that shows XCLIENT's effect, or only
+                  XFORWARD's, or neither, and can deliver into an smtp-sink (postfix.py)
+  Received        certrelay's Received header: split off a message, parsed, checked (received.py)
   SmtpClient      a raw SMTP client: one write per send, bounded reads, STARTTLS (smtp_client.py)
   client_context  ssl.SSLContext for smtplib / SmtpClient with an optional client cert
   util.py         constants, processes with deadlines, ports, bounded polling, LogCapture
@@ -33,6 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from backends import XCLIENT_ALL, BackendConnection, Behaviour, ScriptedBackend, SmtpSink  # noqa: E402
 from pki import Cert, Pki, write_fingerprints  # noqa: E402
 from postfix import PostfixInstance  # noqa: E402
+from received import (Received, header_fields, hygiene, is_certrelay,  # noqa: E402
+                      received_fields, sanitized, split_received)
 from smtp_client import (Reply, SmtpClient, SmtpError, client_context, unique_message,  # noqa: E402
                          xclient_attributes)
 from util import (CERTRELAY_BIN, HOSTNAME, LOCAL_DOMAIN, OPENSSL, REMOTE_DOMAIN,  # noqa: E402
@@ -45,6 +49,7 @@ __all__ = [
     "deep_merge",
     "XCLIENT_ALL", "BackendConnection", "Behaviour", "ScriptedBackend", "SmtpSink",
     "Cert", "Pki", "write_fingerprints", "PostfixInstance",
+    "Received", "header_fields", "hygiene", "is_certrelay", "received_fields", "sanitized", "split_received",
     "Reply", "SmtpClient", "SmtpError", "client_context", "unique_message", "xclient_attributes",
     "CERTRELAY_BIN", "HOSTNAME", "LOCAL_DOMAIN", "OPENSSL", "REMOTE_DOMAIN",
     "SELFSIGNED_IDENTITY", "TRUSTED_IDENTITY", "LogCapture", "RefusingPort", "free_port",
@@ -81,14 +86,22 @@ class Expect:
     BACKEND_TROUBLE = re.compile(r"^(421|451) 4\.\d\.\d")
     # --check-config and start-up errors.
     CONFIG_ERROR = re.compile(r"certrelay\.toml:(?P<line>\d+): (?P<reason>\S.*)")
-    # Capabilities the proxy must never show a client (design.md "Backend capabilities").
-    FORBIDDEN_EHLO = ("XCLIENT", "XFORWARD", "AUTH", "CHUNKING")
+    # Capabilities the proxy must never show a client (README "The SMTP dialogue": never
+    # XCLIENT, XFORWARD, AUTH, VRFY, ETRN). CHUNKING is shown exactly when the backend offers
+    # it (issue 4), like SIZE, 8BITMIME, SMTPUTF8, DSN and ENHANCEDSTATUSCODES.
+    FORBIDDEN_EHLO = ("XCLIENT", "XFORWARD", "AUTH", "VRFY", "ETRN")
+    PASSED_EHLO = ("SIZE", "8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES", "CHUNKING")
 
     # Flow control, TLS edges and the local dialogue (README "The SMTP dialogue" table).
     TOO_MANY_CONNECTIONS = "421 4.7.0 " + HOSTNAME + " Error: too many connections"
     MUST_STARTTLS = "530 5.7.0 Must issue a STARTTLS command first"
     SEND_HELO_FIRST = "503 5.5.1 Error: send HELO/EHLO first"
     BDAT_NOT_IMPLEMENTED = "521 5.5.1 Error: command not implemented"
+    BDAT_SYNTAX = "501 5.5.4 Syntax: BDAT count [LAST]"              # and close
+    DATA_AFTER_BDAT = "503 5.5.1 Error: DATA after BDAT"
+    NEED_RCPT = "503 5.5.1"                       # BDAT / DATA after MAIL without RCPT
+    # An identity hand-off that the backend stopped offering (or refuses): 421 4.3.0 and close.
+    BACKEND_CONFIG_ERROR = re.compile(r"^421 4\.3\.0 (\S+ )?Error: backend configuration error")
     AUTH_NOT_ENABLED = "503 5.5.1"                # Error: authentication not enabled
     VRFY = "252 2.0.0"
     HELP = "214 2.0.0"
@@ -115,6 +128,19 @@ class Expect:
     LOG_UNTRUSTED_TLS = re.compile(r"Untrusted TLS connection established from unknown\[127\.0\.0\.1\]")
     LOG_ANONYMOUS_TLS = re.compile(r"Anonymous TLS connection established from unknown\[127\.0\.0\.1\]")
     LOG_XCLIENT_SETTING = re.compile(r"smtpd_authorized_xclient_hosts")
+    LOG_XFORWARD_SETTING = re.compile(r"smtpd_authorized_xforward_hosts")
+    LOG_NOT_STARTING = re.compile(r"not starting")
+    # The capability probe's line: "backend 127.0.0.1:N answered the capability probe;
+    # identity hand-off: xclient (auto), CHUNKING relayed".
+    LOG_HANDOFF = re.compile(r"answered the capability probe; identity hand-off: "
+                             r"(?P<mode>xclient|xforward|none)(?P<auto> \(auto\))?"
+                             r"(?P<chunking>, CHUNKING relayed)?$")
+
+    @staticmethod
+    def handoff_line(mode: str, auto: bool = True, chunking: bool = False) -> str:
+        """The end of the probe line for this hand-off, exactly."""
+        return (f"identity hand-off: {mode}{' (auto)' if auto else ''}"
+                f"{', CHUNKING relayed' if chunking else ''}")
 
     @staticmethod
     def log_noqueue_reject(rcpt: str, sender: str, helo: str) -> re.Pattern:
@@ -248,6 +274,24 @@ class Proxy:
 
     def wait_log(self, pattern, timeout: float = 5.0, start: int = 0):
         return self.log.wait_for(pattern, timeout, start=start)
+
+    def handoff(self):
+        """The capability probe's hand-off line (an Expect.LOG_HANDOFF match), or None."""
+        for line in self.lines():
+            m = Expect.LOG_HANDOFF.search(line)
+            if m:
+                return m
+        return None
+
+    def session_ids(self, start: int = 0) -> list[str]:
+        """Session ids of the `connect from` lines at index >= start, in order. A message id
+        (Received `id`, XFORWARD IDENT) is `<session id>M<n>` for the session's n-th message."""
+        ids = []
+        for line in self.lines()[start:]:
+            m = re.search(r"certrelay\[\d+\]: (\w+): connect from ", line)
+            if m:
+                ids.append(m.group(1))
+        return ids
 
     def rss(self) -> int:
         """The daemon's resident set size in bytes (VmRSS)."""

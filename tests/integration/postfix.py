@@ -15,7 +15,10 @@ class PostfixInstance:
     """A real Postfix (Debian's 3.7.11) with its own config, queue and data directories under
     `tmpdir`, listening only on 127.0.0.1:<port>, logging to <tmpdir>/maillog, and never
     delivering anywhere: every transport is `discard`, so relayed mail is received, queued,
-    logged and dropped.
+    logged and dropped. With `relay_to`, mail for remote domains goes instead by the smtp
+    client to an smtp-sink on loopback, where the test reads the delivered message; with
+    `modes`, one instance runs an smtpd service per identity mode (XCLIENT authorised, only
+    XFORWARD authorised, neither), each on its own port.
 
     Needs root (master and postdrop ownership). Notes on what had to be done:
       * /etc/postfix has no main.cf here; `postfix -c <dir>` as root accepts a private config
@@ -37,8 +40,48 @@ class PostfixInstance:
 
     MASTER_EXIT_TIME = 600   # master -e: a backstop far beyond any test file's run time
 
+    # How the proxy's smtpd service trusts it (README "Postfix as the backend ..."), as
+    # master.cf -o overrides, one smtpd service per mode (see `modes`):
+    #   xclient   XCLIENT authorised; relaying by permit_sasl_authenticated (XCLIENT LOGIN, with
+    #             the 3.7.11 SASL workaround)
+    #   xforward  only XFORWARD authorised; relaying because the proxy is in mynetworks
+    #   none      neither; relaying because the proxy is in mynetworks
+    MODE_SETTINGS = {
+        "xclient": {
+            "smtpd_authorized_xclient_hosts": "127.0.0.0/8",
+            "smtpd_authorized_xforward_hosts": "",
+            "smtpd_relay_restrictions": "permit_sasl_authenticated,defer_unauth_destination",
+            "smtpd_sasl_auth_enable": "yes",
+        },
+        "xforward": {
+            "smtpd_authorized_xclient_hosts": "",
+            "smtpd_authorized_xforward_hosts": "127.0.0.0/8",
+            "mynetworks": "127.0.0.0/8",
+            "smtpd_relay_restrictions": "permit_mynetworks,reject",
+            "smtpd_sasl_auth_enable": "no",
+        },
+        "none": {
+            "smtpd_authorized_xclient_hosts": "",
+            "smtpd_authorized_xforward_hosts": "",
+            "mynetworks": "127.0.0.0/8",
+            "smtpd_relay_restrictions": "permit_mynetworks,reject",
+            "smtpd_sasl_auth_enable": "no",
+        },
+    }
+
     def __init__(self, tmpdir: str, port: int | None = None, *, extra_main: dict | None = None,
-                 start: bool = True):
+                 start: bool = True, modes=None, relay_to: int | None = None):
+        """modes: None (default) = one smtpd service on `port` configured by main.cf (XCLIENT,
+        as before); or a sequence of MODE_SETTINGS names, one smtpd service each on its own
+        port (`ports[mode]`; `port` is the first one's), logging as postfix/<mode>/smtpd.
+        relay_to: deliver mail for non-local domains with the smtp client to
+        [127.0.0.1]:<relay_to> (an SmtpSink capturing it) instead of discarding it."""
+        self.modes = tuple(modes) if modes else None
+        for mode in self.modes or ():
+            if mode not in self.MODE_SETTINGS:
+                raise ValueError(f"unknown Postfix mode {mode!r}")
+        self.ports: dict[str, int] = {}
+        self.relay_to = relay_to
         self.dir = tmpdir
         self.config_dir = os.path.join(tmpdir, "etc")
         self.queue_dir = os.path.join(tmpdir, "spool")
@@ -101,13 +144,35 @@ class PostfixInstance:
             "maximal_queue_lifetime": "1h",
             "bounce_queue_lifetime": "1h",
         }
+        if self.relay_to is not None:
+            # Relayed mail really leaves, to the sink on loopback; no DNS anywhere.
+            settings.update({
+                "default_transport": "smtp",
+                "relayhost": f"[127.0.0.1]:{self.relay_to}",
+                "smtp_dns_support_level": "disabled",
+                "smtp_host_lookup": "native",
+                "smtp_tls_security_level": "none",
+            })
         settings.update(self.extra_main)
         return settings
 
+    def _smtpd_lines(self) -> list[str]:
+        if not self.modes:
+            return [f"127.0.0.1:{self.port} inet n - n - - smtpd"]
+        lines = []
+        for mode in self.modes:
+            lines.append(f"127.0.0.1:{self.ports[mode]} inet n - n - - smtpd")
+            lines.append(f"  -o syslog_name=postfix/{mode}")
+            lines += [f"  -o {k}={v}" for k, v in self.MODE_SETTINGS[mode].items()]
+        return lines
+
+    def smtpd_log(self, mode: str) -> str:
+        """Regex for the smtpd of one mode's service in the maillog ("postfix/xforward/smtpd[N]")."""
+        return rf"postfix/{re.escape(mode)}/smtpd\[\d+\]"
+
     def _master_cf(self) -> str:
         # chroot column "n" everywhere; only the services this test needs.
-        return "\n".join([
-            f"127.0.0.1:{self.port} inet n - n - - smtpd",
+        return "\n".join(self._smtpd_lines() + [
             "pickup    unix  n       -       n       60      1       pickup",
             "cleanup   unix  n       -       n       -       0       cleanup",
             "qmgr      unix  n       -       n       300     1       qmgr",
@@ -155,7 +220,14 @@ class PostfixInstance:
             raise unittest.SkipTest("Postfix is not installed")
         last_error = None
         for _attempt in range(5):
-            if self.port is None or last_error is not None:
+            if self.modes:
+                if not self.ports or last_error is not None:
+                    self.ports = {mode: free_port() for mode in self.modes}
+                    if len(set(self.ports.values())) != len(self.modes):
+                        last_error = RuntimeError("free_port() gave one port twice")
+                        continue
+                self.port = self.ports[self.modes[0]]
+            elif self.port is None or last_error is not None:
                 self.port = free_port()
             self._write_config()
             # `postfix check` does what `postfix start` does before starting master: it
@@ -176,8 +248,10 @@ class PostfixInstance:
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.started = True
             try:
-                wait_until(lambda: port_accepts(self.port) or self.master.poll() is not None,
-                           10.0, what="Postfix smtpd port to accept")
+                ports = list(self.ports.values()) if self.modes else [self.port]
+                wait_until(lambda: all(port_accepts(p) for p in ports)
+                           or self.master.poll() is not None,
+                           10.0, what="Postfix smtpd port(s) to accept")
             except TimeoutError as e:
                 last_error = e
             else:

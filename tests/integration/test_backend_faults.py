@@ -118,17 +118,41 @@ class BackendFaultTest(harness.IntegrationTest):
         c.ehlo("faults.example")
         reply = c.command("MAIL FROM:<a@x.example>")
         self.assertTrue(400 <= reply.code < 500, f"expected 4xx at MAIL, got {reply.text}\n{c.dump()}")
-        self.assertIn(reply.code, (421, 451), c.dump())
+        # README table: "421 4.3.0 <host> Error: backend configuration error", close.
+        self.assertReply(reply, Expect.BACKEND_CONFIG_ERROR, c)
+        self.assertTrue(c.wait_closed(5.0), "not closed after the 421\n" + c.dump())
         self.assertTrue(self.proxy.wait_log(Expect.LOG_XCLIENT_SETTING, start=mark),
                         "no log line naming smtpd_authorized_xclient_hosts")
         # Never a silent fallback to a session where the backend sees the proxy's address.
         self.assertEqual([x for x in self.backend.snapshot() if "MAIL" in x.command_names()], [],
                          self.backend.transcript())
 
-    def test_backend_without_xclient(self):
+    def test_backend_without_xclient_auto_takes_xforward(self):
+        # Issue 4: identity = "auto" (the default) takes XFORWARD when XCLIENT is not offered
+        # (it used to be a 4xx). The session works and the backend never sees XCLIENT.
         self.behaviour.capabilities = [c for c in self.behaviour.capabilities
                                        if not c.startswith("XCLIENT")]
         self.proxy_with()
+        m = self.proxy.handoff()
+        self.assertIsNotNone(m, self.proxy.dump())
+        self.assertEqual(m.group("mode"), "xforward", m.group(0))
+        self.assertTrue(m.group("auto"), m.group(0))
+        c = self.client(self.proxy)
+        self.open_data(c)
+        self.assertReply(c.command(MESSAGE), 250, c)
+        c.quit()
+        conn = self.backend.wait_for(lambda b: next((x for x in b.sessions() if x.messages), None),
+                                     what="the message at the backend")
+        names = conn.command_names()
+        self.assertNotIn("XCLIENT", names, conn.commands)
+        self.assertEqual(names[names.index("MAIL") - 1], "XFORWARD", conn.commands)
+
+    def test_backend_stops_offering_xclient(self):
+        # Explicit identity = "xclient": offered at start-up, withdrawn later (README: "if the
+        # backend stops offering it later, sessions get 421 4.3.0").
+        self.proxy_with(backend={"identity": "xclient"})
+        self.behaviour.capabilities = [c for c in self.behaviour.capabilities
+                                       if not c.startswith("XCLIENT")]
         self.check_xclient_problem()
 
     def test_backend_refuses_xclient(self):

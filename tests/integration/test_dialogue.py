@@ -54,6 +54,9 @@ class DialogueTest(harness.IntegrationTest):
 
     # -- BDAT --------------------------------------------------------------------------------
     def test_bdat_is_refused_and_its_chunk_never_read_as_commands(self):
+        # A backend without CHUNKING (issue 4: CHUNKING is offered exactly when the backend
+        # offers it; BDAT relaying itself is in test_smtp_sink_bytes.py).
+        self.behaviour.capabilities = [k for k in self.behaviour.capabilities if k != "CHUNKING"]
         self.proxy_with()
         c = self.client(self.proxy)
         ehlo = c.ehlo("dialogue.example")
@@ -157,7 +160,12 @@ class DialogueTest(harness.IntegrationTest):
         busy.send("second part\r\n.\r\n")
         self.assertEqual(busy.read_reply(timeout=10).last, self.behaviour.dot_reply, busy.dump())
         self.backend.wait_for(lambda b: conn.messages, what="the message at the backend")
-        self.assertEqual(conn.messages[0], b"Subject: drain\r\n\r\nfirst part\r\nsecond part\r\n")
+        # certrelay's Received header first (issue 4), then the content as sent.
+        received, content = harness.split_received(conn.messages[0])
+        self.assertEqual(received.helo, "busy.example", received.raw)
+        self.assertEqual(received.protocol, "ESMTPSA", received.raw)
+        self.assertEqual(received.rcpt, f"<r@{REMOTE_DOMAIN}>", received.raw)
+        self.assertEqual(content, b"Subject: drain\r\n\r\nfirst part\r\nsecond part\r\n")
         # Its next command ends it (QUIT's 221, or the 421 of a draining proxy).
         reply = busy.command("QUIT")
         self.assertTrue(reply.code == 221 or Expect.SHUTTING_DOWN.search(reply.last), busy.dump())
@@ -236,7 +244,11 @@ class DialogueTest(harness.IntegrationTest):
         self.assertReply(c.command("QUIT"), 221, c)
         conn = self.backend.wait_for(lambda b: next((x for x in b.sessions() if x.messages), None),
                                      what="the message at the backend")
-        self.assertEqual(conn.messages, [b"Subject: x\r\n\r\nbody\r\n"])
+        self.assertEqual(len(conn.messages), 1, conn.messages)
+        received, content = harness.split_received(conn.messages[0])
+        self.assertEqual((received.helo, received.protocol, received.rcpt),
+                         ("dialogue.example", "ESMTP", f"<{RCPT}>"), received.raw)
+        self.assertEqual(content, b"Subject: x\r\n\r\nbody\r\n")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,9 @@ class PostfixXclientTest(harness.IntegrationTest):
         pf.wait_log(rf"qmgr\[\d+\]: {qid}: from=<{re.escape(SENDER)}>, size=\d+, nrcpt=1 "
                     r"\(queue active\)", start=start)
         pf.wait_log(rf"{qid}: to=<{re.escape(rcpt)}>, .*status=sent", start=start)
+        # XCLIENT only: no XFORWARD attributes in the smtpd line (issue 4, auto mode).
+        self.assertFalse([l for l in pf.log_lines()[start:] if "orig_client=" in l],
+                         pf.log_text())
 
     def test_untrusted_client_gets_454_from_proxy_and_local_mail_is_queued(self):
         start = len(self.postfix.log_lines())
@@ -117,6 +120,12 @@ class PostfixXclientTest(harness.IntegrationTest):
             self.assertNotIn(keyword.lower(), features, f"{keyword} must not reach the client")
         self.assertEqual(features.get("size"), "10240000", features)
         self.assertIn("starttls", features)
+        # Postfix offers CHUNKING, so the proxy does too (issue 4: BDAT relayed by count).
+        self.assertIn("chunking", features)
+        m = self.proxy.handoff()
+        self.assertIsNotNone(m, self.proxy.dump())
+        self.assertTrue(m.group(0).endswith(Expect.handoff_line("xclient", chunking=True)),
+                        m.group(0))
 
 
 if __name__ == "__main__":

@@ -104,7 +104,14 @@ class RelayTest(harness.IntegrationTest):
         conn = self.assert_xclient(login=TRUSTED_IDENTITY)
         self.assertIn(f"RCPT TO:<{REMOTE_RCPT}>", conn.commands)
         self.assertEqual(len(conn.messages), 1)
-        self.assertIn(b"Subject: relay test", conn.messages[0])
+        # certrelay's Received header (issue 4) names the certificate, then the message as sent.
+        received, content = harness.split_received(conn.messages[0])
+        self.assertEqual(received.fingerprint,
+                         {"digest": "SHA256", "fp": Pki.fingerprint(self.pki.trusted),
+                          "identity": TRUSTED_IDENTITY}, received.raw)
+        self.assertEqual(received.protocol, "ESMTPSA", received.raw)
+        self.assertTrue(content.startswith(f"From: <{SENDER}>".encode()), content[:200])
+        self.assertIn(b"Subject: relay test", content)
         self.assertTrue(self.proxy.wait_log(Expect.LOG_TRUSTED_TLS, start=mark),
                         "no 'Trusted TLS connection established' log line")
 
@@ -123,6 +130,11 @@ class RelayTest(harness.IntegrationTest):
         client.quit()
         captured = sink.wait_messages(1)[0]
         self.assertIn(message_id.encode(), captured)
+        # smtp-sink's own Received header, then certrelay's, then the message.
+        fields = harness.received_fields(captured, eol=b"\n")
+        self.assertEqual(len(fields), 2, captured)
+        self.assertIn(b"(smtp-sink)", fields[0])
+        self.assertTrue(harness.is_certrelay(fields[1]), captured)
         self.assertIn(f"X-Rcpt-Args: <{REMOTE_RCPT}>".encode(), captured)
         self.assertIn(f"X-Mail-Args: <{SENDER}>".encode(), captured)
 
@@ -181,6 +193,8 @@ class RelayTest(harness.IntegrationTest):
                         "no 'Untrusted TLS connection established' log line")
 
     def test_ehlo_shows_backend_capabilities_filtered(self):
+        # The scripted backend offers PIPELINING, SIZE, ETRN, XCLIENT, XFORWARD, AUTH,
+        # ENHANCEDSTATUSCODES, 8BITMIME, DSN, CHUNKING.
         client = smtplib.SMTP("127.0.0.1", self.proxy.port, local_hostname=HELO, timeout=10)
         self.addCleanup(client.close)
         client.ehlo()
@@ -189,14 +203,18 @@ class RelayTest(harness.IntegrationTest):
             self.assertNotIn(keyword.lower(), before, f"EHLO must not offer {keyword}")
         self.assertIn("starttls", before)
         self.assertIn("pipelining", before)
-        # Passed on from the backend's real list.
+        # Passed on from the backend's real list; CHUNKING too since issue 4 (relayed by
+        # count, test_smtp_sink_bytes.py).
         self.assertEqual(before.get("size"), "10240000", before)
-        self.assertIn("8bitmime", before)
+        for keyword in ("8bitmime", "dsn", "enhancedstatuscodes", "chunking"):
+            self.assertIn(keyword, before, f"{keyword} offered by the backend, not by the proxy")
+        self.assertNotIn("smtputf8", before, "SMTPUTF8 offered though the backend lacks it")
         client.starttls(context=client_context(self.pki.trusted))
         client.ehlo()
         after = dict(client.esmtp_features)
         self.assertNotIn("starttls", after, "STARTTLS offered inside TLS")
         self.assertIn("pipelining", after)
+        self.assertIn("chunking", after)
         for keyword in Expect.FORBIDDEN_EHLO:
             self.assertNotIn(keyword.lower(), after)
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <string_view>
 #include <utility>
 
@@ -248,24 +249,13 @@ std::string rfc5322Date(std::time_t when) {
   const std::int64_t month = mp < 10 ? mp + 3 : mp - 9;                            // [1, 12]
   const std::int64_t year = yoe + era * 400 + (month <= 2 ? 1 : 0);
 
-  auto two = [](std::int64_t v) {
-    return std::string(1, static_cast<char>('0' + v / 10)) + static_cast<char>('0' + v % 10);
-  };
-  std::string yearText = std::to_string(year);
-  if (year >= 0 && yearText.size() < 4) {
-    yearText.insert(0, 4 - yearText.size(), '0');
-  }
-  std::string out = kDays[weekday];
-  out += ", ";
-  out += day < 10 ? " " + std::to_string(day) : std::to_string(day);
-  out += ' ';
-  out += kMonths[month - 1];
-  out += ' ';
-  out += yearText;
-  out += ' ';
-  out += two(seconds / 3600) + ":" + two(seconds / 60 % 60) + ":" + two(seconds % 60);
-  out += " +0000 (UTC)";
-  return out;
+  // Day space-padded like Postfix's mail_date (%e); year at least four digits.
+  char text[80];
+  std::snprintf(text, sizeof text, "%s, %2d %s %04lld %02d:%02d:%02d +0000 (UTC)", kDays[weekday],
+                static_cast<int>(day), kMonths[month - 1], static_cast<long long>(year),
+                static_cast<int>(seconds / 3600), static_cast<int>(seconds / 60 % 60),
+                static_cast<int>(seconds % 60));
+  return text;
 }
 
 std::string buildReceivedHeader(const ReceivedInfo& info) {

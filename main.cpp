@@ -4,6 +4,8 @@
 //   certrelay --check-config -c F  load and validate everything, print file:line: reason
 //   certrelay --version
 
+#include <mimalloc.h>
+
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -29,6 +31,11 @@ void usage(std::FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Give freed memory back to the OS at once. A full handshake briefly allocates far more than an
+  // idle session keeps; with mimalloc's default delay that peak stays resident, and idle
+  // connections cost ~44 KiB each instead of ~24 KiB (measured with certrelay-load --idle, 1000
+  // connections). No CPU cost was measurable.
+  mi_option_set(mi_option_decommit_delay, 0);
   std::string configPath = kDefaultConfig;
   bool checkOnly = false;
   for (int i = 1; i < argc; ++i) {

@@ -223,6 +223,7 @@ int runServer(std::shared_ptr<const config::Config> config) {
                " to the proxy; add the proxy's address to the backend's " +
                (xclient ? "smtpd_authorized_xclient_hosts" : "smtpd_authorized_xforward_hosts") +
                "; not starting");
+    uv_loop_close(&main.loop);  // only the probe ran on it, and it is done
     return 1;
   }
 
@@ -241,6 +242,7 @@ int runServer(std::shared_ptr<const config::Config> config) {
     }
   } catch (const StartupError& e) {
     log::error(e.what());
+    uv_loop_close(&main.loop);
     return 1;
   }
 

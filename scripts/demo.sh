@@ -76,6 +76,8 @@ echo "== certrelay log (selected lines)"
 grep -E "TLS connection established|relay identity|not listed|NOQUEUE|accepted by backend" \
   certrelay.log | sed 's/^[^ ]* certrelay\[[0-9]*\]: /  /'
 echo
-echo "== what the backend received for the relayed message (smtp-sink capture, first lines)"
-first=$(ls spool | head -n 1)
-[ -n "$first" ] && head -n 8 "spool/$first" | sed 's/^/  /'
+echo "== what the backend received for the relayed message (smtp-sink capture)"
+# smtp-sink writes its own X- lines and Received header first; certrelay's Received header,
+# with the certificate's fingerprint and identity, comes next.
+relayed=$(grep -l "X-Rcpt-Args: <bob@remote.example>" spool/* 2>/dev/null | head -n 1)
+[ -n "$relayed" ] && sed -n '1,/^$/p' "$relayed" | sed 's/^/  /'

@@ -314,7 +314,16 @@ void BackendConnection::sendMail(std::string_view line, std::uint64_t tag, std::
   }
 }
 
+void BackendConnection::uncork() {
+  if (corked_ > 0 && --corked_ == 0 && phase_ == Phase::Ready) {
+    flushQueue();
+  }
+}
+
 void BackendConnection::flushQueue() {
+  if (corked_ > 0) {
+    return;
+  }
   std::string batch;
   while (!queue_.empty() && !waitingSync_ && phase_ == Phase::Ready) {
     Queued& next = queue_.front();

@@ -108,7 +108,16 @@ void Session::onPlaintext(std::string_view bytes) {
   } else {
     lines_.feed(bytes);
   }
+  // Everything this read produces for the backend leaves in one write (see cork()). The
+  // connection stays valid until a later loop turn even if the session drops it meanwhile.
+  BackendConnection* corked = backend_;
+  if (corked != nullptr) {
+    corked->cork();
+  }
   processInput();
+  if (corked != nullptr) {
+    corked->uncork();
+  }
   updateReading();
 }
 

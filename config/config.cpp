@@ -642,7 +642,7 @@ class Loader {
     const toml::table& table = *subTable(root, "tls", true, true, "");
     checkKeys(table, "tls",
               {"cert", "key", "client_ca", "min_version", "session_cache_size", "session_timeout",
-               "session_tickets", "tickets_per_handshake"});
+               "session_tickets", "tickets_per_handshake", "fast_ec_key_decoding"});
     Tls& tls = config.tls;
     for (auto [name, target] : {std::pair{"cert", &tls.cert}, std::pair{"key", &tls.key}}) {
       const std::string value = requireString(table, name, "tls");
@@ -675,6 +675,7 @@ class Loader {
     tls.sessionTickets = getBool(table, "session_tickets", "tls").value_or(false);
     tls.ticketsPerHandshake =
         static_cast<int>(getInteger(table, "tickets_per_handshake", "tls", 0, 8).value_or(1));
+    tls.fastEcKeyDecoding = getBool(table, "fast_ec_key_decoding", "tls").value_or(false);
   }
 
   void readPolicy(const toml::table& root, Config& config) const {

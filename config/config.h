@@ -105,6 +105,9 @@ struct Tls {
   // full handshake's instructions measured with callgrind. Turn it on when clients must resume
   // across restarts.
   bool sessionTickets = false;
+  // Opt-in: OpenSSL 3.0's slow per-certificate EC key decoder bypassed (tls/compat.h), ~20% of
+  // a full handshake. Off by default: it changes process-wide OpenSSL state (see compat.h).
+  bool fastEcKeyDecoding = false;
   int ticketsPerHandshake = 1;  // TLS 1.3 tickets sent after a full handshake (OpenSSL: 2)
 };
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "tls/compat.h"
 #include "tls/internal.h"
 #include "tls/peer_facts.h"
 
@@ -87,6 +88,9 @@ std::shared_ptr<const Context> Context::create(const config::Tls& settings,
                                                config::FingerprintDigest digest) {
   ErrorQueueGuard guard;
   ERR_clear_error();  // a stale error would be blamed on our files
+  if (settings.fastEcKeyDecoding) {
+    installFastEcKeyDecoding();  // process-wide; harmless when it cannot be installed
+  }
 
   // Prove the fingerprint digest works before any client depends on it: with a provider that
   // lacks it, every fingerprint would silently come out empty and nobody would be trusted.

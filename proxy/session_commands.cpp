@@ -241,6 +241,12 @@ void Session::onEhlo(const smtp::Command& command, bool extended) {
   }
   const auto capabilities = worker_.shared().backendCapabilities.load();
   reply(smtp::clientEhloReply(config_.hostname, capabilities.get(), !tls_));
+  if (tls_) {
+    // Inside TLS everything the identity hand-off needs (address, HELO, certificate) is known
+    // now, and MAIL is what comes next: set the backend up while the client reads this reply
+    // instead of after its MAIL (saves the connect+EHLO+XCLIENT round trips, ~0.35 ms).
+    ensureBackend();
+  }
 }
 
 void Session::onStarttls(const smtp::Command& command) {

@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="g++ cmake ninja-build pkg-config make libuv1-dev libssl-dev libmimalloc-dev
-libtomlplusplus-dev doctest-dev openssl python3 python3-cryptography postfix swaks procps"
+libtomlplusplus-dev doctest-dev libbenchmark-dev openssl python3 python3-cryptography postfix swaks procps"
 
 missing=""
 for p in $PACKAGES; do

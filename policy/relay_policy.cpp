@@ -274,9 +274,9 @@ std::optional<std::string> Policy::trustedIdentity(const CertificateKeys& keys) 
     if (const std::string* identity = table.find(*fingerprint)) {
       return *identity;
     }
-    const bool alreadyCanonical =
-        std::all_of(fingerprint->begin(), fingerprint->end(),
-                    [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); });
+    const bool alreadyCanonical = std::all_of(fingerprint->begin(), fingerprint->end(), [](char c) {
+      return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+    });
     if (alreadyCanonical) {
       continue;  // the lookup above was the canonical one
     }

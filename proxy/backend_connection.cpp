@@ -375,6 +375,18 @@ void BackendConnection::sendContent(std::string_view bytes) {
   write(bytes);
 }
 
+void BackendConnection::holdContent(std::string_view bytes) {
+  if (phase_ == Phase::Closing || bytes.empty()) {
+    return;
+  }
+  if (!queue_.empty()) {
+    queue_.back().wire.append(bytes.data(), bytes.size());
+    queuedWire_ += bytes.size();
+    return;
+  }
+  out_.append(bytes.data(), bytes.size());  // leaves with the next write
+}
+
 void BackendConnection::endContent(std::string_view lastBytes, std::uint64_t tag) {
   if (phase_ != Phase::Ready) {
     return;
@@ -398,6 +410,10 @@ void BackendConnection::write(std::string_view bytes) {
 void BackendConnection::startWrite() {
   if (out_.empty() || phase_ == Phase::Connecting) {
     return;
+  }
+  if (!(phase_ == Phase::Closing && closeAfterWrite_) &&
+      !tryWriteNow(reinterpret_cast<uv_stream_t*>(&tcp_), out_)) {
+    return;  // all of it is in the socket already
   }
   inflight_.swap(out_);
   out_.clear();

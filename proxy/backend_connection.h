@@ -99,6 +99,9 @@ class BackendConnection {
   // Raw bytes that belong right after the most recently submitted command: message content
   // after the 354, or a BDAT chunk after its BDAT line (held with that line while it is queued).
   void sendContent(std::string_view bytes);
+  // As sendContent, but the bytes wait for the next write instead of causing one: content
+  // that is known to be followed by more (the proxy's Received header before the client's).
+  void holdContent(std::string_view bytes);
   // Writes the last content bytes, which end with the terminator, and expects the final reply.
   void endContent(std::string_view lastBytes, std::uint64_t tag);
 

@@ -47,3 +47,17 @@ uv_buf_t readBuffer() {
 }
 
 }  // namespace certrelay::proxy
+
+namespace certrelay::proxy {
+
+bool tryWriteNow(uv_stream_t* stream, std::string& pending) {
+  uv_buf_t buf = uv_buf_init(pending.data(), static_cast<unsigned>(pending.size()));
+  const int written = uv_try_write(stream, &buf, 1);
+  if (written <= 0) {
+    return true;
+  }
+  pending.erase(0, static_cast<std::size_t>(written));
+  return !pending.empty();
+}
+
+}  // namespace certrelay::proxy

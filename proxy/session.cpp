@@ -4,6 +4,7 @@
 #include "proxy/session.h"
 
 #include "proxy/log.h"
+#include "proxy/net_util.h"
 #include "proxy/replies.h"
 #include "proxy/worker.h"
 
@@ -216,6 +217,9 @@ void Session::startClientWrite() {
   if (!inflight_.empty() || out_.empty() || tornDown_) {
     return;
   }
+  if (!closeAfterFlush_ && !tryWriteNow(reinterpret_cast<uv_stream_t*>(&client_), out_)) {
+    return;  // all of it is in the socket already
+  }
   inflight_.swap(out_);
   out_.clear();
   uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
@@ -251,7 +255,12 @@ void Session::updateReading() {
   if (tornDown_) {
     return;
   }
-  bool want = phase_ != Phase::Closing && !inputBlocked();
+  // While only a DATA reply is awaited, reading goes on into the line buffer (bounded below):
+  // nothing is parsed before the reply, but the socket stays registered, instead of one
+  // epoll_ctl pair per message for stopping and restarting it.
+  const bool readAhead =
+      awaitingDataReply_ && !deferredLine_ && lines_.buffered() < config_.limits.highWatermark;
+  bool want = phase_ != Phase::Closing && (!inputBlocked() || readAhead);
   // Backpressure: a client that does not read its replies, or a backend that does not take the
   // message as fast as it comes, stops the reading of this client.
   if (out_.size() + inflight_.size() > config_.limits.highWatermark) {

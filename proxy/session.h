@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -165,6 +166,9 @@ class Session final : public BackendConnection::Listener {
   std::uint64_t dataTicket_ = 0;
   unsigned errors_ = 0;
   unsigned messages_ = 0;
+  // "from=<...> size=N" of each message whose final reply is still awaited, oldest first: the
+  // backend's verdict is logged on one line with it.
+  std::deque<std::string> messageLogs_;
 };
 
 }  // namespace certrelay::proxy

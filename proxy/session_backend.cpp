@@ -35,6 +35,7 @@ void Session::dropBackend() {
   if (backend_ != nullptr) {
     std::exchange(backend_, nullptr)->detachAndClose();
   }
+  messageLogs_.clear();  // their replies will never come
 }
 
 void Session::onBackendReady(const smtp::Capabilities&) {}
@@ -62,8 +63,9 @@ void Session::onBackendReply(BackendPurpose purpose, std::uint64_t tag, smtp::Re
         data_.reset();
         phase_ = Phase::Data;
         if (config_.backend.receivedHeader && backend_ != nullptr) {
-          // The proxy's Received header is the first thing in the message.
-          backend_->sendContent(receivedHeader());
+          // The proxy's Received header is the first thing in the message. It waits for the
+          // client's first content bytes so that both reach the backend in one write.
+          backend_->holdContent(receivedHeader());
           headerSent_ = true;
         }
         armClientTimer(config_.timeouts.data);
@@ -82,12 +84,18 @@ void Session::onBackendReply(BackendPurpose purpose, std::uint64_t tag, smtp::Re
       }
       break;
     case BackendPurpose::EndOfData:
-    case BackendPurpose::BdatLast:
+    case BackendPurpose::BdatLast: {
+      std::string envelope;
+      if (!messageLogs_.empty()) {
+        envelope = std::move(messageLogs_.front()) + ": ";
+        messageLogs_.pop_front();
+      }
       log::line(log::Level::Info, id_,
                 std::string(reply.positive() ? "message accepted by backend: "
                                              : "message refused by backend: ") +
-                    std::to_string(reply.code) + " " + reply.text());
+                    envelope + std::to_string(reply.code) + " " + reply.text());
       break;
+    }
     case BackendPurpose::Rcpt:
     case BackendPurpose::Bdat:
     case BackendPurpose::Internal:
@@ -124,8 +132,14 @@ void Session::onBackendFailure(BackendFailure failure, const std::string& detail
                     first);
     } else if (owed.purpose == BackendPurpose::EndOfData ||
                owed.purpose == BackendPurpose::BdatLast) {
+      std::string envelope;
+      if (!messageLogs_.empty()) {
+        envelope.append(" ").append(messageLogs_.front());  // (" " + std::move: GCC 12 -Wrestrict)
+        messageLogs_.pop_front();
+      }
       log::line(log::Level::Warning, id_,
-                "message status unknown (backend lost after end of data); client told 451");
+                "message status unknown (backend lost after end of data)" + envelope +
+                    "; client told 451");
       replies_.fill(owed.tag, replies::kOutcomeUnknown);
     } else {
       replies_.fill(owed.tag, replies::kBackendUnavailable);

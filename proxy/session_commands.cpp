@@ -446,6 +446,9 @@ void Session::onBdat(const smtp::Command& command) {
     backend_->sendCommand("BDAT " + std::to_string(size) + (last ? " LAST" : ""),
                           last ? BackendPurpose::BdatLast : BackendPurpose::Bdat,
                           replies_.reserve());
+    if (last) {
+      messageLogs_.push_back("from=" + mailFrom_ + " (BDAT)");
+    }
   }
   if (chunkRemaining_ == 0) {
     consumeChunk({});
@@ -478,17 +481,19 @@ void Session::consumeData(std::string_view bytes) {
     }
     return;
   }
+  const std::string envelope =
+      "from=" + mailFrom_ + " size=" + std::to_string(data_.contentBytes());
   if (phase_ == Phase::Data && backend_ != nullptr) {
     data_.finish(scratch_);
     backend_->endContent(scratch_, replies_.reserve());
     ++messages_;
+    // Logged with the backend's verdict: one line per message (onBackendReply).
+    messageLogs_.push_back(envelope);
   } else {
     reply(replies::kDataLost);
+    log::line(log::Level::Info, id_,
+              "end of data from " + clientName() + ": " + envelope + " (discarded: backend lost)");
   }
-  log::line(log::Level::Info, id_,
-            "end of data from " + clientName() + ": from=" + mailFrom_ +
-                " size=" + std::to_string(data_.contentBytes()) +
-                (phase_ == Phase::Data ? "" : " (discarded: backend lost)"));
   resetTransaction();
   phase_ = Phase::Command;
   armClientTimer(config_.timeouts.command);

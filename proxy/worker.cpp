@@ -25,6 +25,11 @@ void Worker::startThread() {
   stopAsync_.data = this;
   uv_timer_init(&loop_, &shutdownTimer_);
   shutdownTimer_.data = this;
+  // Batched log lines go out once per loop iteration, just before the loop waits for I/O.
+  // Unreferenced: it must not keep a stopping worker alive.
+  uv_prepare_init(&loop_, &logFlush_);
+  uv_prepare_start(&logFlush_, [](uv_prepare_t*) { log::flush(); });
+  uv_unref(reinterpret_cast<uv_handle_t*>(&logFlush_));
   for (const auto& socket : sockets_) {
     auto handle = std::make_unique<ListenHandle>();
     handle->listener = socket.listener;
@@ -50,6 +55,7 @@ void Worker::startThread() {
 }
 
 void Worker::run() {
+  log::beginBatching();
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Only unreferenced handles can be left (the shutdown timer): close them, let callbacks run.
   uv_walk(
@@ -62,6 +68,7 @@ void Worker::run() {
       nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
+  log::endBatching();
 }
 
 void Worker::requestStop() {

@@ -61,6 +61,7 @@ class Worker {
   uv_loop_t loop_{};
   uv_async_t stopAsync_{};
   uv_timer_t shutdownTimer_{};
+  uv_prepare_t logFlush_{};
   std::vector<std::unique_ptr<ListenHandle>> listeners_;
   std::unordered_set<Session*> sessions_;
   bool draining_ = false;

@@ -87,5 +87,18 @@ class DataStreamTest(harness.IntegrationTest):
         self.assertIn(b"\r\n..starts with a dot\r\n...\r\n", message)
         self.assertTrue(message.endswith(b"bare LF line\r\nnext\r\n"), message)
 
+    def test_one_log_line_per_message_with_envelope_and_backend_reply(self):
+        mark = self.proxy.mark()
+        body = b"Subject: logged\r\n\r\n" + b"x" * 100
+        c, reply = self.send_message(body)
+        self.assertReply(reply, 250, c)
+        size = len(body) + 2  # the content's own final CRLF counts, the terminator does not
+        line = self.proxy.wait_log(
+            re.compile(r"message accepted by backend: from=<sender@client\.test\.example> "
+                       rf"size={size}: 250 "), 5.0, start=mark)
+        self.assertTrue(line, self.proxy.lines()[mark:])
+        # The envelope is on the verdict's line: no separate end-of-data line any more.
+        self.assertFalse([x for x in self.proxy.lines()[mark:] if "end of data" in x])
+
 if __name__ == "__main__":
     harness.main()

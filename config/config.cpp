@@ -530,7 +530,7 @@ class Loader {
     tls.sessionTickets = getBool(table, "session_tickets", "tls").value_or(false);
     tls.ticketsPerHandshake =
         static_cast<int>(getInteger(table, "tickets_per_handshake", "tls", 0, 8).value_or(1));
-    tls.fastEcKeyDecoding = getBool(table, "fast_ec_key_decoding", "tls").value_or(false);
+    tls.fastEcKeyDecoding = getBool(table, "fast_ec_key_decoding", "tls").value_or(true);
   }
 
   void readPolicy(const toml::table& root, Config& config) const {

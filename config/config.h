@@ -105,9 +105,10 @@ struct Tls {
   // full handshake's instructions measured with callgrind. Turn it on when clients must resume
   // across restarts.
   bool sessionTickets = false;
-  // Opt-in: OpenSSL 3.0's slow per-certificate EC key decoder bypassed (tls/compat.h), ~20% of
-  // a full handshake. Off by default: it changes process-wide OpenSSL state (see compat.h).
-  bool fastEcKeyDecoding = false;
+  // OpenSSL 3.0's slow per-certificate EC key decoder bypassed (tls/compat.h): 20-25% of the
+  // CPU of a full handshake with a client certificate. It changes process-wide OpenSSL state
+  // that certrelay itself never relies on (see compat.h); false restores OpenSSL's own path.
+  bool fastEcKeyDecoding = true;
   int ticketsPerHandshake = 1;  // TLS 1.3 tickets sent after a full handshake (OpenSSL: 2)
 };
 

@@ -177,7 +177,7 @@ session_cache_size = 0
 session_timeout = "2h"
 session_tickets = true
 tickets_per_handshake = 4
-fast_ec_key_decoding = true
+fast_ec_key_decoding = false
 
 [policy]
 fingerprints = "relay_clientcerts"
@@ -230,7 +230,7 @@ high_watermark = 8192
     CHECK(c.tls.sessionCacheSize == 0);
     CHECK(c.tls.sessionTimeout == seconds(7200));
     CHECK(c.tls.sessionTickets);
-    CHECK(c.tls.fastEcKeyDecoding);
+    CHECK_FALSE(c.tls.fastEcKeyDecoding);
     CHECK(c.tls.ticketsPerHandshake == 4);
     CHECK(c.policy.fingerprints == dir / "relay_clientcerts");
     CHECK(c.policy.localDomains ==
@@ -284,7 +284,7 @@ high_watermark = 8192
     CHECK(c.tls.sessionCacheSize == 20480);
     CHECK(c.tls.sessionTimeout == seconds(3600));
     CHECK_FALSE(c.tls.sessionTickets);
-    CHECK_FALSE(c.tls.fastEcKeyDecoding);
+    CHECK(c.tls.fastEcKeyDecoding);  // on unless turned off
     CHECK(c.tls.ticketsPerHandshake == 1);
     CHECK(c.policy.fingerprints.empty());
     CHECK(c.policy.localDomains.empty());

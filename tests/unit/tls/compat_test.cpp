@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <openssl/engine.h>
 
+#include <string_view>
+
 #include "tests/unit/tls/test_peer.h"
 #include "tests/unit/tls/test_pki.h"
 #include "tls/peer_facts.h"
@@ -36,6 +38,35 @@ TEST_SUITE("tls") {
     CHECK(facts.clientSignature == "ECDSA");
     CHECK(facts.certFingerprint == certificateFingerprint(pki().client.cert.get()));
     CHECK(facts.pkeyFingerprint == publicKeyFingerprint(pki().client.cert.get()));
+  }
+
+  // The side effect compat.h names (EVP_PKEY_keygen on an "EC" context) must not reach TLS's
+  // own ephemeral keys: every group and client key type a client may bring still works.
+  TEST_CASE("compat: with it, ECDHE over every group and every client key type still works") {
+    pki();
+    installFastEcKeyDecoding();
+    const auto context = Context::create(pki().settings(true));
+    for (const char* groups : {"X25519", "P-256", "P-384", "P-521", "X448", "ffdhe2048"}) {
+      for (const auto* cred :
+           {&pki().client, &pki().rsaClient, &pki().edClient, &pki().compressedEc}) {
+        for (const int maxVersion : {0, TLS1_2_VERSION}) {
+          CAPTURE(groups);
+          CAPTURE(cred->certFile);
+          CAPTURE(maxVersion);
+          if (maxVersion == TLS1_2_VERSION &&
+              (cred == &pki().edClient || std::string_view(groups) != "P-256")) {
+            continue;  // TLS 1.2 with an ECDSA P-256 server needs P-256 offered; no Ed25519
+          }
+          Link link(context,
+                    ClientOptions{.maxVersion = maxVersion, .cert = cred, .groups = groups});
+          link.run();
+          REQUIRE(link.established());
+          const PeerFacts& facts = link.engine.facts();
+          CHECK(facts.certFingerprint == certificateFingerprint(cred->cert.get()));
+          CHECK(facts.pkeyFingerprint == publicKeyFingerprint(cred->cert.get()));
+        }
+      }
+    }
   }
 }
 

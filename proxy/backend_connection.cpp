@@ -115,6 +115,21 @@ void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   parser_.feed(std::string_view(buf->base, static_cast<std::size_t>(nread)));
+  struct ReadBracket {
+    Listener* listener;
+    explicit ReadBracket(Listener* l) : listener(l) {
+      if (listener != nullptr) {
+        listener->onBackendReadBegin();
+      }
+    }
+    ~ReadBracket() {
+      if (listener != nullptr) {
+        listener->onBackendReadEnd();
+      }
+    }
+    ReadBracket(const ReadBracket&) = delete;
+    ReadBracket& operator=(const ReadBracket&) = delete;
+  } bracket(listener_);
   smtp::Reply reply;
   while (phase_ != Phase::Closing) {
     const auto result = parser_.next(reply);

@@ -80,6 +80,11 @@ class BackendConnection {
                                   const std::vector<Outstanding>& outstanding) = 0;
     // The outgoing buffer fell below the low watermark (resume reading the client).
     virtual void onBackendWritable() = 0;
+    // Bracket the replies delivered from one read of the backend socket, so that the listener
+    // can answer them with one write. End is called even if the listener detached meanwhile
+    // (it is only destroyed in a later loop turn).
+    virtual void onBackendReadBegin() {}
+    virtual void onBackendReadEnd() {}
   };
 
   enum class Mode : std::uint8_t {

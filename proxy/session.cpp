@@ -86,12 +86,21 @@ void Session::onClientRead(ssize_t nread, const uv_buf_t* buf) {
   if (phase_ == Phase::Data || phase_ == Phase::DataDiscard || chunkRemaining_ > 0) {
     armClientTimer(config_.timeouts.data);  // DATA timeout is an inactivity timeout
   }
+  ++clientCork_;
   if (tls_) {
     tls_->feedCiphertext(bytes.data(), bytes.size());
     pumpTls();
   } else {
     onPlaintext(bytes);
   }
+  uncorkClient();  // the session lives at least until a later loop turn, even if torn down
+}
+
+void Session::uncorkClient() {
+  if (--clientCork_ > 0) {
+    return;
+  }
+  startClientWrite();
 }
 
 void Session::onPlaintext(std::string_view bytes) {
@@ -214,7 +223,7 @@ void Session::sendToClient(std::string_view wire) {
 }
 
 void Session::startClientWrite() {
-  if (!inflight_.empty() || out_.empty() || tornDown_) {
+  if (!inflight_.empty() || out_.empty() || tornDown_ || clientCork_ > 0) {
     return;
   }
   if (!closeAfterFlush_ && !tryWriteNow(reinterpret_cast<uv_stream_t*>(&client_), out_)) {

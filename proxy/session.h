@@ -71,6 +71,10 @@ class Session final : public BackendConnection::Listener {
   void onHandshakeDone();
   void sendToClient(std::string_view wire);
   void startClientWrite();
+  // While corked, replies collect in out_: what one read (of the client or of the backend)
+  // produces for the client leaves in one write, e.g. the TLS ticket with the EHLO reply, or
+  // a 221 with its close_notify.
+  void uncorkClient();
   void onClientWriteDone(int status);
   void updateReading();
   void armClientTimer(std::chrono::milliseconds timeout);
@@ -114,6 +118,8 @@ class Session final : public BackendConnection::Listener {
   void onBackendFailure(BackendFailure failure, const std::string& detail,
                         const std::vector<BackendConnection::Outstanding>& outstanding) override;
   void onBackendWritable() override;
+  void onBackendReadBegin() override { ++clientCork_; }
+  void onBackendReadEnd() override { uncorkClient(); }
 
   Worker& worker_;
   const config::Config& config_;
@@ -133,6 +139,7 @@ class Session final : public BackendConnection::Listener {
   bool draining_ = false;
   std::string out_;       // bytes (ciphertext under TLS) waiting for the write in flight
   std::string inflight_;  // bytes of the write in flight
+  int clientCork_ = 0;    // > 0: startClientWrite() waits (see uncorkClient)
 
   tls::ContextPtr tlsContext_;           // the snapshot this session started with
   std::unique_ptr<tls::Engine> tls_;     // set from the 220 to STARTTLS on

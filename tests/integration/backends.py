@@ -48,8 +48,11 @@ class SmtpSink:
     def messages(self) -> list[bytes]:
         out = []
         for name in sorted(os.listdir(self.capture_dir)):
-            with open(os.path.join(self.capture_dir, name), "rb") as f:
-                out.append(f.read())
+            try:
+                with open(os.path.join(self.capture_dir, name), "rb") as f:
+                    out.append(f.read())
+            except FileNotFoundError:
+                continue  # smtp-sink removes an aborted transaction's file: listed, then gone
         return out
 
     def wait_messages(self, count: int, timeout: float = 5.0) -> list[bytes]:

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace certrelay::smtp {
@@ -142,6 +143,207 @@ void checkAllSplits(std::string_view input, std::string_view expectedOut,
     CHECK(split.consumed == whole.consumed);
     CHECK(split.contentBytes == whole.contentBytes);
   }
+}
+
+// Reference for the differential test below: the documented rules applied one byte at a time,
+// with no fast paths (the state machine of the original implementation). Whole input only.
+struct Reference {
+  std::string out;  // content, before finish()
+  std::size_t consumed = 0;
+  bool done = false;
+  std::uint64_t contentBytes = 0;
+  std::string finished;  // out after finish(), whether or not end of data was seen
+};
+
+Reference referenceCanonicalize(std::string_view input) {
+  enum class S { LineStart, Dot, DotCr, Middle, MiddleCr };
+  Reference r;
+  S s = S::LineStart;
+  bool prevCrlf = true;
+  const auto endLine = [&](bool crlf) {
+    r.out += "\r\n";
+    r.contentBytes += 2;
+    prevCrlf = crlf;
+    s = S::LineStart;
+  };
+  const auto content = [&](char c) {
+    r.out.push_back(c);
+    ++r.contentBytes;
+    s = S::Middle;
+  };
+  std::size_t i = 0;
+  while (i < input.size() && !r.done) {
+    const char c = input[i];
+    switch (s) {
+      case S::LineStart:
+        if (c == '.') {
+          s = S::Dot;
+        } else if (c == '\r') {
+          s = S::MiddleCr;
+        } else if (c == '\n') {
+          endLine(false);
+        } else {
+          content(c);
+        }
+        ++i;
+        break;
+      case S::Dot:
+        if (c == '\r') {
+          s = S::DotCr;
+        } else if (c == '\n') {
+          endLine(false);
+        } else {
+          if (c == '.') {
+            r.out.push_back('.');  // stuffing, not content
+          }
+          content(c);
+        }
+        ++i;
+        break;
+      case S::DotCr:
+        if (c == '\n' && prevCrlf) {
+          r.done = true;
+          ++i;
+        } else if (c == '\n') {
+          endLine(true);
+          ++i;
+        } else {
+          endLine(false);  // `c` is not consumed: it starts the next line
+        }
+        break;
+      case S::Middle:
+        if (c == '\r') {
+          s = S::MiddleCr;
+        } else if (c == '\n') {
+          endLine(false);
+        } else {
+          content(c);
+        }
+        ++i;
+        break;
+      case S::MiddleCr:
+        if (c == '\n') {
+          endLine(true);
+          ++i;
+        } else {
+          endLine(false);  // `c` is not consumed
+        }
+        break;
+    }
+  }
+  r.consumed = i;
+  r.finished = r.out;
+  if (!r.done && s != S::LineStart) {
+    r.finished += "\r\n";
+  }
+  r.finished += ".\r\n";
+  return r;
+}
+
+// One run of the real canonicaliser over `input` cut at `cuts` (ascending). Unlike runPieces it
+// keeps feeding after done() (which must consume and write nothing) and always calls finish().
+struct Observed {
+  std::string out;
+  std::size_t consumed = 0;
+  bool done = false;
+  std::uint64_t contentBytes = 0;
+  std::string finished;
+  bool feedAfterDoneIgnored = true;
+};
+
+Observed observe(std::string_view input, const std::vector<std::size_t>& cuts) {
+  DataCanonicalizer canon;
+  Observed o;
+  std::size_t from = 0;
+  std::vector<std::size_t> ends = cuts;
+  ends.push_back(input.size());
+  for (std::size_t to : ends) {
+    const std::string_view piece = input.substr(from, to - from);
+    from = to;
+    if (canon.done()) {
+      const std::size_t before = o.out.size();
+      o.feedAfterDoneIgnored &= canon.feed(piece, o.out) == 0 && o.out.size() == before;
+      continue;
+    }
+    const std::size_t n = canon.feed(piece, o.out);
+    o.consumed += n;
+    if (n != piece.size() && !canon.done()) {
+      o.feedAfterDoneIgnored = false;  // stopping short is only allowed at end of data
+    }
+  }
+  o.done = canon.done();
+  o.contentBytes = canon.contentBytes();
+  o.finished = o.out;
+  canon.finish(o.finished);
+  return o;
+}
+
+void checkAgainstReference(std::string_view input, const Reference& ref,
+                           const std::vector<std::size_t>& cuts) {
+  const Observed o = observe(input, cuts);
+  if (o.out == ref.out && o.consumed == ref.consumed && o.done == ref.done &&
+      o.contentBytes == ref.contentBytes && o.finished == ref.finished && o.feedAfterDoneIgnored) {
+    return;  // the common case, kept cheap: one CHECK per input, not per split
+  }
+  std::string cutsText;  // doctest cannot print a vector itself
+  for (std::size_t c : cuts) {
+    cutsText += std::to_string(c) + " ";
+  }
+  CAPTURE(cutsText);
+  CHECK(o.out == ref.out);
+  CHECK(o.consumed == ref.consumed);
+  CHECK(o.done == ref.done);
+  CHECK(o.contentBytes == ref.contentBytes);
+  CHECK(o.finished == ref.finished);
+  CHECK(o.feedAfterDoneIgnored);
+}
+
+// Deterministic xorshift64, fixed seed: a failure reproduces on every run.
+struct Rng {
+  std::uint64_t state;
+  std::uint64_t next() {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  }
+  std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
+};
+
+// Inputs built from the pieces the rules care about, in random order: runs of ordinary bytes of
+// every length around the 16-byte scanning blocks (and long lines), CR, LF, CRLF, dots at line
+// starts, the end-of-data sequence and its SM-01 look-alikes. Ordinary bytes include NUL and
+// bytes that differ from CR or LF only in the high bit.
+std::string randomInput(Rng& rng, std::size_t targetSize, bool longLines) {
+  static const std::string_view kOrdinary("abcXYZ .:\0\x8d\x8a\x0b\x0c\x0e\xff\t", 17);
+  static const std::string_view kTokens[] = {
+      "\r",        "\n",    "\r\n",  "\r\n",    "\r\n",        ".",      "..",     ".\r\n",
+      "\r\n.\r\n", "\n.\n", "\r.\r", "\n.\r\n", "\r\n.\r\r\n", "\r\r\n", "\r\n..", "\r\n.x",
+  };
+  std::string s;
+  while (s.size() < targetSize) {
+    const std::size_t pick = rng.below(10);
+    if (pick < 5) {
+      // A run of ordinary bytes: mostly short, sometimes a whole (or over-long) line.
+      const std::size_t len = longLines && rng.below(8) == 0 ? 900 + rng.below(300) : rng.below(80);
+      for (std::size_t k = 0; k < len; ++k) {
+        s.push_back(rng.below(4) == 0 ? kOrdinary[rng.below(kOrdinary.size())] : 'm');
+      }
+    } else {
+      s += kTokens[rng.below(std::size(kTokens))];
+    }
+  }
+  return s;
+}
+
+// As randomInput, but with every end of data defused (its final LF replaced), so that the whole
+// input is content and a long input exercises more than its first few hundred bytes.
+std::string randomContent(Rng& rng, std::size_t targetSize) {
+  std::string s = randomInput(rng, targetSize, true);
+  for (Reference r = referenceCanonicalize(s); r.done; r = referenceCanonicalize(s)) {
+    s[r.consumed - 1] = 'x';  // ".\r\n" becomes ".\rx": only bytes after it can change
+  }
+  return s;
 }
 
 const std::string kSmuggledTail =
@@ -370,6 +572,76 @@ TEST_SUITE("smtp") {
       REQUIRE(again.done);
       CHECK(again.out == out);
       CHECK(again.consumed == out.size());
+    }
+  }
+
+  TEST_CASE("data: differential against a byte-at-a-time reference, all splits") {
+    Rng rng{0x2545F4914F6CDD1DULL};
+    for (int iter = 0; iter < 1000; ++iter) {
+      const std::string input = randomInput(rng, 1 + rng.below(300), false);
+      CAPTURE(input);
+      const Reference ref = referenceCanonicalize(input);
+      checkAgainstReference(input, ref, {});
+      std::vector<std::size_t> cuts;
+      for (std::size_t i = 1; i < input.size(); ++i) {
+        cuts.push_back(i);
+      }
+      checkAgainstReference(input, ref, cuts);  // byte by byte
+      for (std::size_t cut = 0; cut <= input.size(); ++cut) {
+        checkAgainstReference(input, ref, {cut});
+      }
+    }
+  }
+
+  TEST_CASE("data: differential against a byte-at-a-time reference, random splits") {
+    Rng rng{0x9E3779B97F4A7C15ULL};
+    for (int iter = 0; iter < 300; ++iter) {
+      // Larger inputs with long lines. Half end with the end-of-data sequence and bytes of the
+      // next command, half stop without one (finish() then closes the open line).
+      std::string input = randomContent(rng, 1 + rng.below(6000));
+      if (iter % 2 == 0) {
+        input += "\r\n.\r\nMAIL FROM:<a@x.example>\r\n";
+      }
+      CAPTURE(iter);
+      const Reference ref = referenceCanonicalize(input);
+      checkAgainstReference(input, ref, {});
+      for (int round = 0; round < 8; ++round) {
+        std::vector<std::size_t> cuts;
+        const std::size_t maxPiece = round < 4 ? 1 + rng.below(40) : 1 + rng.below(2000);
+        for (std::size_t at = 1 + rng.below(maxPiece); at < input.size();
+             at += 1 + rng.below(maxPiece)) {
+          cuts.push_back(at);
+        }
+        checkAgainstReference(input, ref, cuts);
+      }
+    }
+  }
+
+  TEST_CASE("data: differential on canonical text of typical lines") {
+    // The production shape: CRLF lines of ~76 octets, some dot-stuffed, many per feed.
+    Rng rng{0xD1B54A32D192ED03ULL};
+    for (int iter = 0; iter < 50; ++iter) {
+      std::string input;
+      while (input.size() < 10 * 1024) {
+        const std::size_t len = rng.below(8) == 0 ? 0 : 60 + rng.below(20);
+        if (rng.below(10) == 0) {
+          input += "..";
+        }
+        input.append(len, static_cast<char>('A' + rng.below(26)));
+        input += "\r\n";
+      }
+      input += ".\r\nQUIT\r\n";
+      CAPTURE(iter);
+      const Reference ref = referenceCanonicalize(input);
+      REQUIRE(ref.done);
+      checkAgainstReference(input, ref, {});
+      for (const std::size_t piece : {1U, 7U, 16U, 77U, 78U, 1000U, 4096U}) {
+        std::vector<std::size_t> cuts;
+        for (std::size_t at = piece; at < input.size(); at += piece) {
+          cuts.push_back(at);
+        }
+        checkAgainstReference(input, ref, cuts);
+      }
     }
   }
 }

@@ -497,7 +497,8 @@ class Loader {
     const toml::table& table = *subTable(root, "tls", true, true, "");
     checkKeys(table, "tls",
               {"cert", "key", "client_ca", "min_version", "session_cache_size", "session_timeout",
-               "session_tickets", "tickets_per_handshake", "fast_ec_key_decoding"});
+               "session_tickets", "tickets_per_handshake", "tickets_on_resumption",
+               "fast_ec_key_decoding"});
     Tls& tls = config.tls;
     for (auto [name, target] : {std::pair{"cert", &tls.cert}, std::pair{"key", &tls.key}}) {
       const std::string value = requireString(table, name, "tls");
@@ -530,6 +531,8 @@ class Loader {
     tls.sessionTickets = getBool(table, "session_tickets", "tls").value_or(false);
     tls.ticketsPerHandshake =
         static_cast<int>(getInteger(table, "tickets_per_handshake", "tls", 0, 8).value_or(1));
+    tls.ticketsOnResumption =
+        static_cast<int>(getInteger(table, "tickets_on_resumption", "tls", 0, 8).value_or(1));
     tls.fastEcKeyDecoding = getBool(table, "fast_ec_key_decoding", "tls").value_or(true);
   }
 

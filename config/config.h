@@ -110,6 +110,8 @@ struct Tls {
   // that certrelay itself never relies on (see compat.h); false restores OpenSSL's own path.
   bool fastEcKeyDecoding = true;
   int ticketsPerHandshake = 1;  // TLS 1.3 tickets sent after a full handshake (OpenSSL: 2)
+  // TLS 1.3 tickets sent after a resumed handshake (OpenSSL: as many as after a full one).
+  int ticketsOnResumption = 1;
 };
 
 // Digest of the certificate and public-key fingerprints (Postfix smtpd_tls_fingerprint_digest).

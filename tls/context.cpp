@@ -3,7 +3,9 @@
 
 #include "tls/context.h"
 
+#include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cstring>
 #include <string_view>
 
@@ -33,6 +35,24 @@ int acceptAnyChain(int /*preverifyOk*/, X509_STORE_CTX* /*store*/) {
 
 // A key file with a passphrase must fail to load, not block the process on a terminal prompt
 // (OpenSSL's default password callback reads from the tty).
+// The ex_data slot holding tls.tickets_on_resumption (as a pointer-sized integer).
+int ticketsOnResumptionIndex() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// OpenSSL sends num_tickets after every TLS 1.3 handshake, a resumed one included. Once the
+// server has accepted the client's ticket (known from the ServerHello on), the count for this
+// connection becomes tls.tickets_on_resumption; OpenSSL reads it only when the handshake ends.
+void adjustTicketsOnResumption(const SSL* ssl, int where, int /*ret*/) {
+  if ((where & SSL_CB_ACCEPT_LOOP) == 0 || SSL_session_reused(ssl) != 1) {
+    return;
+  }
+  const auto tickets = reinterpret_cast<std::uintptr_t>(
+      SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ticketsOnResumptionIndex()));
+  SSL_set_num_tickets(const_cast<SSL*>(ssl), static_cast<std::size_t>(tickets));
+}
+
 int refusePassphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) {
   return 0;
 }
@@ -194,6 +214,15 @@ std::shared_ptr<const Context> Context::create(const config::Tls& settings,
   const int tickets = settings.ticketsPerHandshake < 0 ? 0 : settings.ticketsPerHandshake;
   if (SSL_CTX_set_num_tickets(c, static_cast<std::size_t>(tickets)) != 1) {
     fail("SSL_CTX_set_num_tickets");
+  }
+  if (settings.ticketsOnResumption != tickets) {
+    const auto onResumption =
+        static_cast<std::uintptr_t>(std::max(settings.ticketsOnResumption, 0));
+    if (SSL_CTX_set_ex_data(c, ticketsOnResumptionIndex(), reinterpret_cast<void*>(onResumption)) !=
+        1) {
+      fail("SSL_CTX_set_ex_data");
+    }
+    SSL_CTX_set_info_callback(c, adjustTicketsOnResumption);
   }
 
   // collectPeerFacts() reads the digest from here, so every connection made from this SSL_CTX

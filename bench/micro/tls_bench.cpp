@@ -47,9 +47,10 @@ class ServerTimer {
   Clock::duration elapsed_{};
 };
 
-ContextPtr makeContext(int tickets, bool clientCa) {
+ContextPtr makeContext(int tickets, bool clientCa, int ticketsOnResumption = 1) {
   certrelay::config::Tls settings = pki().settings(clientCa);
   settings.ticketsPerHandshake = tickets;
+  settings.ticketsOnResumption = ticketsOnResumption;
   return Context::create(settings);
 }
 
@@ -156,11 +157,12 @@ BENCHMARK(BM_TlsFullHandshake)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 
-// Resumed handshake (TLS 1.3 stateful ticket naming the server's session cache), one ticket
-// per handshake; each connection resumes with the ticket the previous one received, as a
-// client that keeps its newest session does. Arg: client CA configured.
+// Resumed handshake (TLS 1.3 stateful ticket naming the server's session cache); each
+// connection resumes with the newest session the previous one left the client (its new ticket,
+// or the same session when none was sent), as a client that keeps its newest session does.
+// Args: client CA configured, tickets sent on resumption.
 void BM_TlsResumedHandshake(benchmark::State& state) {
-  const ContextPtr context = makeContext(1, state.range(0) != 0);
+  const ContextPtr context = makeContext(1, state.range(0) != 0, static_cast<int>(state.range(1)));
   ServerTimer timer;
   std::string error;
   SessionPtr session;
@@ -181,9 +183,8 @@ void BM_TlsResumedHandshake(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_TlsResumedHandshake)
-    ->Arg(0)
-    ->Arg(1)
-    ->ArgName("client_ca")
+    ->ArgsProduct({{0, 1}, {0, 1}})
+    ->ArgNames({"client_ca", "tickets_on_resumption"})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 

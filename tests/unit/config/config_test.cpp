@@ -177,6 +177,7 @@ session_cache_size = 0
 session_timeout = "2h"
 session_tickets = true
 tickets_per_handshake = 4
+tickets_on_resumption = 0
 fast_ec_key_decoding = false
 
 [policy]
@@ -232,6 +233,7 @@ high_watermark = 8192
     CHECK(c.tls.sessionTickets);
     CHECK_FALSE(c.tls.fastEcKeyDecoding);
     CHECK(c.tls.ticketsPerHandshake == 4);
+    CHECK(c.tls.ticketsOnResumption == 0);
     CHECK(c.policy.fingerprints == dir / "relay_clientcerts");
     CHECK(c.policy.localDomains ==
           std::vector<std::string>{"example.com", ".sub.example.org", "[192.0.2.1]"});
@@ -286,6 +288,7 @@ high_watermark = 8192
     CHECK_FALSE(c.tls.sessionTickets);
     CHECK(c.tls.fastEcKeyDecoding);  // on unless turned off
     CHECK(c.tls.ticketsPerHandshake == 1);
+    CHECK(c.tls.ticketsOnResumption == 1);
     CHECK(c.policy.fingerprints.empty());
     CHECK(c.policy.localDomains.empty());
     CHECK(c.policy.digest == FingerprintDigest::Sha256);

@@ -518,6 +518,38 @@ TEST_SUITE("tls") {
     CHECK(link.engine.facts().pkeyFingerprint == publicKeyFingerprint(pki().selfSigned.cert.get()));
   }
 
+  TEST_CASE("engine: tickets_on_resumption sets how many new tickets a resumed session gets") {
+    for (const int onResumption : {0, 1}) {
+      CAPTURE(onResumption);
+      config::Tls settings = pki().settings(true);
+      settings.ticketsOnResumption = onResumption;
+      const ContextPtr context = Context::create(settings);
+      const ClientOptions options{.cert = &pki().client};
+      const SessionPtr first = firstSession(context, options);
+      SSL_SESSION* current = first.get();
+      SessionPtr newest;
+      // Each connection resumes with the newest session the client holds: a new ticket gives
+      // it a new session object; without one it keeps (and reuses) the same session.
+      for (int round = 0; round < 3; ++round) {
+        ClientOptions again = options;
+        again.session = current;
+        Link link(context, again);
+        link.run();
+        REQUIRE(link.established());
+        CHECK(link.engine.facts().resumed);
+        CHECK(link.engine.facts().certFingerprint ==
+              certificateFingerprint(pki().client.cert.get()));
+        SessionPtr held(SSL_get1_session(link.client.ssl()));
+        REQUIRE(held != nullptr);
+        CHECK((held.get() == current) == (onResumption == 0));
+        SSL_shutdown(link.client.ssl());
+        link.run();
+        newest = std::move(held);
+        current = newest.get();
+      }
+    }
+  }
+
   TEST_CASE("engine: TLS 1.2 session-id resumption keeps the client certificate facts") {
     const ContextPtr context = makeContext();
     const ClientOptions first{

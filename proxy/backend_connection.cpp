@@ -445,7 +445,7 @@ void BackendConnection::startWrite() {
 }
 
 void BackendConnection::onWriteDone(int status) {
-  inflight_.clear();
+  releaseWritten(inflight_);
   if (status != 0) {
     if (phase_ != Phase::Closing) {
       fail(BackendFailure::Closed, std::string("write: ") + uv_strerror(status));

@@ -56,8 +56,12 @@ bool tryWriteNow(uv_stream_t* stream, std::string& pending) {
   if (written <= 0) {
     return true;
   }
+  if (static_cast<std::size_t>(written) == pending.size()) {
+    releaseWritten(pending);
+    return false;
+  }
   pending.erase(0, static_cast<std::size_t>(written));
-  return !pending.empty();
+  return true;
 }
 
 }  // namespace certrelay::proxy

@@ -244,7 +244,7 @@ void Session::startClientWrite() {
 }
 
 void Session::onClientWriteDone(int status) {
-  inflight_.clear();
+  releaseWritten(inflight_);
   if (tornDown_) {
     return;
   }

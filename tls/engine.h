@@ -54,6 +54,9 @@ class Engine {
   bool handshakeJustCompleted();
   const PeerFacts& facts() const { return facts_; }
   const std::string& error() const { return error_; }
+  // Bytes of buffer memory this engine holds outside OpenSSL's own structures: its strings and
+  // memory BIOs, used or not (what an idle connection costs beyond the SSL object).
+  std::size_t bufferCapacity() const;
 
  private:
   void handshake();

@@ -518,6 +518,20 @@ TEST_SUITE("tls") {
     CHECK(link.engine.facts().pkeyFingerprint == publicKeyFingerprint(pki().selfSigned.cert.get()));
   }
 
+  TEST_CASE("engine: an idle connection keeps no handshake-sized buffers") {
+    Link link(makeContext(), ClientOptions{.cert = &pki().client});
+    link.run();
+    REQUIRE(link.established());
+    // Both handshake flights are over 1 KiB (certificates); after them, and after a small
+    // exchange, at most a small reply's worth of capacity may stay per buffer.
+    link.engine.queuePlaintext("250 ok\r\n");
+    link.engine.pump();
+    std::string out;
+    link.engine.takeCiphertext(out);
+    CHECK(out.size() > 0);
+    CHECK(link.engine.bufferCapacity() <= 5 * 512);
+  }
+
   TEST_CASE("engine: tickets_on_resumption sets how many new tickets a resumed session gets") {
     for (const int onResumption : {0, 1}) {
       CAPTURE(onResumption);

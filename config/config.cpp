@@ -642,10 +642,12 @@ class Loader {
         {"data", &t.data},
         {"backend_connect", &t.backendConnect},
         {"backend_reply", &t.backendReply},
+        {"backend_idle", &t.backendIdle},
         {"shutdown", &t.shutdown},
     };
     checkKeys(*table, "timeouts",
-              {"command", "tls_handshake", "data", "backend_connect", "backend_reply", "shutdown"});
+              {"command", "tls_handshake", "data", "backend_connect", "backend_reply",
+               "backend_idle", "shutdown"});
     for (const auto& [name, target] : fields) {
       if (auto value = getDuration(*table, name, "timeouts")) {
         *target = *value;

@@ -158,7 +158,10 @@ struct Timeouts {
   std::chrono::milliseconds data{180'000};           // inactivity while receiving DATA
   std::chrono::milliseconds backendConnect{30'000};  // TCP connect + greeting
   std::chrono::milliseconds backendReply{300'000};   // any backend reply, end of data too
-  std::chrono::milliseconds shutdown{30'000};        // drain time on SIGTERM
+  // A client idle this long outside a transaction gives its backend connection back (QUIT);
+  // its next MAIL opens a new one. Idle clients must not pin backend processes.
+  std::chrono::milliseconds backendIdle{1'000};
+  std::chrono::milliseconds shutdown{30'000};  // drain time on SIGTERM
 };
 
 struct Limits {

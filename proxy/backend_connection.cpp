@@ -177,6 +177,7 @@ void BackendConnection::handleReply(smtp::Reply& reply) {
   }
   if (phase_ == Phase::Ready) {
     flushQueue();
+    armIdleTimer();
   }
 }
 
@@ -284,6 +285,7 @@ void BackendConnection::becomeReady() {
   }
   if (phase_ == Phase::Ready) {
     flushQueue();
+    armIdleTimer();
   }
 }
 
@@ -473,6 +475,22 @@ void BackendConnection::armTimer(std::chrono::milliseconds timeout) {
   uv_timer_start(
       &timer_, [](uv_timer_t* t) { static_cast<BackendConnection*>(t->data)->onTimer(); },
       static_cast<std::uint64_t>(timeout.count()), 0);
+}
+
+void BackendConnection::armIdleTimer() {
+  if (mode_ != Mode::Session || phase_ != Phase::Ready || !expected_.empty() || !queue_.empty() ||
+      listener_ == nullptr) {
+    return;
+  }
+  uv_timer_start(
+      &timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<BackendConnection*>(t->data);
+        if (self->phase_ == Phase::Ready && self->listener_ != nullptr) {
+          self->listener_->onBackendIdle();
+        }
+      },
+      static_cast<std::uint64_t>(config_.timeouts.backendIdle.count()), 0);
 }
 
 void BackendConnection::onTimer() {

@@ -85,6 +85,9 @@ class BackendConnection {
     // (it is only destroyed in a later loop turn).
     virtual void onBackendReadBegin() {}
     virtual void onBackendReadEnd() {}
+    // The connection has been ready with nothing outstanding for timeouts.backend_idle. The
+    // listener may drop it (it is not closed otherwise).
+    virtual void onBackendIdle() {}
   };
 
   enum class Mode : std::uint8_t {
@@ -167,6 +170,8 @@ class BackendConnection {
   void write(std::string_view bytes);
   void startWrite();
   void onWriteDone(int status);
+  // Session mode, ready, nothing queued or outstanding: start the backend_idle countdown.
+  void armIdleTimer();
   void armTimer(std::chrono::milliseconds timeout);
   void onTimer();
   void fail(BackendFailure failure, const std::string& detail);

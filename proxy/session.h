@@ -120,6 +120,7 @@ class Session final : public BackendConnection::Listener {
   void onBackendWritable() override;
   void onBackendReadBegin() override { ++clientCork_; }
   void onBackendReadEnd() override { uncorkClient(); }
+  void onBackendIdle() override;
 
   Worker& worker_;
   const config::Config& config_;

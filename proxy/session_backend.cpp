@@ -40,6 +40,16 @@ void Session::dropBackend() {
 
 void Session::onBackendReady(const smtp::Capabilities&) {}
 
+void Session::onBackendIdle() {
+  // Only between transactions with nothing owed either way: the next MAIL sets up a fresh
+  // backend session (identity included), so nothing the client did is lost.
+  if (phase_ != Phase::Command || mailOpen_ || awaitingDataReply_ || chunkRemaining_ > 0 ||
+      !replies_.empty() || !messageLogs_.empty() || lines_.buffered() > 0) {
+    return;
+  }
+  dropBackend();
+}
+
 void Session::onBackendReply(BackendPurpose purpose, std::uint64_t tag, smtp::Reply& reply) {
   // 421 from the backend means it is closing: relay it and end the client session too.
   const bool closing = reply.code == 421;

@@ -194,6 +194,7 @@ tls_handshake = 61
 data = "3m"
 backend_connect = "1500ms"
 backend_reply = "1h"
+backend_idle = "250ms"
 shutdown = "29s"
 
 [limits]
@@ -246,6 +247,7 @@ high_watermark = 8192
     CHECK(c.timeouts.data == seconds(180));
     CHECK(c.timeouts.backendConnect == milliseconds(1500));
     CHECK(c.timeouts.backendReply == seconds(3600));
+    CHECK(c.timeouts.backendIdle == milliseconds(250));
     CHECK(c.timeouts.shutdown == seconds(29));
     CHECK(c.limits.maxLineLength == 4096);
     CHECK(c.limits.maxRecipients == 50);
@@ -300,6 +302,7 @@ high_watermark = 8192
     CHECK(c.timeouts.data == seconds(180));
     CHECK(c.timeouts.backendConnect == seconds(30));
     CHECK(c.timeouts.backendReply == seconds(300));
+    CHECK(c.timeouts.backendIdle == seconds(1));
     CHECK(c.timeouts.shutdown == seconds(30));
     CHECK(c.limits.maxLineLength == 2048);
     CHECK(c.limits.maxRecipients == 1000);

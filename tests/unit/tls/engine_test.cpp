@@ -518,6 +518,23 @@ TEST_SUITE("tls") {
     CHECK(link.engine.facts().pkeyFingerprint == publicKeyFingerprint(pki().selfSigned.cert.get()));
   }
 
+  TEST_CASE("engine: without a client CA no chain is evaluated, every certificate is pinned") {
+    // X509_verify_cert is skipped (context.cpp, a speed change measured in certrelay-micro):
+    // whatever the certificate, never "verified", fingerprints as usual.
+    const ContextPtr context = Context::create(pki().settings(false));
+    for (const auto* cred : {&pki().client, &pki().selfSigned, &pki().rsaClient}) {
+      CAPTURE(cred->certFile);
+      Link link(context, ClientOptions{.cert = cred});
+      link.run();
+      REQUIRE(link.established());
+      const PeerFacts& facts = link.engine.facts();
+      CHECK(facts.hasCertificate);
+      CHECK_FALSE(facts.verified);
+      CHECK(facts.certFingerprint == certificateFingerprint(cred->cert.get()));
+      CHECK(facts.pkeyFingerprint == publicKeyFingerprint(cred->cert.get()));
+    }
+  }
+
   TEST_CASE("engine: an idle connection keeps no handshake-sized buffers") {
     Link link(makeContext(), ClientOptions{.cert = &pki().client});
     link.run();

@@ -295,7 +295,7 @@ def write_outputs(args, out_dir, targets, records, notes, smoke_lines, mach, gen
     names = [t.name for t in targets]
     present = [w for w in report.WORKLOAD_ORDER if w in wls]
     table = report.results_table(stats, targets, present)
-    goal_rows = report.goals(stats) if "certrelay" in names else []
+    goal_rows = report.goals(stats, records) if "certrelay" in names else []
     goal_md = report.goals_table(goal_rows) if goal_rows else ""
     errors = [f"{r['target']} {r['workload']} rep {r.get('rep')}: {r['error']}"
               for r in records if r.get("error")]
@@ -400,6 +400,13 @@ def render_md(title, mach, cmd, table, goal_md, notes, errors, smoke_lines, targ
               "or not measured.", "", table, ""]
     if goal_md:
         lines += ["## certrelay against its targets", "", goal_md, ""]
+        limits = os.path.join(BENCH, "LIMITS.md")
+        if os.path.exists(limits):
+            # Hand-written (profiles, not this run's counters): what each missed target is
+            # limited by, and what each optimisation bought. Kept beside the generated tables.
+            with open(limits) as f:
+                text = f.read().strip()
+            lines += [text, ""]
     if png:
         lines += ["## Chart", "", "![CPU per session/message and memory per connection]"
                   "(chart.png)", ""]

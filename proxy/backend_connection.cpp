@@ -379,26 +379,25 @@ void BackendConnection::flushQueue() {
   }
 }
 
-void BackendConnection::sendContent(std::string_view bytes) {
-  if (phase_ == Phase::Closing || bytes.empty()) {
-    return;
+bool BackendConnection::appendToQueuedCommand(std::string_view bytes) {
+  if (queue_.empty()) {
+    return false;
   }
-  if (!queue_.empty()) {
-    // The command these bytes follow has not been written yet: they travel with it.
-    queue_.back().wire.append(bytes.data(), bytes.size());
-    queuedWire_ += bytes.size();
+  // The command these bytes follow has not been written yet: they travel with it.
+  queue_.back().wire.append(bytes.data(), bytes.size());
+  queuedWire_ += bytes.size();
+  return true;
+}
+
+void BackendConnection::sendContent(std::string_view bytes) {
+  if (phase_ == Phase::Closing || bytes.empty() || appendToQueuedCommand(bytes)) {
     return;
   }
   write(bytes);
 }
 
 void BackendConnection::holdContent(std::string_view bytes) {
-  if (phase_ == Phase::Closing || bytes.empty()) {
-    return;
-  }
-  if (!queue_.empty()) {
-    queue_.back().wire.append(bytes.data(), bytes.size());
-    queuedWire_ += bytes.size();
+  if (phase_ == Phase::Closing || bytes.empty() || appendToQueuedCommand(bytes)) {
     return;
   }
   out_.append(bytes.data(), bytes.size());  // leaves with the next write

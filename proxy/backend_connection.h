@@ -170,6 +170,8 @@ class BackendConnection {
   void write(std::string_view bytes);
   void startWrite();
   void onWriteDone(int status);
+  // Content bytes go with the last queued command when it is not written yet: true if so.
+  bool appendToQueuedCommand(std::string_view bytes);
   // Session mode, ready, nothing queued or outstanding: start the backend_idle countdown.
   void armIdleTimer();
   void armTimer(std::chrono::milliseconds timeout);

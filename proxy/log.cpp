@@ -13,7 +13,7 @@ namespace certrelay::log {
 namespace {
 
 // Lines above this are flushed without waiting for the loop iteration to end.
-constexpr std::size_t kBatchLimit = 64 * 1024;
+constexpr std::size_t kBatchLimit = std::size_t{64} * 1024;
 
 struct ThreadState {
   bool batching = false;

@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <string_view>
 
 #include "tls/compat.h"
@@ -35,7 +36,9 @@ int acceptAnyChain(int /*preverifyOk*/, X509_STORE_CTX* /*store*/) {
 
 // A key file with a passphrase must fail to load, not block the process on a terminal prompt
 // (OpenSSL's default password callback reads from the tty).
-// The ex_data slot holding tls.tickets_on_resumption (as a pointer-sized integer).
+// The ex_data slot holding tls.tickets_on_resumption, as a pointer into kTicketCounts.
+constexpr std::size_t kTicketCounts[] = {0, 1, 2, 3, 4, 5, 6, 7, 8};  // the config's range
+
 int ticketsOnResumptionIndex() {
   static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   return index;
@@ -48,9 +51,11 @@ void adjustTicketsOnResumption(const SSL* ssl, int where, int /*ret*/) {
   if ((where & SSL_CB_ACCEPT_LOOP) == 0 || SSL_session_reused(ssl) != 1) {
     return;
   }
-  const auto tickets = reinterpret_cast<std::uintptr_t>(
+  const auto* tickets = static_cast<const std::size_t*>(
       SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ticketsOnResumptionIndex()));
-  SSL_set_num_tickets(const_cast<SSL*>(ssl), static_cast<std::size_t>(tickets));
+  if (tickets != nullptr) {
+    SSL_set_num_tickets(const_cast<SSL*>(ssl), *tickets);
+  }
 }
 
 // Without tls.client_ca there is nothing to verify a client's chain against: OpenSSL would
@@ -228,10 +233,10 @@ std::shared_ptr<const Context> Context::create(const config::Tls& settings,
     fail("SSL_CTX_set_num_tickets");
   }
   if (settings.ticketsOnResumption != tickets) {
-    const auto onResumption =
-        static_cast<std::uintptr_t>(std::max(settings.ticketsOnResumption, 0));
-    if (SSL_CTX_set_ex_data(c, ticketsOnResumptionIndex(), reinterpret_cast<void*>(onResumption)) !=
-        1) {
+    const auto last = static_cast<int>(std::size(kTicketCounts)) - 1;
+    const auto* onResumption = &kTicketCounts[std::clamp(settings.ticketsOnResumption, 0, last)];
+    if (SSL_CTX_set_ex_data(c, ticketsOnResumptionIndex(),
+                            const_cast<std::size_t*>(onResumption)) != 1) {
       fail("SSL_CTX_set_ex_data");
     }
     SSL_CTX_set_info_callback(c, adjustTicketsOnResumption);

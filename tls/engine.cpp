@@ -23,7 +23,7 @@ namespace certrelay::tls {
 namespace {
 
 // One TLS record's worth of plaintext: SSL_read never returns more than this per call.
-constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{16} * 1024;
 
 // Idle connections dominate memory (performance.md W4). A buffer that grew beyond this (a
 // handshake flight, a message body) is released once empty instead of being kept at its peak

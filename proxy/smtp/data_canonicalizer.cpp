@@ -103,12 +103,12 @@ std::size_t DataCanonicalizer::feed(std::string_view input, std::string& out) {
                 next = State::Dot;
                 break;
               }
-              lineStart = false;
+              // The line start is handled; every path below sets lineStart again or leaves.
             }
           }
           const std::size_t end = findLineEndByte(data, i, size);
           if (end == size) {
-            // Content up to the end of the input (or nothing after "..", lineStart is false).
+            // Content up to the end of the input (or nothing after "..").
             i = size;
             next = State::Middle;
             break;

@@ -7,7 +7,7 @@ namespace certrelay::smtp {
 namespace {
 // Consumed bytes are erased from the front once they exceed this, so a long pipelined burst
 // does not keep every already-returned line in memory while next() walks through it.
-constexpr std::size_t kCompactThreshold = 16 * 1024;
+constexpr std::size_t kCompactThreshold = std::size_t{16} * 1024;
 // An emptied buffer keeps at most this much capacity (a command line fits; a DATA read not).
 constexpr std::size_t kIdleCapacity = 512;
 }  // namespace

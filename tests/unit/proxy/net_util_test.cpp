@@ -9,7 +9,7 @@
 namespace certrelay::proxy {
 
 TEST_CASE("net_util: a written buffer that held a large write gives its memory back") {
-  std::string buffer(16 * 1024, 'x');
+  std::string buffer(std::size_t{16} * 1024, 'x');
   releaseWritten(buffer);
   CHECK(buffer.empty());
   CHECK(buffer.capacity() < 64);

@@ -17,13 +17,13 @@
 #include <uv.h>
 
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "config/config.h"
 #include "proxy/smtp/capabilities.h"
+#include "proxy/smtp/fifo.h"
 #include "proxy/smtp/reply.h"
 #include "proxy/smtp/xclient.h"
 
@@ -198,9 +198,9 @@ class BackendConnection {
 
   smtp::ReplyParser parser_;
   smtp::Capabilities capabilities_;
-  std::deque<std::string> xclientCommands_;  // remaining XCLIENT lines of a split identity
-  std::deque<Expected> expected_;            // replies owed by the backend, in order
-  std::deque<Queued> queue_;                 // commands not yet written
+  smtp::Fifo<std::string> xclientCommands_;  // remaining XCLIENT lines of a split identity
+  smtp::Fifo<Expected> expected_;            // replies owed by the backend, in order
+  smtp::Fifo<Queued> queue_;                 // commands not yet written
   bool waitingSync_ = false;                 // a sync-point command awaits its reply
   bool writePaused_ = false;                 // told the listener we are above the watermark
   std::string out_;                          // bytes waiting for the write in flight

@@ -18,7 +18,6 @@
 #include <uv.h>
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +29,7 @@
 #include "proxy/net_util.h"
 #include "proxy/smtp/command.h"
 #include "proxy/smtp/data_canonicalizer.h"
+#include "proxy/smtp/fifo.h"
 #include "proxy/smtp/line_reader.h"
 #include "proxy/smtp/reply_queue.h"
 #include "tls/engine.h"
@@ -176,7 +176,7 @@ class Session final : public BackendConnection::Listener {
   unsigned messages_ = 0;
   // "from=<...> size=N" of each message whose final reply is still awaited, oldest first: the
   // backend's verdict is logged on one line with it.
-  std::deque<std::string> messageLogs_;
+  smtp::Fifo<std::string> messageLogs_;
 };
 
 }  // namespace certrelay::proxy

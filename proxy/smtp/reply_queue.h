@@ -8,9 +8,10 @@
 // front only, so the client always sees them in command order.
 
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
+
+#include "proxy/smtp/fifo.h"
 
 namespace certrelay::smtp {
 
@@ -44,7 +45,7 @@ class ReplyQueue {
   };
   // Tickets in slots_ are consecutive (slots leave only from the front), so a ticket's index is
   // ticket - slots_.front().ticket.
-  std::deque<Slot> slots_;
+  Fifo<Slot> slots_;
   Ticket next_ = 1;
   bool closed_ = false;  // a closeAfter slot was drained: the client gets nothing more
 };

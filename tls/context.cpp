@@ -34,8 +34,6 @@ int acceptAnyChain(int /*preverifyOk*/, X509_STORE_CTX* /*store*/) {
   return 1;
 }
 
-// A key file with a passphrase must fail to load, not block the process on a terminal prompt
-// (OpenSSL's default password callback reads from the tty).
 // The ex_data slot holding tls.tickets_on_resumption, as a pointer into kTicketCounts.
 constexpr std::size_t kTicketCounts[] = {0, 1, 2, 3, 4, 5, 6, 7, 8};  // the config's range
 
@@ -68,6 +66,8 @@ int skipChainVerification(X509_STORE_CTX* store, void* /*arg*/) {
   return 1;
 }
 
+// A key file with a passphrase must fail to load, not block the process on a terminal prompt
+// (OpenSSL's default password callback reads from the tty).
 int refusePassphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) {
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "common/idle_buffer.h"
 #include "proxy/log.h"
 #include "proxy/net_util.h"
 #include "proxy/smtp/xforward.h"
@@ -446,7 +447,7 @@ void BackendConnection::startWrite() {
 }
 
 void BackendConnection::onWriteDone(int status) {
-  releaseWritten(inflight_);
+  releaseIdleBuffer(inflight_);
   if (status != 0) {
     if (phase_ != Phase::Closing) {
       fail(BackendFailure::Closed, std::string("write: ") + uv_strerror(status));

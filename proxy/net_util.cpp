@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "common/idle_buffer.h"
+
 namespace certrelay::proxy {
 
 bool toSockaddr(const config::Endpoint& endpoint, sockaddr_storage& out) {
@@ -57,7 +59,7 @@ bool tryWriteNow(uv_stream_t* stream, std::string& pending) {
     return true;
   }
   if (static_cast<std::size_t>(written) == pending.size()) {
-    releaseWritten(pending);
+    releaseIdleBuffer(pending);
     return false;
   }
   pending.erase(0, static_cast<std::size_t>(written));

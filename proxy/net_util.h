@@ -34,17 +34,4 @@ uv_buf_t readBuffer();
 // other than "would block" are left for uv_write to report through its usual path.
 bool tryWriteNow(uv_stream_t* stream, std::string& pending);
 
-// Empties a buffer whose bytes were written, giving its memory back when it held more than a
-// reply's worth: an idle session must not keep its largest write's capacity (a TLS flight, a
-// message chunk) for hours. Reallocating for the next large write costs far less than its
-// system call (bench/RESULTS.md, W4).
-inline void releaseWritten(std::string& buffer) {
-  constexpr std::size_t kKeptCapacity = 512;
-  if (buffer.capacity() > kKeptCapacity) {
-    std::string().swap(buffer);
-  } else {
-    buffer.clear();
-  }
-}
-
 }  // namespace certrelay::proxy

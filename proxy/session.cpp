@@ -3,6 +3,7 @@
 
 #include "proxy/session.h"
 
+#include "common/idle_buffer.h"
 #include "proxy/log.h"
 #include "proxy/net_util.h"
 #include "proxy/replies.h"
@@ -244,7 +245,7 @@ void Session::startClientWrite() {
 }
 
 void Session::onClientWriteDone(int status) {
-  releaseWritten(inflight_);
+  releaseIdleBuffer(inflight_);
   if (tornDown_) {
     return;
   }

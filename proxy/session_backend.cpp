@@ -42,9 +42,9 @@ void Session::onBackendReady(const smtp::Capabilities&) {}
 
 void Session::onBackendIdle() {
   // Only between transactions with nothing owed either way: the next MAIL sets up a fresh
-  // backend session (identity included), so nothing the client did is lost.
-  if (phase_ != Phase::Command || mailOpen_ || awaitingDataReply_ || chunkRemaining_ > 0 ||
-      !replies_.empty() || !messageLogs_.empty() || lines_.buffered() > 0) {
+  // backend session (identity included), so nothing the client did is lost. Every reply the
+  // backend still owes (DATA's 354, a BDAT chunk's, the end of data's) holds a slot in replies_.
+  if (phase_ != Phase::Command || mailOpen_ || !replies_.empty() || lines_.buffered() > 0) {
     return;
   }
   dropBackend();

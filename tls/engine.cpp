@@ -16,6 +16,7 @@
 
 #include <climits>
 
+#include "common/idle_buffer.h"
 #include "tls/internal.h"
 
 namespace certrelay::tls {
@@ -24,22 +25,6 @@ namespace {
 
 // One TLS record's worth of plaintext: SSL_read never returns more than this per call.
 constexpr std::size_t kReadChunk = std::size_t{16} * 1024;
-
-// Idle connections dominate memory (performance.md W4). A buffer that grew beyond this (a
-// handshake flight, a message body) is released once empty instead of being kept at its peak
-// for the rest of the session; SMTP commands and replies fit below it. Measured with
-// certrelay-load --idle, 1000 connections: 4 KiB here kept ~4.8 KiB more per idle connection
-// (the two handshake flights in the memory BIOs and strings).
-constexpr std::size_t kIdleBufferLimit = 512;
-
-// Empties `buf`, releasing its memory when it grew beyond kIdleBufferLimit.
-void resetBuffer(std::string& buf) {
-  if (buf.capacity() > kIdleBufferLimit) {
-    std::string().swap(buf);
-  } else {
-    buf.clear();
-  }
-}
 
 // Capacity of a memory BIO's buffer (BIO_s_mem never gives memory back on its own).
 std::size_t memBioCapacity(BIO* bio) {
@@ -191,7 +176,7 @@ void Engine::writePending() {
     return;
   }
   if (offset == pendingPlaintextOut_.size()) {
-    resetBuffer(pendingPlaintextOut_);
+    releaseIdleBuffer(pendingPlaintextOut_);
   } else {
     pendingPlaintextOut_.erase(0, offset);
   }
@@ -223,7 +208,7 @@ void Engine::readAvailable() {
         (void)sd;  // 1 (both sides closed) or an error we cannot act on any more
         drainWbio();
         ERR_clear_error();
-        resetBuffer(pendingPlaintextOut_);
+        releaseIdleBuffer(pendingPlaintextOut_);
         state_ = State::Closed;
         return;
       }
@@ -245,13 +230,13 @@ void Engine::sendCloseNotify() {
 void Engine::releaseLargeBuffers() {
   // Swapping in a fresh BIO is the only way to shrink a memory BIO. rbio_ only when empty (its
   // unread ciphertext must stay); wbio_ is always empty here (drained after every SSL call).
-  if (BIO_ctrl_pending(rbio_) == 0 && memBioCapacity(rbio_) > kIdleBufferLimit) {
+  if (BIO_ctrl_pending(rbio_) == 0 && memBioCapacity(rbio_) > kIdleBufferCapacity) {
     if (BIO* fresh = newMemBio(); fresh != nullptr) {
       SSL_set0_rbio(ssl_.get(), fresh);  // frees the old rbio_; ssl_ owns `fresh`
       rbio_ = fresh;
     }
   }
-  if (BIO_ctrl_pending(wbio_) == 0 && memBioCapacity(wbio_) > kIdleBufferLimit) {
+  if (BIO_ctrl_pending(wbio_) == 0 && memBioCapacity(wbio_) > kIdleBufferCapacity) {
     if (BIO* fresh = newMemBio(); fresh != nullptr) {
       SSL_set0_wbio(ssl_.get(), fresh);  // frees the old wbio_; ssl_ owns `fresh`
       wbio_ = fresh;
@@ -283,7 +268,7 @@ void Engine::fail(const char* op, int sslError) {
   }
   error_ = std::string(op) + ": " + reason;
   state_ = State::Failed;
-  resetBuffer(pendingPlaintextOut_);
+  releaseIdleBuffer(pendingPlaintextOut_);
 }
 
 void Engine::takeCiphertext(std::string& out) {
@@ -292,7 +277,7 @@ void Engine::takeCiphertext(std::string& out) {
   } else {
     out.append(ciphertextOut_);
   }
-  resetBuffer(ciphertextOut_);
+  releaseIdleBuffer(ciphertextOut_);
 }
 
 void Engine::takePlaintext(std::string& out) {
@@ -301,7 +286,7 @@ void Engine::takePlaintext(std::string& out) {
   } else {
     out.append(plaintextIn_);
   }
-  resetBuffer(plaintextIn_);
+  releaseIdleBuffer(plaintextIn_);
 }
 
 std::size_t Engine::bufferCapacity() const {

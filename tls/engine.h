@@ -63,7 +63,7 @@ class Engine {
   void writePending();
   void readAvailable();
   void sendCloseNotify();
-  // Gives back BIO and string memory that grew past kIdleBufferLimit (engine.cpp).
+  // Gives back BIO and string memory that grew past kIdleBufferCapacity (common/idle_buffer.h).
   void releaseLargeBuffers();
   // Moves everything OpenSSL wrote into wbio_ to ciphertextOut_. Called after every SSL_* call.
   void drainWbio();

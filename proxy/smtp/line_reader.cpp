@@ -2,14 +2,14 @@
 
 #include <algorithm>
 
+#include "common/idle_buffer.h"
+
 namespace certrelay::smtp {
 
 namespace {
 // Consumed bytes are erased from the front once they exceed this, so a long pipelined burst
 // does not keep every already-returned line in memory while next() walks through it.
 constexpr std::size_t kCompactThreshold = std::size_t{16} * 1024;
-// An emptied buffer keeps at most this much capacity (a command line fits; a DATA read not).
-constexpr std::size_t kIdleCapacity = 512;
 }  // namespace
 
 void LineReader::feed(std::string_view bytes) {
@@ -61,12 +61,7 @@ void LineReader::consume(std::size_t n) {
   pos_ += n;
   // Keep memory O(cap): drop the consumed prefix once it is empty or large.
   if (pos_ == buffer_.size()) {
-    // Emptied: memory a large read left behind goes back (idle sessions dominate memory).
-    if (buffer_.capacity() > kIdleCapacity) {
-      std::string().swap(buffer_);
-    } else {
-      buffer_.clear();
-    }
+    releaseIdleBuffer(buffer_);  // a large read's memory goes back (common/idle_buffer.h)
     pos_ = 0;
   } else if (pos_ >= kCompactThreshold) {
     buffer_.erase(0, pos_);

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "common/idle_buffer.h"
 #include "tests/unit/tls/test_peer.h"
 #include "tests/unit/tls/test_pki.h"
 #include "tls/context.h"
@@ -546,7 +547,7 @@ TEST_SUITE("tls") {
     std::string out;
     link.engine.takeCiphertext(out);
     CHECK(out.size() > 0);
-    CHECK(link.engine.bufferCapacity() <= 5 * 512);
+    CHECK(link.engine.bufferCapacity() <= 5 * kIdleBufferCapacity);
   }
 
   TEST_CASE("engine: tickets_on_resumption sets how many new tickets a resumed session gets") {

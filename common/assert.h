@@ -30,8 +30,13 @@ inline constexpr bool kAssertAborts = false;
   return false;
 }
 
+// The macro's value: [[nodiscard]] so that a release-build failure cannot be silently ignored.
+[[nodiscard]] inline bool assertionHolds(bool holds) {
+  return holds;
+}
+
 }  // namespace certrelay
 
-#define CERTRELAY_ASSERT(condition)                                                       \
-  (static_cast<bool>(condition) ? true                                                    \
-                                : ::certrelay::assertionFailed(#condition, __FILE__, __LINE__))
+#define CERTRELAY_ASSERT(condition)                           \
+  ::certrelay::assertionHolds(static_cast<bool>(condition) || \
+                              ::certrelay::assertionFailed(#condition, __FILE__, __LINE__))

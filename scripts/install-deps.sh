@@ -4,7 +4,8 @@
 set -eu
 
 PACKAGES="g++ cmake ninja-build pkg-config make libuv1-dev libssl-dev libmimalloc-dev
-libtomlplusplus-dev doctest-dev libbenchmark-dev openssl python3 python3-cryptography postfix swaks procps"
+libtomlplusplus-dev doctest-dev libbenchmark-dev openssl python3 python3-cryptography postfix swaks procps
+clang libfuzzer-14-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -39,10 +39,6 @@ PeerAddress fromSockaddr(const sockaddr_storage& storage) {
   return peer;
 }
 
-std::string clientLogName(const PeerAddress& peer) {
-  return "unknown[" + peer.addr + "]";
-}
-
 uv_buf_t readBuffer() {
   static thread_local char buffer[64 * 1024];
   return uv_buf_init(buffer, sizeof buffer);

@@ -8,20 +8,16 @@
 #include <string>
 
 #include "config/config.h"
+#include "proxy/smtp/peer.h"
 
 namespace certrelay::proxy {
 
 // Numeric host only (no DNS on the data path). False when `endpoint.host` is not an address.
 bool toSockaddr(const config::Endpoint& endpoint, sockaddr_storage& out);
 
-struct PeerAddress {
-  std::string addr;  // "192.0.2.1" / "2001:db8::1" (IPv4-mapped IPv6 shown as IPv4)
-  std::uint16_t port = 0;
-};
+using smtp::PeerAddress;
+using smtp::clientLogName;
 PeerAddress fromSockaddr(const sockaddr_storage& storage);
-
-// Postfix's way of naming a client in logs: "unknown[192.0.2.1]" (no reverse lookups here).
-std::string clientLogName(const PeerAddress& peer);
 
 // One read buffer per thread: libuv read callbacks consume it before returning, so every
 // stream on a loop can share it (no allocation per read).

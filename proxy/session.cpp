@@ -6,7 +6,7 @@
 #include "common/idle_buffer.h"
 #include "proxy/log.h"
 #include "proxy/net_util.h"
-#include "proxy/replies.h"
+#include "proxy/smtp/replies.h"
 #include "proxy/worker.h"
 
 namespace certrelay::proxy {

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "proxy/log.h"
-#include "proxy/replies.h"
+#include "proxy/smtp/replies.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
 

@@ -4,7 +4,7 @@
 
 #include "policy/address.h"
 #include "proxy/log.h"
-#include "proxy/replies.h"
+#include "proxy/smtp/replies.h"
 #include "proxy/session.h"
 #include "proxy/smtp/capabilities.h"
 #include "proxy/smtp/received_header.h"

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-namespace certrelay::proxy::replies {
+namespace certrelay::smtp::replies {
 
 inline std::string greeting(std::string_view host) {
   return "220 " + std::string(host) + " ESMTP certrelay\r\n";
@@ -28,6 +28,11 @@ inline std::string shuttingDown(std::string_view host) {
 inline std::string backendConfiguration(std::string_view host) {
   return "421 4.3.0 " + std::string(host) + " Error: backend configuration error\r\n";
 }
+// The backend wants the proxy to authenticate (530): it is not set up to trust the proxy.
+inline std::string backendRefusedProxy(std::string_view host) {
+  return "421 4.3.5 " + std::string(host) +
+         " Error: backend refused the proxy (system incorrectly configured)\r\n";
+}
 
 inline constexpr std::string_view kOk = "250 2.0.0 Ok\r\n";
 inline constexpr std::string_view kBye = "221 2.0.0 Bye\r\n";
@@ -41,6 +46,10 @@ inline constexpr std::string_view kMustStarttls =
 inline constexpr std::string_view kLineTooLong = "500 5.5.2 Error: line too long\r\n";
 inline constexpr std::string_view kBadSyntax = "500 5.5.2 Error: bad syntax\r\n";
 inline constexpr std::string_view kUnknownCommand = "502 5.5.2 Error: command not recognized\r\n";
+// Postfix's reply to smtpd_forbidden_commands (an HTTP request line, a message header), and the
+// session ends at once.
+inline constexpr std::string_view kForbiddenCommand =
+    "221 2.7.0 Error: I can break rules, too. Goodbye.\r\n";
 inline constexpr std::string_view kNotImplemented = "521 5.5.1 Error: command not implemented\r\n";
 inline constexpr std::string_view kBdatSyntax = "501 5.5.4 Syntax: BDAT count [LAST]\r\n";
 inline constexpr std::string_view kDataAfterBdat = "503 5.5.1 Error: DATA after BDAT\r\n";
@@ -80,4 +89,8 @@ inline std::string unsupportedParameter(std::string_view keyword) {
   return "555 5.5.4 Unsupported option: " + std::string(keyword) + "\r\n";
 }
 
-}  // namespace certrelay::proxy::replies
+}  // namespace certrelay::smtp::replies
+
+namespace certrelay::proxy {
+namespace replies = smtp::replies;
+}  // namespace certrelay::proxy

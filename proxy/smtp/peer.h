@@ -1,0 +1,17 @@
+#pragma once
+// A client's address as the dialogue, the logs and the identity hand-off see it.
+
+#include <cstdint>
+#include <string>
+
+namespace certrelay::smtp {
+
+struct PeerAddress {
+  std::string addr;  // "192.0.2.1" / "2001:db8::1" (IPv4-mapped IPv6 shown as IPv4)
+  std::uint16_t port = 0;
+};
+
+// Postfix's way of naming a client in logs: "unknown[192.0.2.1]" (no reverse lookups here).
+std::string clientLogName(const PeerAddress& peer);
+
+}  // namespace certrelay::smtp

@@ -1,7 +1,9 @@
 #include "proxy/backend_connection.h"
 
+#include <cstdlib>
 #include <utility>
 
+#include "common/assert.h"
 #include "common/idle_buffer.h"
 #include "proxy/log.h"
 #include "proxy/net_util.h"
@@ -9,40 +11,8 @@
 
 namespace certrelay::proxy {
 
-const char* toString(BackendFailure failure) {
-  switch (failure) {
-    case BackendFailure::Unreachable:
-      return "unreachable";
-    case BackendFailure::Timeout:
-      return "timeout";
-    case BackendFailure::Closed:
-      return "connection lost";
-    case BackendFailure::Malformed:
-      return "malformed reply";
-    case BackendFailure::Refused:
-      return "refused";
-    case BackendFailure::XclientNotOffered:
-      return "XCLIENT not offered";
-    case BackendFailure::XclientRefused:
-      return "XCLIENT refused";
-  }
-  return "unknown";
-}
-
-const char* toString(IdentityHandoff handoff) {
-  switch (handoff) {
-    case IdentityHandoff::Xclient:
-      return "xclient";
-    case IdentityHandoff::Xforward:
-      return "xforward";
-    case IdentityHandoff::None:
-      return "none";
-  }
-  return "none";
-}
-
 BackendConnection* BackendConnection::start(uv_loop_t* loop, const config::Config& config,
-                                            Listener* listener, Mode mode,
+                                            BackendEvents* listener, Mode mode,
                                             smtp::ClientIdentity identity, std::string logId) {
   auto* connection =
       new BackendConnection(loop, config, listener, mode, std::move(identity), std::move(logId));
@@ -51,7 +21,7 @@ BackendConnection* BackendConnection::start(uv_loop_t* loop, const config::Confi
 }
 
 BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
-                                     Listener* listener, Mode mode, smtp::ClientIdentity identity,
+                                     BackendEvents* listener, Mode mode, smtp::ClientIdentity identity,
                                      std::string logId)
     : loop_(loop),
       config_(config),
@@ -62,8 +32,12 @@ BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& conf
       parser_(config.limits.maxLineLength) {}
 
 void BackendConnection::connect() {
-  uv_tcp_init(loop_, &tcp_);
-  uv_timer_init(loop_, &timer_);
+  // Both fail only on invalid arguments; the connection could not even report a failure then.
+  const int tcpRc = uv_tcp_init(loop_, &tcp_);
+  const int timerRc = uv_timer_init(loop_, &timer_);
+  if (!CERTRELAY_ASSERT(tcpRc == 0 && timerRc == 0)) {
+    std::abort();  // release builds too: no handle to close, no way to tell the session
+  }
   tcp_.data = this;
   timer_.data = this;
   openHandles_ = 2;
@@ -79,8 +53,9 @@ void BackendConnection::connect() {
   }
   if (rc != 0) {
     // Reported from the timer, never from inside start(): the caller has not stored us yet.
-    connectError_ = rc;
-    armTimer(std::chrono::milliseconds(0));
+    failSoon(BackendFailure::Unreachable, std::string("connect to ") +
+                                              config_.backend.address.toString() + ": " +
+                                              uv_strerror(rc));
     return;
   }
   armTimer(config_.timeouts.backendConnect);
@@ -96,14 +71,19 @@ void BackendConnection::onConnected(int status) {
                                           uv_strerror(status));
     return;
   }
-  uv_tcp_nodelay(&tcp_, 1);
+  if (const int rc = uv_tcp_nodelay(&tcp_, 1); rc != 0) {
+    log::line(log::Level::Warning, logId_, std::string("backend TCP_NODELAY: ") + uv_strerror(rc));
+  }
   phase_ = Phase::Greeting;
-  uv_read_start(
+  const int rc = uv_read_start(
       reinterpret_cast<uv_stream_t*>(&tcp_),
       [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = readBuffer(); },
       [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
         static_cast<BackendConnection*>(stream->data)->onRead(nread, buf);
       });
+  if (rc != 0) {
+    fail(BackendFailure::Closed, std::string("read: ") + uv_strerror(rc));  // from a callback
+  }
 }
 
 void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
@@ -117,8 +97,8 @@ void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
   }
   parser_.feed(std::string_view(buf->base, static_cast<std::size_t>(nread)));
   struct ReadBracket {
-    Listener* listener;
-    explicit ReadBracket(Listener* l) : listener(l) {
+    BackendEvents* listener;
+    explicit ReadBracket(BackendEvents* l) : listener(l) {
       if (listener != nullptr) {
         listener->onBackendReadBegin();
       }
@@ -145,14 +125,16 @@ void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
   }
 }
 
-void BackendConnection::handleReply(smtp::Reply& reply) {
+void BackendConnection::handleReply(const smtp::Reply& reply) {
   if (phase_ != Phase::Ready) {
     handleSetupReply(reply);
     return;
   }
   if (expected_.empty()) {
-    // A reply nobody asked for: the backend's state is unknown from here on.
-    fail(BackendFailure::Malformed, "unexpected reply: " + reply.text());
+    // A reply nobody asked for (an unsolicited 421 of a backend going down, a stray line): the
+    // backend's state is unknown from here on.
+    fail(reply.code == 421 ? BackendFailure::Closed : BackendFailure::Malformed,
+         "unsolicited reply: " + std::to_string(reply.code) + " " + reply.text());
     return;
   }
   const Expected expected = expected_.front();
@@ -182,7 +164,7 @@ void BackendConnection::handleReply(smtp::Reply& reply) {
   }
 }
 
-void BackendConnection::handleSetupReply(smtp::Reply& reply) {
+void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
   switch (phase_) {
     case Phase::Greeting:
       if (reply.code != 220) {
@@ -208,33 +190,18 @@ void BackendConnection::handleSetupReply(smtp::Reply& reply) {
         return;
       }
       {
-        // backend.identity: an explicit mode the backend does not offer is a configuration
-        // error (fail closed); auto takes the strongest hand-off offered.
-        const auto wanted = config_.backend.identity;
-        using config::IdentityMode;
-        if (wanted == IdentityMode::Xclient ||
-            (wanted == IdentityMode::Auto && capabilities_.xclient)) {
-          if (!capabilities_.xclient) {
-            fail(BackendFailure::XclientNotOffered,
-                 "backend does not offer XCLIENT to the proxy; add the proxy's address to the "
-                 "backend's smtpd_authorized_xclient_hosts");
-            return;
-          }
-          handoff_ = IdentityHandoff::Xclient;
-          sendXclient();
+        const smtp::HandoffChoice choice =
+            smtp::chooseIdentityHandoff(config_.backend.identity, capabilities_);
+        if (!choice.offered) {
+          fail(BackendFailure::XclientNotOffered,
+               "backend does not offer " + choice.missing +
+                   " to the proxy; add the proxy's address to the backend's " + choice.setting);
           return;
         }
-        if (wanted == IdentityMode::Xforward ||
-            (wanted == IdentityMode::Auto && capabilities_.xforward)) {
-          if (!capabilities_.xforward) {
-            fail(BackendFailure::XclientNotOffered,
-                 "backend does not offer XFORWARD to the proxy; add the proxy's address to the "
-                 "backend's smtpd_authorized_xforward_hosts");
-            return;
-          }
-          handoff_ = IdentityHandoff::Xforward;
-        } else {
-          handoff_ = IdentityHandoff::None;
+        handoff_ = choice.handoff;
+        if (handoff_ == smtp::IdentityHandoff::Xclient) {
+          sendXclient();
+          return;
         }
         becomeReady();
       }
@@ -309,8 +276,8 @@ void BackendConnection::sendXclient() {
 
 void BackendConnection::sendCommand(std::string_view line, BackendPurpose purpose,
                                     std::uint64_t tag) {
-  // DATA waits for its 354 and QUIT ends the session: both end their group (RFC 2920).
-  const bool sync = purpose == BackendPurpose::Data || purpose == BackendPurpose::Quit;
+  // DATA waits for its 354: it ends its group (RFC 2920).
+  const bool sync = purpose == BackendPurpose::Data;
   Queued queued{std::string(line), Expected{purpose, tag, sync}, {}, {}};
   queued.wire += "\r\n";
   queuedWire_ += queued.wire.size();
@@ -345,7 +312,7 @@ void BackendConnection::flushQueue() {
   std::string batch;
   while (!queue_.empty() && !waitingSync_ && phase_ == Phase::Ready) {
     Queued& next = queue_.front();
-    if (next.expected.purpose == BackendPurpose::Mail && handoff_ == IdentityHandoff::Xforward &&
+    if (next.expected.purpose == BackendPurpose::Mail && handoff_ == smtp::IdentityHandoff::Xforward &&
         !next.xforwardProto.empty()) {
       // XFORWARD lives for one transaction: it goes before each MAIL, in its own commands.
       smtp::ForwardInfo info;
@@ -429,7 +396,7 @@ void BackendConnection::startWrite() {
     return;
   }
   if (!(phase_ == Phase::Closing && closeAfterWrite_) &&
-      !tryWriteNow(reinterpret_cast<uv_stream_t*>(&tcp_), out_)) {
+      tryWriteNow(reinterpret_cast<uv_stream_t*>(&tcp_), out_)) {
     return;  // all of it is in the socket already
   }
   inflight_.swap(out_);
@@ -442,7 +409,7 @@ void BackendConnection::startWrite() {
                           });
   if (rc != 0) {
     inflight_.clear();
-    fail(BackendFailure::Closed, std::string("write: ") + uv_strerror(rc));
+    failSoon(BackendFailure::Closed, std::string("write: ") + uv_strerror(rc));
   }
 }
 
@@ -472,17 +439,22 @@ void BackendConnection::onWriteDone(int status) {
 }
 
 void BackendConnection::armTimer(std::chrono::milliseconds timeout) {
-  uv_timer_start(
-      &timer_, [](uv_timer_t* t) { static_cast<BackendConnection*>(t->data)->onTimer(); },
-      static_cast<std::uint64_t>(timeout.count()), 0);
+  // A pending failure keeps its immediate deadline: no later deadline may postpone its report.
+  const auto ms = pendingFailure_ ? 0 : static_cast<std::uint64_t>(timeout.count());
+  const int rc = uv_timer_start(
+      &timer_, [](uv_timer_t* t) { static_cast<BackendConnection*>(t->data)->onTimer(); }, ms, 0);
+  // Fails only on a closing handle; the timer is closed last, by closeHandles().
+  if (!CERTRELAY_ASSERT(rc == 0)) {
+    closeHandles();
+  }
 }
 
 void BackendConnection::armIdleTimer() {
   if (mode_ != Mode::Session || phase_ != Phase::Ready || !expected_.empty() || !queue_.empty() ||
-      listener_ == nullptr) {
+      listener_ == nullptr || pendingFailure_) {
     return;
   }
-  uv_timer_start(
+  const int rc = uv_timer_start(
       &timer_,
       [](uv_timer_t* t) {
         auto* self = static_cast<BackendConnection*>(t->data);
@@ -491,6 +463,9 @@ void BackendConnection::armIdleTimer() {
         }
       },
       static_cast<std::uint64_t>(config_.timeouts.backendIdle.count()), 0);
+  if (!CERTRELAY_ASSERT(rc == 0)) {
+    closeHandles();
+  }
 }
 
 void BackendConnection::onTimer() {
@@ -498,10 +473,10 @@ void BackendConnection::onTimer() {
     closeHandles();  // QUIT could not be written in time
     return;
   }
-  if (connectError_ != 0) {
-    fail(BackendFailure::Unreachable, std::string("connect to ") +
-                                          config_.backend.address.toString() + ": " +
-                                          uv_strerror(connectError_));
+  if (pendingFailure_) {
+    auto [failure, detail] = std::move(*pendingFailure_);
+    pendingFailure_.reset();
+    fail(failure, detail);
     return;
   }
   fail(BackendFailure::Timeout, phase_ == Phase::Connecting
@@ -514,27 +489,21 @@ void BackendConnection::fail(BackendFailure failure, const std::string& detail) 
     return;
   }
   phase_ = Phase::Closing;
-  Listener* listener = std::exchange(listener_, nullptr);
+  BackendEvents* listener = std::exchange(listener_, nullptr);
   closeHandles();
+  expected_.clear();
+  queue_.clear();
+  queuedWire_ = 0;
   if (listener != nullptr) {
-    std::vector<Outstanding> outstanding;
-    outstanding.reserve(expected_.size() + queue_.size());
-    // The proxy's own commands owe the client nothing.
-    for (const auto& e : expected_) {
-      if (e.purpose != BackendPurpose::Internal) {
-        outstanding.push_back({e.purpose, e.tag});
-      }
-    }
-    for (const auto& q : queue_) {
-      if (q.expected.purpose != BackendPurpose::Internal) {
-        outstanding.push_back({q.expected.purpose, q.expected.tag});
-      }
-    }
-    expected_.clear();
-    queue_.clear();
-    queuedWire_ = 0;
-    listener->onBackendFailure(failure, detail, outstanding);
+    listener->onBackendFailure(failure, detail);
   }
+}
+
+void BackendConnection::failSoon(BackendFailure failure, std::string detail) {
+  if (!pendingFailure_) {
+    pendingFailure_.emplace(failure, std::move(detail));
+  }
+  armTimer(std::chrono::milliseconds(0));
 }
 
 void BackendConnection::detachAndClose() {

@@ -11,91 +11,63 @@
 // once ready, keeping RFC 2920's rules as a client: a sync-point command (DATA, end of data,
 // QUIT; every command when the backend lacks PIPELINING) is the last of its group.
 //
-// Lifetime: created with start(), owned by its listener until detachAndClose(); afterwards it
-// finishes on its own (QUIT, close) and deletes itself from its last libuv close callback.
+// Lifetime: created with start(), owned by whoever attached it (its BackendEvents) until
+// detachAndClose() or a failure; from then on it owns itself, finishes on its own (QUIT, close)
+// and deletes itself from its last libuv close callback.
 
 #include <uv.h>
 
 #include <cstdint>
+#include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/smtp/backend_events.h"
 #include "proxy/smtp/capabilities.h"
+#include "proxy/smtp/identity_handoff.h"
 #include "proxy/smtp/fifo.h"
 #include "proxy/smtp/reply.h"
 #include "proxy/smtp/xclient.h"
 
 namespace certrelay::proxy {
 
-// What a reply answers. `Internal` marks commands the proxy sends on its own inside a
-// transaction (XFORWARD, the Received header's BDAT chunk): their replies are consumed here and
-// never reach the client.
-enum class BackendPurpose : std::uint8_t {
-  Mail,
-  Rcpt,
-  Data,
-  EndOfData,
-  Bdat,
-  BdatLast,
-  Rset,
-  Noop,
-  Quit,
-  Internal,
+using smtp::BackendFailure;
+using smtp::BackendPurpose;
+
+// What a BackendConnection tells the one who attached it (a Session, or the capability probe).
+class BackendEvents {
+ public:
+  virtual ~BackendEvents() = default;
+  virtual void onBackendReady(const smtp::Capabilities& capabilities) = 0;
+  virtual void onBackendReply(BackendPurpose purpose, std::uint64_t tag,
+                              const smtp::Reply& reply) = 0;
+  // After this call the connection is closing and owns itself; drop the pointer. Every reply
+  // still owed will never come. Only ever called from the connection's own libuv callbacks,
+  // never from inside one of its send methods.
+  virtual void onBackendFailure(BackendFailure failure, const std::string& detail) = 0;
+  // The outgoing buffer fell below the low watermark (resume reading the client).
+  virtual void onBackendWritable() = 0;
+  // Bracket the replies delivered from one read of the backend socket, so that they can be
+  // answered with one write. End is called even if the listener detached meanwhile (the
+  // connection is only destroyed in a later loop turn).
+  virtual void onBackendReadBegin() {}
+  virtual void onBackendReadEnd() {}
+  // The connection has been ready with nothing outstanding for timeouts.backend_idle. The
+  // listener may drop it (it is not closed otherwise).
+  virtual void onBackendIdle() {}
 };
-
-// How the backend learns who the client is (backend.identity, resolved per connection).
-enum class IdentityHandoff : std::uint8_t { Xclient, Xforward, None };
-const char* toString(IdentityHandoff handoff);
-
-enum class BackendFailure : std::uint8_t {
-  Unreachable,        // connect failed
-  Timeout,            // connect, greeting or a reply took too long
-  Closed,             // the backend closed the connection / write failed
-  Malformed,          // a reply that is not SMTP
-  Refused,            // greeting or EHLO not accepted
-  XclientNotOffered,  // backend does not offer XCLIENT (or XFORWARD) as configured
-  XclientRefused,     // backend answered XCLIENT with an error
-};
-
-const char* toString(BackendFailure failure);
 
 class BackendConnection {
  public:
-  // A command whose reply is still owed, in order (for failing its slot).
-  struct Outstanding {
-    BackendPurpose purpose;
-    std::uint64_t tag;
-  };
-
-  class Listener {
-   public:
-    virtual ~Listener() = default;
-    virtual void onBackendReady(const smtp::Capabilities& capabilities) = 0;
-    virtual void onBackendReply(BackendPurpose purpose, std::uint64_t tag, smtp::Reply& reply) = 0;
-    // After this call the connection is closing; the listener must drop its pointer.
-    // `outstanding` lists every command whose reply will now never come, in order.
-    virtual void onBackendFailure(BackendFailure failure, const std::string& detail,
-                                  const std::vector<Outstanding>& outstanding) = 0;
-    // The outgoing buffer fell below the low watermark (resume reading the client).
-    virtual void onBackendWritable() = 0;
-    // Bracket the replies delivered from one read of the backend socket, so that the listener
-    // can answer them with one write. End is called even if the listener detached meanwhile
-    // (it is only destroyed in a later loop turn).
-    virtual void onBackendReadBegin() {}
-    virtual void onBackendReadEnd() {}
-    // The connection has been ready with nothing outstanding for timeouts.backend_idle. The
-    // listener may drop it (it is not closed otherwise).
-    virtual void onBackendIdle() {}
-  };
-
   enum class Mode : std::uint8_t {
     Session,  // full identity handshake, then forward commands
     Probe,    // greeting and EHLO only, to learn the capabilities; ready = probe done
   };
 
-  static BackendConnection* start(uv_loop_t* loop, const config::Config& config, Listener* listener,
+  static BackendConnection* start(uv_loop_t* loop, const config::Config& config, BackendEvents* listener,
                                   Mode mode, smtp::ClientIdentity identity, std::string logId);
 
   // Queues a command line (without CR LF). Its reply goes to onBackendReply with `tag`.
@@ -122,9 +94,6 @@ class BackendConnection {
 
   // Bytes not yet taken by the kernel, queued commands and chunks included (backpressure).
   std::size_t queuedBytes() const { return out_.size() + inflight_.size() + queuedWire_; }
-  IdentityHandoff identityHandoff() const { return handoff_; }
-  bool ready() const { return phase_ == Phase::Ready; }
-  const smtp::Capabilities& capabilities() const { return capabilities_; }
 
   // The listener is never called again. Sends QUIT if the session is usable, then closes.
   void detachAndClose();
@@ -154,15 +123,15 @@ class BackendConnection {
     std::string xforwardProto;
   };
 
-  BackendConnection(uv_loop_t* loop, const config::Config& config, Listener* listener, Mode mode,
+  BackendConnection(uv_loop_t* loop, const config::Config& config, BackendEvents* listener, Mode mode,
                     smtp::ClientIdentity identity, std::string logId);
   ~BackendConnection() = default;
 
   void connect();
   void onConnected(int status);
   void onRead(ssize_t nread, const uv_buf_t* buf);
-  void handleReply(smtp::Reply& reply);
-  void handleSetupReply(smtp::Reply& reply);
+  void handleReply(const smtp::Reply& reply);
+  void handleSetupReply(const smtp::Reply& reply);
   void sendXclient();
   void becomeReady();
   std::string xforwardLines(const Queued& mail) const;
@@ -177,16 +146,17 @@ class BackendConnection {
   void armTimer(std::chrono::milliseconds timeout);
   void onTimer();
   void fail(BackendFailure failure, const std::string& detail);
+  void failSoon(BackendFailure failure, std::string detail);
   void closeHandles();
   void onHandleClosed();
 
   uv_loop_t* loop_;
   const config::Config& config_;
-  Listener* listener_;
+  BackendEvents* listener_;
   Mode mode_;
   smtp::ClientIdentity identity_;
   std::string logId_;
-  IdentityHandoff handoff_ = IdentityHandoff::None;
+  smtp::IdentityHandoff handoff_ = smtp::IdentityHandoff::None;
   std::size_t queuedWire_ = 0;  // bytes held in queue_
   Phase phase_ = Phase::Connecting;
 
@@ -206,8 +176,10 @@ class BackendConnection {
   std::string out_;                          // bytes waiting for the write in flight
   std::string inflight_;                     // bytes of the write in flight
   bool closeAfterWrite_ = false;
-  int connectError_ = 0;
-  int corked_ = 0;  // a synchronous connect error, reported from the timer
+  // A failure found inside a call from the session (a synchronous connect or write error): it is
+  // reported from the timer, never from inside that call (BackendEvents::onBackendFailure).
+  std::optional<std::pair<BackendFailure, std::string>> pendingFailure_;
+  int corked_ = 0;
 };
 
 }  // namespace certrelay::proxy

@@ -52,14 +52,14 @@ bool tryWriteNow(uv_stream_t* stream, std::string& pending) {
   uv_buf_t buf = uv_buf_init(pending.data(), static_cast<unsigned>(pending.size()));
   const int written = uv_try_write(stream, &buf, 1);
   if (written <= 0) {
-    return true;
+    return false;
   }
   if (static_cast<std::size_t>(written) == pending.size()) {
     releaseIdleBuffer(pending);
-    return false;
+    return true;
   }
   pending.erase(0, static_cast<std::size_t>(written));
-  return true;
+  return false;
 }
 
 }  // namespace certrelay::proxy

@@ -23,11 +23,11 @@ PeerAddress fromSockaddr(const sockaddr_storage& storage);
 // stream on a loop can share it (no allocation per read).
 uv_buf_t readBuffer();
 
-// Writes as much of `pending` as the socket takes now, without a write request (uv_try_write)
-// and erases what was written. Returns true when something is left for uv_write. A write
-// request costs more than its system call: when it completes, libuv re-arms the descriptor in
-// epoll (one epoll_ctl per loop iteration that wrote), which the direct write avoids. Errors
-// other than "would block" are left for uv_write to report through its usual path.
-bool tryWriteNow(uv_stream_t* stream, std::string& pending);
+// Writes as much of `pending` as the socket takes now, without a write request (uv_try_write),
+// and erases what was written. Returns true when the write is complete (nothing is left for
+// uv_write). A write request costs more than its system call: when it completes, libuv re-arms
+// the descriptor in epoll (one epoll_ctl per loop iteration that wrote), which the direct write
+// avoids. Errors other than "would block" are left for uv_write to report through its usual path.
+[[nodiscard]] bool tryWriteNow(uv_stream_t* stream, std::string& pending);
 
 }  // namespace certrelay::proxy

@@ -31,21 +31,12 @@ class StartupError : public std::runtime_error {
 // What backend.identity resolves to with these capabilities; "" when an explicit mode is not
 // offered (a configuration error: the proxy must not carry on under its own address).
 std::string resolveHandoff(config::IdentityMode mode, const smtp::Capabilities& caps) {
-  switch (mode) {
-    case config::IdentityMode::Xclient:
-      return caps.xclient ? "xclient" : "";
-    case config::IdentityMode::Xforward:
-      return caps.xforward ? "xforward" : "";
-    case config::IdentityMode::None:
-      return "none";
-    case config::IdentityMode::Auto:
-      return caps.xclient ? "xclient (auto)" : caps.xforward ? "xforward (auto)" : "none (auto)";
-  }
-  return "";
+  const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(mode, caps);
+  return choice.offered ? choice.describe() : std::string();
 }
 
 // Asks the backend for its EHLO keywords and publishes them for every worker's EHLO replies.
-class CapabilityProbe final : public BackendConnection::Listener {
+class CapabilityProbe final : public BackendEvents {
  public:
   CapabilityProbe(uv_loop_t* loop, SharedState& shared) : loop_(loop), shared_(shared) {}
 
@@ -83,9 +74,8 @@ class CapabilityProbe final : public BackendConnection::Listener {
     healthy_ = true;
     stop();
   }
-  void onBackendReply(BackendPurpose, std::uint64_t, smtp::Reply&) override {}
-  void onBackendFailure(BackendFailure failure, const std::string& detail,
-                        const std::vector<BackendConnection::Outstanding>&) override {
+  void onBackendReply(BackendPurpose, std::uint64_t, const smtp::Reply&) override {}
+  void onBackendFailure(BackendFailure failure, const std::string& detail) override {
     connection_ = nullptr;
     if (healthy_ || !reportedFailure_) {
       log::warning("backend probe " + shared_.config->backend.address.toString() + " " +

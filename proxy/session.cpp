@@ -1,20 +1,32 @@
-// Session: the client transport (socket, TLS engine, timers, writes, teardown).
-// The dialogue is in session_commands.cpp, the backend side in session_backend.cpp.
+// Session: applies the dialogue's actions to the client connection (socket, timer, TLS engine,
+// corked writes, backpressure, teardown) and to the backend connection.
 
 #include "proxy/session.h"
 
+#include <utility>
+
+#include "common/assert.h"
 #include "common/idle_buffer.h"
 #include "proxy/log.h"
-#include "proxy/net_util.h"
-#include "proxy/smtp/replies.h"
 #include "proxy/worker.h"
 
 namespace certrelay::proxy {
+namespace {
+
+// A client that never reads its last reply must not hold the session forever.
+constexpr std::chrono::milliseconds kCloseFlushTimeout{10'000};
+
+}  // namespace
 
 void Session::accept(Worker& worker, const config::Listener& listener, uv_stream_t* server) {
   auto* session = new Session(worker, listener);
-  uv_tcp_init(worker.loop(), &session->client_);
-  uv_timer_init(worker.loop(), &session->timer_);
+  const int tcp = uv_tcp_init(worker.loop(), &session->client_);
+  const int timer = uv_timer_init(worker.loop(), &session->timer_);
+  if (!CERTRELAY_ASSERT(tcp == 0 && timer == 0)) {
+    // uv_*_init on a live loop only fails on a bad argument; nothing to close then.
+    delete session;
+    return;
+  }
   session->client_.data = session;
   session->timer_.data = session;
   session->openHandles_ = 2;
@@ -31,8 +43,7 @@ Session::Session(Worker& worker, const config::Listener& listener)
       config_(worker.config()),
       listener_(listener),
       id_(worker.nextSessionId()),
-      tlsContext_(worker.shared().tls),
-      lines_(worker.config().limits.maxLineLength) {
+      tlsContext_(worker.shared().tls) {
   worker_.shared().connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -47,28 +58,24 @@ void Session::start() {
   if (uv_tcp_getpeername(&client_, reinterpret_cast<sockaddr*>(&storage), &len) == 0) {
     peer_ = fromSockaddr(storage);
   }
+  PeerAddress local;
   len = sizeof storage;
   if (uv_tcp_getsockname(&client_, reinterpret_cast<sockaddr*>(&storage), &len) == 0) {
-    local_ = fromSockaddr(storage);
+    local = fromSockaddr(storage);
   }
   // Replies go out as soon as they are known: no Nagle delay behind a TLS ticket or a 354.
-  uv_tcp_nodelay(&client_, 1);
+  if (const int rc = uv_tcp_nodelay(&client_, 1); rc != 0) {
+    log(log::Level::Warning, std::string("TCP_NODELAY: ") + uv_strerror(rc));
+  }
   log::line(log::Level::Info, id_,
-            "connect from " + clientName() + " to " + listener_.name + " port " +
-                std::to_string(local_.port));
-
-  if (worker_.shared().connections.load(std::memory_order_relaxed) >
-      config_.limits.maxConnections) {
-    log::line(log::Level::Warning, id_, "too many connections, refusing " + clientName());
-    reply(replies::tooManyConnections(config_.hostname), true);
-    return;
-  }
-  if (worker_.draining()) {
-    reply(replies::shuttingDown(config_.hostname), true);
-    return;
-  }
-  reply(replies::greeting(config_.hostname));
-  armClientTimer(config_.timeouts.command);
+            "connect from " + clientLogName(peer_) + " to " + listener_.name + " port " +
+                std::to_string(local.port));
+  dialogue_.emplace(smtp::DialogueSettings{config_, listener_, id_, peer_, local}, *this);
+  const bool overLimit =
+      worker_.shared().connections.load(std::memory_order_relaxed) > config_.limits.maxConnections;
+  ++clientCork_;
+  dialogue_->start(overLimit, worker_.draining());
+  uncorkClient();
   updateReading();
 }
 
@@ -77,16 +84,13 @@ void Session::onClientRead(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   if (nread < 0) {
-    teardown(nread == UV_EOF ? "client closed the connection" : uv_strerror(nread));
+    teardown(nread == UV_EOF ? "client closed the connection" : uv_strerror(static_cast<int>(nread)));
     return;
   }
   if (nread == 0) {
     return;
   }
   const std::string_view bytes(buf->base, static_cast<std::size_t>(nread));
-  if (phase_ == Phase::Data || phase_ == Phase::DataDiscard || chunkRemaining_ > 0) {
-    armClientTimer(config_.timeouts.data);  // DATA timeout is an inactivity timeout
-  }
   ++clientCork_;
   if (tls_) {
     tls_->feedCiphertext(bytes.data(), bytes.size());
@@ -97,35 +101,17 @@ void Session::onClientRead(ssize_t nread, const uv_buf_t* buf) {
   uncorkClient();  // the session lives at least until a later loop turn, even if torn down
 }
 
-void Session::uncorkClient() {
-  if (--clientCork_ > 0) {
-    return;
-  }
-  startClientWrite();
-}
-
 void Session::onPlaintext(std::string_view bytes) {
-  if (phase_ == Phase::Closing) {
+  if (closeAfterFlush_) {
     return;  // nothing more is read once the session decided to close
   }
-  if ((phase_ == Phase::Data || phase_ == Phase::DataDiscard) && lines_.buffered() == 0) {
-    consumeData(bytes);
-  } else if (chunkRemaining_ > 0 && phase_ == Phase::Command && lines_.buffered() == 0) {
-    // Fast path for BDAT: the chunk goes straight through, only what follows it is buffered.
-    const auto take =
-        static_cast<std::size_t>(std::min<std::uint64_t>(chunkRemaining_, bytes.size()));
-    consumeChunk(bytes.substr(0, take));
-    lines_.feed(bytes.substr(take));
-  } else {
-    lines_.feed(bytes);
-  }
   // Everything this read produces for the backend leaves in one write (see cork()). The
-  // connection stays valid until a later loop turn even if the session drops it meanwhile.
+  // connection stays valid until a later loop turn even if the dialogue drops it meanwhile.
   BackendConnection* corked = backend_;
   if (corked != nullptr) {
     corked->cork();
   }
-  processInput();
+  dialogue_->onClientBytes(bytes);
   if (corked != nullptr) {
     corked->uncork();
   }
@@ -137,79 +123,22 @@ void Session::pumpTls() {
   tls_->takeCiphertext(out_);
   startClientWrite();
   if (tls_->handshakeJustCompleted()) {
-    onHandshakeDone();
+    dialogue_->onTlsEstablished(tls_->facts());
   }
   if (state == tls::Engine::State::Failed) {
     log::line(log::Level::Warning, id_,
-              "SSL_accept error from " + clientName() + ": " + tls_->error());
-    phase_ = Phase::Closing;
-    closeAfterFlush();  // the alert, if any, is already in out_
+              "SSL_accept error from " + clientLogName(peer_) + ": " + tls_->error());
+    closeClient();  // the alert, if any, is already in out_
     return;
   }
-  scratch_.clear();
-  tls_->takePlaintext(scratch_);
-  if (!scratch_.empty()) {
-    const std::string plaintext = std::move(scratch_);
-    scratch_.clear();
+  std::string plaintext;
+  tls_->takePlaintext(plaintext);
+  if (!plaintext.empty()) {
     onPlaintext(plaintext);
   }
   if (state == tls::Engine::State::Closed && !tornDown_) {
     teardown("client sent close_notify");
   }
-}
-
-void Session::onHandshakeDone() {
-  const tls::PeerFacts& facts = tls_->facts();
-  certificate_ = {facts.certFingerprint, facts.pkeyFingerprint};
-  // Postfix's words: Trusted = chain verified, Untrusted = a certificate that did not verify,
-  // Anonymous = no certificate. Relay permission is the fingerprint's, logged separately.
-  const char* trust = !facts.hasCertificate ? "Anonymous"
-                      : facts.verified      ? "Trusted"
-                                            : "Untrusted";
-  std::string line = std::string(trust) + " TLS connection established from " + clientName() +
-                     ": " + facts.version + " with cipher " + facts.cipher + " (" +
-                     std::to_string(facts.cipherBits) + "/" + std::to_string(facts.cipherAlgBits) +
-                     " bits)";
-  // Postfix writes the key exchange and signatures for TLS 1.3 only.
-  if (facts.version == "TLSv1.3" && !facts.group.empty()) {
-    line += " key-exchange " + facts.group;
-    if (!facts.serverSignature.empty()) {
-      line += " server-signature " + facts.serverSignature;
-      if (!facts.serverSignatureDetail.empty()) {
-        line += " (" + facts.serverSignatureDetail + ")";
-      }
-      if (!facts.serverDigest.empty()) {
-        line += " server-digest " + facts.serverDigest;
-      }
-    }
-    if (!facts.clientSignature.empty()) {
-      line += " client-signature " + facts.clientSignature;
-      if (!facts.clientSignatureDetail.empty()) {
-        line += " (" + facts.clientSignatureDetail + ")";
-      }
-      if (!facts.clientDigest.empty()) {
-        line += " client-digest " + facts.clientDigest;
-      }
-    }
-  }
-  if (facts.resumed) {
-    line += " (resumed)";
-  }
-  log::line(log::Level::Info, id_, line);
-  if (facts.hasCertificate) {
-    const auto listed = worker_.shared().policy.load()->trustedIdentity(certificate_);
-    log::line(log::Level::Info, id_,
-              clientName() + ": subject_CN=" + facts.subjectCn + ", issuer=" + facts.issuerCn +
-                  ", cert fingerprint=" + tls::withColons(facts.certFingerprint) +
-                  ", pkey fingerprint=" + tls::withColons(facts.pkeyFingerprint) +
-                  (listed ? ", relay identity=" + *listed : ", not listed for relay"));
-  }
-  // RFC 3207 section 4.2: everything learned before TLS is forgotten.
-  helo_.clear();
-  esmtp_ = false;
-  resetTransaction();
-  phase_ = Phase::Command;
-  armClientTimer(config_.timeouts.command);
 }
 
 void Session::sendToClient(std::string_view wire) {
@@ -223,11 +152,16 @@ void Session::sendToClient(std::string_view wire) {
   startClientWrite();
 }
 
+void Session::startTls() {
+  // The 220 is already in out_ as plaintext: everything from here on is the engine's.
+  tls_ = std::make_unique<tls::Engine>(tlsContext_);
+}
+
 void Session::startClientWrite() {
   if (!inflight_.empty() || out_.empty() || tornDown_ || clientCork_ > 0) {
     return;
   }
-  if (!closeAfterFlush_ && !tryWriteNow(reinterpret_cast<uv_stream_t*>(&client_), out_)) {
+  if (!closeAfterFlush_ && tryWriteNow(reinterpret_cast<uv_stream_t*>(&client_), out_)) {
     return;  // all of it is in the socket already
   }
   inflight_.swap(out_);
@@ -244,6 +178,13 @@ void Session::startClientWrite() {
   }
 }
 
+void Session::uncorkClient() {
+  if (--clientCork_ > 0) {
+    return;
+  }
+  startClientWrite();
+}
+
 void Session::onClientWriteDone(int status) {
   releaseIdleBuffer(inflight_);
   if (tornDown_) {
@@ -254,7 +195,7 @@ void Session::onClientWriteDone(int status) {
     return;
   }
   startClientWrite();
-  if (inflight_.empty() && closeAfterFlush_) {
+  if (inflight_.empty() && out_.empty() && closeAfterFlush_) {
     teardown("closed by the proxy");
     return;
   }
@@ -265,80 +206,68 @@ void Session::updateReading() {
   if (tornDown_) {
     return;
   }
-  // While only a DATA reply is awaited, reading goes on into the line buffer (bounded below):
-  // nothing is parsed before the reply, but the socket stays registered, instead of one
-  // epoll_ctl pair per message for stopping and restarting it.
-  const bool readAhead =
-      awaitingDataReply_ && !deferredLine_ && lines_.buffered() < config_.limits.highWatermark;
-  bool want = phase_ != Phase::Closing && (!inputBlocked() || readAhead);
+  bool want = !closeAfterFlush_ && dialogue_->wantsInput();
   // Backpressure: a client that does not read its replies, or a backend that does not take the
   // message as fast as it comes, stops the reading of this client.
   if (out_.size() + inflight_.size() > config_.limits.highWatermark) {
     want = false;
   }
-  if ((phase_ == Phase::Data || chunkRemaining_ > 0) && backend_ != nullptr &&
+  if (dialogue_->inContent() && backend_ != nullptr &&
       backend_->queuedBytes() > config_.limits.highWatermark) {
     want = false;
   }
   if (want == reading_) {
     return;
   }
-  reading_ = want;
   auto* stream = reinterpret_cast<uv_stream_t*>(&client_);
-  if (want) {
-    uv_read_start(
-        stream, [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = readBuffer(); },
-        [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-          static_cast<Session*>(s->data)->onClientRead(nread, buf);
-        });
-  } else {
-    uv_read_stop(stream);
+  const int rc =
+      want ? uv_read_start(
+                 stream, [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = readBuffer(); },
+                 [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+                   static_cast<Session*>(s->data)->onClientRead(nread, buf);
+                 })
+           : uv_read_stop(stream);
+  if (rc != 0) {
+    teardown(uv_strerror(rc));
+    return;
+  }
+  reading_ = want;
+}
+
+void Session::armTimer(std::chrono::milliseconds timeout) {
+  const int rc = uv_timer_start(
+      &timer_, [](uv_timer_t* t) { static_cast<Session*>(t->data)->onTimer(); },
+      static_cast<std::uint64_t>(timeout.count()), 0);
+  // uv_timer_start fails only on a closing handle, which a live session never has.
+  if (!CERTRELAY_ASSERT(rc == 0)) {
+    teardown("timer failed");
   }
 }
 
-void Session::armClientTimer(std::chrono::milliseconds timeout) {
-  uv_timer_start(
-      &timer_, [](uv_timer_t* t) { static_cast<Session*>(t->data)->onClientTimer(); },
-      static_cast<std::uint64_t>(timeout.count()), 0);
-}
-
-void Session::onClientTimer() {
+void Session::onTimer() {
   if (tornDown_) {
     return;
   }
-  if (phase_ == Phase::Closing) {
+  if (closeAfterFlush_) {
     teardown("timeout while closing");
     return;
   }
-  if (phase_ == Phase::TlsHandshake) {
-    log::line(log::Level::Warning, id_, "TLS handshake timeout from " + clientName());
-    teardown("TLS handshake timeout");
-    return;
-  }
-  if (replies_.unfilled() > 0) {
-    // The client waits for us, and the backend's own deadline covers that wait.
-    armClientTimer(config_.timeouts.command);
-    return;
-  }
-  log::line(log::Level::Info, id_,
-            "timeout after " + std::string(phase_ == Phase::Command ? "command" : "DATA") +
-                " from " + clientName());
-  dropBackend();  // an unfinished DATA is never completed towards the backend
-  reply(replies::timeout(config_.hostname), true);
+  dialogue_->onTimer();
+  updateReading();
 }
 
-void Session::closeAfterFlush() {
+void Session::closeClient() {
+  if (closeAfterFlush_ || tornDown_) {
+    return;
+  }
   closeAfterFlush_ = true;
-  phase_ = Phase::Closing;
   if (tls_ && tls_->state() == tls::Engine::State::Established) {
     // End TLS properly (close_notify) after the last reply, as Postfix does.
     tls_->shutdown();
     tls_->takeCiphertext(out_);
     startClientWrite();
   }
-  uv_timer_stop(&timer_);
-  // A client that never reads its last reply must not hold the session forever.
-  armClientTimer(std::chrono::milliseconds(10'000));
+  armTimer(kCloseFlushTimeout);
   updateReading();
   if (inflight_.empty() && out_.empty()) {
     teardown("closed by the proxy");
@@ -346,10 +275,13 @@ void Session::closeAfterFlush() {
 }
 
 void Session::drain() {
-  draining_ = true;
-  if (phase_ == Phase::Command && replies_.empty() && !mailOpen_) {
-    reply(replies::shuttingDown(config_.hostname), true);
+  if (tornDown_ || !dialogue_) {
+    return;
   }
+  ++clientCork_;
+  dialogue_->drain();
+  uncorkClient();
+  updateReading();
 }
 
 void Session::forceClose() {
@@ -361,11 +293,10 @@ void Session::teardown(const char* reason) {
     return;
   }
   tornDown_ = true;
-  phase_ = Phase::Closing;
-  dropBackend();
+  closeBackend();
   log::line(log::Level::Info, id_,
-            "disconnect from " + clientName() + " (" + reason +
-                ") messages=" + std::to_string(messages_));
+            "disconnect from " + clientLogName(peer_) + " (" + reason + ") messages=" +
+                std::to_string(dialogue_ ? dialogue_->messages() : 0));
   auto onClose = [](uv_handle_t* handle) { static_cast<Session*>(handle->data)->onHandleClosed(); };
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), onClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&client_), onClose);
@@ -375,6 +306,104 @@ void Session::onHandleClosed() {
   if (--openHandles_ == 0) {
     delete this;
   }
+}
+
+// --- the dialogue's backend actions ---
+
+void Session::openBackend(const smtp::ClientIdentity& identity) {
+  if (!CERTRELAY_ASSERT(backend_ == nullptr)) {
+    closeBackend();
+  }
+  backend_ = BackendConnection::start(worker_.loop(), config_, this,
+                                      BackendConnection::Mode::Session, identity, id_);
+}
+
+void Session::closeBackend() {
+  if (backend_ != nullptr) {
+    std::exchange(backend_, nullptr)->detachAndClose();
+  }
+}
+
+void Session::backendCommand(std::string_view line, smtp::BackendPurpose purpose,
+                             smtp::Ticket ticket) {
+  if (CERTRELAY_ASSERT(backend_ != nullptr)) {
+    backend_->sendCommand(line, purpose, ticket);
+  }
+}
+
+void Session::backendMail(std::string_view line, smtp::Ticket ticket, std::string_view ident,
+                          std::string_view proto) {
+  if (CERTRELAY_ASSERT(backend_ != nullptr)) {
+    backend_->sendMail(line, ticket, ident, proto);
+  }
+}
+
+void Session::backendContent(std::string_view bytes, smtp::ContentTiming timing) {
+  if (!CERTRELAY_ASSERT(backend_ != nullptr)) {
+    return;
+  }
+  if (timing == smtp::ContentTiming::Now) {
+    backend_->sendContent(bytes);
+  } else {
+    backend_->holdContent(bytes);
+  }
+}
+
+void Session::backendEndContent(std::string_view lastBytes, smtp::Ticket ticket) {
+  if (CERTRELAY_ASSERT(backend_ != nullptr)) {
+    backend_->endContent(lastBytes, ticket);
+  }
+}
+
+// --- environment ---
+
+void Session::log(log::Level level, std::string_view message) {
+  log::line(level, id_, message);
+}
+
+std::shared_ptr<const policy::Policy> Session::policy() {
+  return worker_.shared().policy.load();
+}
+
+std::shared_ptr<const smtp::Capabilities> Session::backendCapabilities() {
+  return worker_.shared().backendCapabilities.load();
+}
+
+std::time_t Session::wallClock() {
+  return std::time(nullptr);
+}
+
+// --- backend events ---
+
+void Session::onBackendReady(const smtp::Capabilities& capabilities) {
+  dialogue_->onBackendReady(capabilities);
+}
+
+void Session::onBackendReply(smtp::BackendPurpose purpose, smtp::Ticket ticket,
+                             const smtp::Reply& reply) {
+  if (!CERTRELAY_ASSERT(!tornDown_)) {
+    return;
+  }
+  dialogue_->onBackendReply(purpose, ticket, reply);
+  updateReading();
+}
+
+void Session::onBackendFailure(smtp::BackendFailure failure, const std::string& detail) {
+  backend_ = nullptr;  // it is closing and owns itself now
+  if (!CERTRELAY_ASSERT(!tornDown_)) {
+    return;
+  }
+  dialogue_->onBackendFailure(failure, detail);
+  updateReading();
+}
+
+void Session::onBackendWritable() {
+  updateReading();
+}
+
+void Session::onBackendIdle() {
+  dialogue_->onBackendIdle();
+  updateReading();
 }
 
 }  // namespace certrelay::proxy

@@ -1,0 +1,572 @@
+// Dialogue: reading commands and answering them. Every command gets exactly one reply slot, in
+// order. Content (DATA, BDAT) is in dialogue_content.cpp, the backend side in
+// dialogue_backend.cpp.
+
+#include "proxy/smtp/dialogue.h"
+
+#include <utility>
+
+#include "common/assert.h"
+#include "common/text.h"
+#include "policy/address.h"
+#include "proxy/smtp/parameters.h"
+#include "proxy/smtp/received_header.h"
+#include "proxy/smtp/replies.h"
+
+namespace certrelay::smtp {
+namespace {
+
+bool isGroupEnd(Verb verb) {
+  return verb == Verb::Ehlo || verb == Verb::Helo || verb == Verb::Starttls || verb == Verb::Quit;
+}
+
+// Postfix's smtpd_forbidden_commands (3.7 default "CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}")
+// and its message-header rule ("Label: ..."): a line that is not SMTP from a client that is not
+// speaking SMTP, most often an HTTP request sent to the mail port (cross-protocol attacks).
+bool isForbiddenCommand(std::string_view line) {
+  if (line.empty()) {
+    return false;  // a blank line is an ordinary syntax error
+  }
+  const auto first = static_cast<unsigned char>(line.front());
+  if (!((first >= 'A' && first <= 'Z') || (first >= 'a' && first <= 'z'))) {
+    return true;
+  }
+  const std::string_view verb = line.substr(0, line.find(' '));
+  if (verb.back() == ':') {
+    return true;
+  }
+  for (const std::string_view http : {"CONNECT", "GET", "POST", "HEAD", "PUT"}) {
+    if (text::equalsIgnoreCase(verb, http)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Dialogue::Dialogue(DialogueSettings settings, DialogueHost& host)
+    : settings_(std::move(settings)),
+      config_(settings_.config),
+      host_(host),
+      lines_(settings_.config.limits.maxLineLength) {}
+
+void Dialogue::start(bool overConnectionLimit, bool draining) {
+  if (overConnectionLimit) {
+    warn("too many connections, refusing " + clientName());
+    reply(replies::tooManyConnections(config_.hostname), true);
+    return;
+  }
+  if (draining) {
+    reply(replies::shuttingDown(config_.hostname), true);
+    return;
+  }
+  reply(replies::greeting(config_.hostname));
+  host_.armTimer(config_.timeouts.command);
+}
+
+void Dialogue::onClientBytes(std::string_view bytes) {
+  if (phase_ == Phase::Closing || phase_ == Phase::TlsHandshake) {
+    return;  // nothing more is read once closing; handshake bytes are the host's
+  }
+  if (inContent()) {
+    host_.armTimer(config_.timeouts.data);  // the DATA timeout is an inactivity timeout
+  }
+  if (lines_.buffered() == 0 && phase_ == Phase::Data) {
+    consumeData(bytes);  // fast path: content is not copied into the line buffer first
+  } else if (lines_.buffered() == 0 && phase_ == Phase::Chunk) {
+    // A BDAT chunk goes straight through; only what follows it is buffered.
+    const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_.remaining, bytes.size()));
+    consumeChunk(bytes.substr(0, take));
+    lines_.feed(bytes.substr(take));
+  } else {
+    lines_.feed(bytes);
+  }
+  processInput();
+  closeIfDrainedIdle();
+}
+
+bool Dialogue::inputBlocked() const {
+  return transaction_.awaiting354 || deferredLine_.has_value() ||
+         replies_.unfilled() >= kMaxUnfilledReplies;
+}
+
+bool Dialogue::wantsInput() const {
+  if (phase_ == Phase::Closing) {
+    return false;
+  }
+  // While only a DATA reply is awaited, reading goes on into the line buffer (bounded): nothing
+  // is parsed before the reply, but the host need not stop and restart reading per message.
+  const bool readAhead = transaction_.awaiting354 && !deferredLine_ &&
+                         lines_.buffered() < config_.limits.highWatermark;
+  return !inputBlocked() || readAhead;
+}
+
+void Dialogue::processInput() {
+  std::string line;
+  for (;;) {
+    if (phase_ == Phase::Chunk) {
+      // A BDAT chunk is counted bytes, never lines: it bypasses the command parser.
+      if (lines_.buffered() == 0) {
+        return;
+      }
+      std::string chunk;
+      lines_.takeBytes(
+          static_cast<std::size_t>(std::min<std::uint64_t>(chunk_.remaining, lines_.buffered())),
+          chunk);
+      consumeChunk(chunk);
+      continue;
+    }
+    if (phase_ == Phase::Data) {
+      if (lines_.buffered() == 0) {
+        return;
+      }
+      const std::string rest = lines_.takeRemainder();
+      consumeData(rest);
+      continue;
+    }
+    if (phase_ != Phase::Command || inputBlocked()) {
+      return;
+    }
+    const auto result = lines_.next(line);
+    if (result == LineReader::Result::NeedMore) {
+      return;
+    }
+    // The command deadline restarts per complete command, not per read (slowloris).
+    host_.armTimer(config_.timeouts.command);
+    if (result == LineReader::Result::TooLong) {
+      reject(replies::kLineTooLong);
+      continue;
+    }
+    handleLine(line);
+  }
+}
+
+void Dialogue::handleLine(const std::string& line) {
+  if (isForbiddenCommand(line)) {
+    onForbidden(line);
+    return;
+  }
+  Command command;
+  if (parseCommand(line, command) != CommandError::None) {
+    reject(replies::kBadSyntax);
+    return;
+  }
+  if (isGroupEnd(command.verb) && replies_.unfilled() > 0) {
+    deferredLine_ = line;
+    return;
+  }
+  // Draining: a transaction in progress runs to its end; anything else ends the session.
+  if (draining_ && !transaction_.open && command.verb != Verb::Quit) {
+    reply(replies::shuttingDown(config_.hostname), true);
+    return;
+  }
+  handleCommand(command);
+}
+
+void Dialogue::onForbidden(const std::string& line) {
+  warn("non-SMTP command from " + clientName() + ": " + text::sanitizeComment(line, 100));
+  reply(replies::kForbiddenCommand, true);
+}
+
+void Dialogue::handleCommand(const Command& command) {
+  switch (command.verb) {
+    case Verb::Ehlo:
+      return onEhlo(command, true);
+    case Verb::Helo:
+      return onEhlo(command, false);
+    case Verb::Starttls:
+      return onStarttls(command);
+    case Verb::Mail:
+      return onMail(command);
+    case Verb::Rcpt:
+      return onRcpt(command);
+    case Verb::Data:
+      return onData(command);
+    case Verb::Bdat:
+      return onBdat(command);
+    case Verb::Rset:
+      return onRset();
+    case Verb::Noop:
+      return reply(replies::kOk);
+    case Verb::Quit:
+      return reply(replies::kBye, true);
+    case Verb::Vrfy:
+      return reply(replies::kVrfy);
+    case Verb::Help:
+      return reply(replies::kHelp);
+    case Verb::Xclient:
+    case Verb::Xforward:
+      // Only the proxy speaks for the client; a client's own claim is never forwarded.
+      warn("refused " + command.verbText + " from " + clientName());
+      return reject(replies::kNotAuthorized);
+    case Verb::Auth:
+      return reject(replies::kAuthNotEnabled);
+    case Verb::Expn:
+    case Verb::Etrn:
+    case Verb::Turn:
+    case Verb::Unknown:
+      return reject(replies::kUnknownCommand);
+  }
+}
+
+void Dialogue::onEhlo(const Command& command, bool extended) {
+  if (command.argument.empty()) {
+    reject(extended ? replies::kEhloSyntax : replies::kHeloSyntax);
+    return;
+  }
+  // A new EHLO starts over; the backend knew the old name, so it gets a fresh session.
+  dropBackend();
+  resetTransaction();
+  helo_ = command.argument;
+  esmtp_ = extended;
+  if (!extended) {
+    reply(replies::heloOk(config_.hostname));
+    return;
+  }
+  const auto capabilities = host_.backendCapabilities();
+  reply(clientEhloReply(config_.hostname, capabilities.get(), !tlsStarted_));
+  if (tls_ != nullptr) {
+    // Inside TLS everything the identity hand-off needs (address, HELO, certificate) is known
+    // now, and MAIL is what comes next: set the backend up while the client reads this reply
+    // instead of after its MAIL (saves the connect+EHLO+XCLIENT round trips, ~0.35 ms).
+    ensureBackend();
+  }
+}
+
+void Dialogue::onStarttls(const Command& command) {
+  if (tlsStarted_) {
+    reject(replies::kTlsActive);
+    return;
+  }
+  if (!command.argument.empty()) {
+    reject(replies::kStarttlsSyntax);
+    return;
+  }
+  reply(replies::kReadyTls);
+  // CVE-2011-0411: whatever the client sent before it could have seen the 220 is plaintext
+  // injection, not part of the TLS session. Forget it, and everything learned so far.
+  lines_.clear();
+  dropBackend();
+  forgetPreTlsState();
+  tlsStarted_ = true;
+  phase_ = Phase::TlsHandshake;
+  host_.startTls();
+  host_.armTimer(config_.timeouts.tlsHandshake);
+}
+
+void Dialogue::onMail(const Command& command) {
+  if (settings_.listener.requireTls && !tlsStarted_) {
+    reject(replies::kMustStarttls);
+    return;
+  }
+  if (helo_.empty()) {
+    reject(replies::kSendHeloFirst);
+    return;
+  }
+  if (transaction_.lost) {
+    resetTransaction();  // the lost transaction's client moves on: a fresh backend takes this one
+  }
+  if (transaction_.open) {
+    reject(replies::kNestedMail);
+    return;
+  }
+  PathArgument path;
+  if (parsePathArgument(command.argument, "FROM:", path) != PathError::None) {
+    reject(replies::kMailSyntax);
+    return;
+  }
+  const auto capabilities = host_.backendCapabilities();
+  const FilteredParameters params = filterMailParameters(path, capabilities.get());
+  if (!params.refusal.empty()) {
+    reject(params.refusal);
+    return;
+  }
+  const policy::ParsedAddress sender = policy::parsePath(path.path, params.utf8);
+  if (sender.error != policy::AddressError::None) {
+    reject(sender.error == policy::AddressError::NonAscii ? replies::kUtf8Sender
+                                                          : replies::kBadSender);
+    return;
+  }
+  transaction_.open = true;
+  transaction_.utf8 = params.utf8;
+  transaction_.from = sender.null ? "<>" : sender.mailbox.canonical();
+  ensureBackend();
+  const Ticket ticket = replies_.reserve();
+  owed_.push_back(Owed{BackendPurpose::Mail, ticket, transaction_.utf8});
+  host_.backendMail("MAIL FROM:" + transaction_.from + params.wire, ticket, messageId(),
+                    protocolName());
+}
+
+void Dialogue::onRcpt(const Command& command) {
+  if (!transaction_.open) {
+    reject(replies::kNeedMail);
+    return;
+  }
+  PathArgument path;
+  if (parsePathArgument(command.argument, "TO:", path) != PathError::None) {
+    reject(replies::kRcptSyntax);
+    return;
+  }
+  if (transaction_.lost) {
+    reply(replies::kBackendUnavailable);  // the backend that took the MAIL is gone
+    return;
+  }
+  if (transaction_.recipients >= config_.limits.maxRecipients) {
+    reply(replies::kTooManyRecipients);
+    return;
+  }
+  ++transaction_.recipients;
+  const auto capabilities = host_.backendCapabilities();
+  const FilteredParameters params = filterRcptParameters(path, capabilities.get());
+  if (!params.refusal.empty()) {
+    reject(params.refusal);
+    return;
+  }
+  // The current policy snapshot decides: a revocation counts from the next RCPT on.
+  const auto policy = host_.policy();
+  const bool permitted = relayPermitted(nullptr);
+  const policy::Decision decision =
+      policy::decideRecipient(*policy, permitted, path.path, transaction_.utf8);
+  switch (decision.verdict) {
+    case policy::Verdict::Accept:
+      if (++transaction_.forwarded == 1) {
+        transaction_.firstRecipient = decision.canonical;
+      }
+      sendToBackend("RCPT TO:" + decision.canonical + params.wire, BackendPurpose::Rcpt);
+      return;
+    case policy::Verdict::RelayDenied:
+      info("NOQUEUE: reject: RCPT from " + clientName() + ": " + decision.reply +
+           rejectLogSuffix(decision.canonical));
+      reject(decision.reply + "\r\n");
+      return;
+    case policy::Verdict::BadAddress:
+      reject(decision.reply + "\r\n");
+      return;
+  }
+}
+
+void Dialogue::refuseContentCommand(std::string_view wire) {
+  // Bytes the client already sent behind a refused DATA are message content, and must never be
+  // read as commands (Postfix >= 3.9 answers the same and hangs up).
+  reject(wire);
+  if (lines_.buffered() > 0 && phase_ != Phase::Closing) {
+    reply(replies::kSyncError, true);
+  }
+}
+
+void Dialogue::onData(const Command& command) {
+  if (!command.argument.empty()) {
+    refuseContentCommand(replies::kDataSyntax);
+    return;
+  }
+  if (!transaction_.open) {
+    refuseContentCommand(replies::kNeedMail);
+    return;
+  }
+  if (transaction_.lost) {
+    // Not the client's fault: a 4xx, not counted as an error. The transaction is over.
+    resetTransaction();
+    reply(replies::kBackendUnavailable);
+    if (lines_.buffered() > 0) {
+      reply(replies::kSyncError, true);
+    }
+    return;
+  }
+  if (transaction_.bdat) {
+    refuseContentCommand(replies::kDataAfterBdat);
+    return;
+  }
+  if (transaction_.forwarded == 0) {
+    // Nothing was forwarded, so the backend must not see DATA at all.
+    refuseContentCommand(transaction_.recipients == 0 ? replies::kNeedRcpt
+                                                      : replies::kNoValidRecipients);
+    return;
+  }
+  // DATA ends its group: nothing more is parsed until the backend has answered it.
+  transaction_.awaiting354 = true;
+  sendToBackend("DATA", BackendPurpose::Data);
+}
+
+void Dialogue::onRset() {
+  resetTransaction();
+  if (backendOpen_) {
+    sendToBackend("RSET", BackendPurpose::Rset);
+  } else {
+    reply(replies::kOk);
+  }
+}
+
+void Dialogue::reply(std::string_view wire, bool closeAfter) {
+  replies_.pushReady(wire, closeAfter);
+  if (closeAfter) {
+    // Decided: nothing the client pipelined behind this reply is processed any more, even
+    // while earlier replies are still owed by the backend.
+    phase_ = Phase::Closing;
+  }
+  flushReplies();
+}
+
+void Dialogue::reject(std::string_view wire) {
+  ++errors_;
+  reply(wire);
+  if (errors_ >= config_.limits.maxErrors && phase_ != Phase::Closing) {
+    info("too many errors from " + clientName());
+    reply(replies::tooManyErrors(config_.hostname), true);
+  }
+}
+
+void Dialogue::fill(Ticket ticket, std::string_view wire, bool closeAfter) {
+  if (!CERTRELAY_ASSERT(replies_.fill(ticket, wire, closeAfter))) {
+    closeOnBug("a reply for a slot that is not owed");
+  }
+}
+
+void Dialogue::flushReplies() {
+  scratch_.clear();
+  const bool close = replies_.drain(scratch_);
+  if (!scratch_.empty()) {
+    host_.sendToClient(scratch_);
+  }
+  if (close) {
+    phase_ = Phase::Closing;
+    dropBackend();
+    host_.closeClient();
+  }
+}
+
+void Dialogue::closeOnBug(const char* what) {
+  // Only reached in release builds (CERTRELAY_ASSERT aborts elsewhere): end this one session.
+  host_.log(log::Level::Error, std::string("internal error, closing the session: ") + what);
+  phase_ = Phase::Closing;
+  dropBackend();
+  host_.closeClient();
+}
+
+void Dialogue::forgetPreTlsState() {
+  // RFC 3207 section 4.2: everything learned before TLS is forgotten.
+  helo_.clear();
+  esmtp_ = false;
+  resetTransaction();
+}
+
+void Dialogue::resetTransaction() {
+  transaction_.reset();
+}
+
+bool Dialogue::relayPermitted(std::string* identity) const {
+  // Always the snapshot current now: a revoked fingerprint stops relaying at the next RCPT, on
+  // a resumed TLS session too (nothing about trust is cached in the session).
+  return host_.policy()->relayAllowed(certificate_, settings_.peer.addr, identity);
+}
+
+std::string Dialogue::listedIdentity() const {
+  // A certificate listed in the table (a client trusted by its network has no identity).
+  std::string identity;
+  if (!relayPermitted(&identity)) {
+    return {};
+  }
+  return identity;
+}
+
+std::string Dialogue::messageId() const {
+  return settings_.id + "M" + std::to_string(messages_ + 1);
+}
+
+std::string Dialogue::protocolName() const {
+  // "A" (RFC 3848) means an authenticated identity: a listed certificate, not a relay network.
+  return receivedProtocol(esmtp_, transaction_.utf8, tlsStarted_, !listedIdentity().empty());
+}
+
+std::string Dialogue::rejectLogSuffix(const std::string& rcpt) const {
+  return "; from=" + transaction_.from + " to=" + text::sanitizeComment(rcpt) +
+         " proto=" + (esmtp_ ? "ESMTP" : "SMTP") + " helo=<" + text::sanitizeComment(helo_) + ">";
+}
+
+void Dialogue::drain() {
+  draining_ = true;
+  closeIfDrainedIdle();
+}
+
+void Dialogue::onTimer() {
+  switch (phase_) {
+    case Phase::Closing:
+      return;  // the host's own deadline covers closing
+    case Phase::TlsHandshake:
+      warn("TLS handshake timeout from " + clientName());
+      phase_ = Phase::Closing;
+      host_.closeClient();
+      return;
+    case Phase::Command:
+    case Phase::Data:
+    case Phase::Chunk:
+      break;
+  }
+  if (replies_.unfilled() > 0) {
+    // The client waits for us, and the backend's own deadline covers that wait.
+    host_.armTimer(config_.timeouts.command);
+    return;
+  }
+  info("timeout after " + std::string(phase_ == Phase::Command ? "command" : "DATA") + " from " +
+       clientName());
+  dropBackend();  // an unfinished message is never completed towards the backend
+  reply(replies::timeout(config_.hostname), true);
+}
+
+void Dialogue::onTlsEstablished(const tls::PeerFacts& facts) {
+  if (!CERTRELAY_ASSERT(phase_ == Phase::TlsHandshake && tls_ == nullptr)) {
+    return closeOnBug("TLS established twice");
+  }
+  tls_ = &facts;
+  certificate_ = {facts.certFingerprint, facts.pkeyFingerprint};
+  logTlsEstablished(facts);
+  forgetPreTlsState();
+  phase_ = Phase::Command;
+  host_.armTimer(config_.timeouts.command);
+}
+
+void Dialogue::logTlsEstablished(const tls::PeerFacts& facts) {
+  // Postfix's words: Trusted = chain verified, Untrusted = a certificate that did not verify,
+  // Anonymous = no certificate. Relay permission is the fingerprint's, logged separately.
+  const char* trust = !facts.hasCertificate ? "Anonymous"
+                      : facts.verified      ? "Trusted"
+                                            : "Untrusted";
+  std::string line = std::string(trust) + " TLS connection established from " + clientName() +
+                     ": " + facts.version + " with cipher " + facts.cipher + " (" +
+                     std::to_string(facts.cipherBits) + "/" + std::to_string(facts.cipherAlgBits) +
+                     " bits)";
+  if (facts.version == "TLSv1.3" && !facts.group.empty()) {
+    line += " key-exchange " + facts.group;
+    if (!facts.serverSignature.empty()) {
+      line += " server-signature " + facts.serverSignature;
+      if (!facts.serverSignatureDetail.empty()) {
+        line += " (" + facts.serverSignatureDetail + ")";
+      }
+      if (!facts.serverDigest.empty()) {
+        line += " server-digest " + facts.serverDigest;
+      }
+    }
+    if (!facts.clientSignature.empty()) {
+      line += " client-signature " + facts.clientSignature;
+      if (!facts.clientSignatureDetail.empty()) {
+        line += " (" + facts.clientSignatureDetail + ")";
+      }
+      if (!facts.clientDigest.empty()) {
+        line += " client-digest " + facts.clientDigest;
+      }
+    }
+  }
+  if (facts.resumed) {
+    line += " (resumed)";
+  }
+  info(line);
+  if (facts.hasCertificate) {
+    const auto listed = host_.policy()->trustedIdentity(certificate_);
+    info(clientName() + ": subject_CN=" + facts.subjectCn + ", issuer=" + facts.issuerCn +
+         ", cert fingerprint=" + text::withColons(facts.certFingerprint) +
+         ", pkey fingerprint=" + text::withColons(facts.pkeyFingerprint) +
+         (listed ? ", relay identity=" + *listed : ", not listed for relay"));
+  }
+}
+
+}  // namespace certrelay::smtp

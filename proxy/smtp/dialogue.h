@@ -1,0 +1,244 @@
+#pragma once
+// The SMTP dialogue of one client session, without I/O: events in, actions out.
+//
+// Sans-I/O, like tls::Engine and Python's h11: no socket, no event loop, no clock. The host (the
+// Session in production, a recorder in tests) feeds it events (client bytes, TLS established,
+// backend ready/reply/failure/idle, timer expiry, drain) and applies the actions it calls on
+// DialogueHost (bytes for the client, start TLS, a command or content for the backend, open or
+// close the backend, arm the timer, close). Every rule of the product that is about SMTP lives
+// here, so each can be proved by a transcript in milliseconds and fuzzed as a whole.
+//
+// Invariants (each checked where it is relied on):
+// - Replies reach the client in command order: every command takes exactly one slot of one
+//   ReplyQueue (RFC 2920); the proxy's own commands to the backend take none.
+// - 250 to end of data only ever comes from the backend. A backend lost, restarted or refusing
+//   the proxy at any point of a transaction gives the command in flight a 4xx (451 4.3.0; for
+//   the end of data "status unknown"), never a 5xx the backend did not send.
+// - A backend reply that makes no sense for its command is never relayed (protocol error: 451,
+//   backend dropped). Every reply the backend owes is tracked here (owed_), in order.
+// - Every RCPT is decided against the policy snapshot current at that RCPT; a refused one never
+//   reaches the backend; only re-serialised, allow-listed commands are forwarded.
+// - STARTTLS discards every buffered byte and all pre-TLS state (CVE-2011-0411, RFC 3207 4.2).
+// - DATA is rewritten into a canonical stream; bytes sent behind a refused DATA or BDAT are never
+//   read as commands.
+// - Memory is bounded: lines by limits.max_line_length, read-ahead by limits.high_watermark,
+//   replies owed by kMaxUnfilledReplies.
+//
+// Re-entrancy: the host must not call an event method from inside an action. The backend
+// connection reports failures from its own callbacks only, never from inside a send.
+
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "config/config.h"
+#include "policy/relay_policy.h"
+#include "proxy/log.h"
+#include "proxy/smtp/backend_events.h"
+#include "proxy/smtp/capabilities.h"
+#include "proxy/smtp/command.h"
+#include "proxy/smtp/data_canonicalizer.h"
+#include "proxy/smtp/fifo.h"
+#include "proxy/smtp/line_reader.h"
+#include "proxy/smtp/peer.h"
+#include "proxy/smtp/reply_queue.h"
+#include "proxy/smtp/transaction.h"
+#include "proxy/smtp/xclient.h"
+#include "tls/peer_facts.h"
+
+namespace certrelay::smtp {
+
+using Ticket = ReplyQueue::Ticket;
+
+// Where content bytes go: now, or with the next write (the proxy's Received header waits for
+// the client's first content bytes so that both leave in one write).
+enum class ContentTiming : std::uint8_t { Now, WithNextWrite };
+
+class DialogueHost {
+ public:
+  virtual ~DialogueHost() = default;
+
+  // --- actions on the client connection ---
+  // Plaintext for the client; the host encrypts it once TLS is established.
+  virtual void sendToClient(std::string_view wire) = 0;
+  // The 220 to STARTTLS has been sent: the client's next bytes are a TLS handshake.
+  virtual void startTls() = 0;
+  // The session's one timer; arming it replaces the previous deadline.
+  virtual void armTimer(std::chrono::milliseconds timeout) = 0;
+  // Close after the bytes sent so far (with close_notify under TLS). No event is expected after.
+  virtual void closeClient() = 0;
+
+  // --- actions on the backend (at most one connection at a time) ---
+  virtual void openBackend(const ClientIdentity& identity) = 0;
+  // QUIT if the connection is usable, then close. No backend event follows.
+  virtual void closeBackend() = 0;
+  virtual void backendCommand(std::string_view line, BackendPurpose purpose, Ticket ticket) = 0;
+  // MAIL FROM: in XFORWARD mode preceded by XFORWARD carrying `ident` and `proto`.
+  virtual void backendMail(std::string_view line, Ticket ticket, std::string_view ident,
+                           std::string_view proto) = 0;
+  virtual void backendContent(std::string_view bytes, ContentTiming timing) = 0;
+  // The last content bytes, ending with the terminator; the final reply fills `ticket`.
+  virtual void backendEndContent(std::string_view lastBytes, Ticket ticket) = 0;
+
+  // --- environment ---
+  virtual void log(log::Level level, std::string_view message) = 0;
+  virtual std::shared_ptr<const policy::Policy> policy() = 0;
+  // What the backend last announced to the proxy; null until it answered once.
+  virtual std::shared_ptr<const Capabilities> backendCapabilities() = 0;
+  virtual std::time_t wallClock() = 0;
+};
+
+struct DialogueSettings {
+  const config::Config& config;
+  const config::Listener& listener;
+  std::string id;    // the session id, as in the logs
+  PeerAddress peer;  // the client
+  PeerAddress local;  // the address the client connected to
+};
+
+class Dialogue {
+ public:
+  // Replies owed by the backend before the proxy stops parsing more pipelined commands: bounds
+  // the memory one client can make the session hold.
+  static constexpr std::size_t kMaxUnfilledReplies = 256;
+
+  Dialogue(DialogueSettings settings, DialogueHost& host);
+  Dialogue(const Dialogue&) = delete;
+  Dialogue& operator=(const Dialogue&) = delete;
+
+  // --- events ---
+  // The connection was accepted: greeting, or 421 when over limits.max_connections or draining.
+  void start(bool overConnectionLimit, bool draining);
+  // Plaintext from the client (decrypted under TLS).
+  void onClientBytes(std::string_view bytes);
+  // `facts` must stay valid (and unchanged) for the rest of the dialogue: the host's TLS engine
+  // owns them and outlives it.
+  void onTlsEstablished(const tls::PeerFacts& facts);
+  void onBackendReady(const Capabilities& capabilities);
+  void onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply& reply);
+  // The backend connection is gone (no closeBackend() needed); every owed reply is answered 4xx.
+  void onBackendFailure(BackendFailure failure, std::string_view detail);
+  // The backend connection has been idle for timeouts.backend_idle.
+  void onBackendIdle();
+  void onTimer();
+  // Graceful stop: an idle session is told 421 4.3.2 at once; a transaction runs to its end.
+  void drain();
+
+  // --- what the host asks ---
+  // Whether the host should read from the client now (the host adds its own write backpressure).
+  [[nodiscard]] bool wantsInput() const;
+  // Message content is being read: the backend's outgoing queue paces the client.
+  [[nodiscard]] bool inContent() const { return phase_ == Phase::Data || phase_ == Phase::Chunk; }
+  [[nodiscard]] bool closing() const { return phase_ == Phase::Closing; }
+  [[nodiscard]] unsigned messages() const { return messages_; }
+  [[nodiscard]] std::size_t bufferedInput() const { return lines_.buffered(); }
+
+ private:
+  enum class Phase : std::uint8_t {
+    Command,       // reading commands
+    TlsHandshake,  // after 220 Ready to start TLS, until the handshake completes
+    Data,          // streaming DATA content (to the backend, or discarded when the backend is lost)
+    Chunk,         // reading a BDAT chunk (forwarded or discarded)
+    Closing,       // decided to close: nothing more is read
+  };
+  // A reply the backend owes, in the order the commands went out.
+  struct Owed {
+    BackendPurpose purpose;
+    Ticket ticket;
+    bool utf8;  // the transaction declared SMTPUTF8: UTF-8 reply text is allowed
+  };
+  struct Chunk {
+    std::uint64_t remaining = 0;
+    bool last = false;
+    bool discard = false;  // a refused BDAT, or a lost backend: its bytes are read and dropped
+  };
+
+  // --- commands (dialogue.cpp) ---
+  void processInput();
+  bool inputBlocked() const;
+  void handleLine(const std::string& line);
+  void handleCommand(const Command& command);
+  void onEhlo(const Command& command, bool extended);
+  void onStarttls(const Command& command);
+  void onMail(const Command& command);
+  void onRcpt(const Command& command);
+  void onData(const Command& command);
+  void onRset();
+  void onForbidden(const std::string& line);
+  void refuseContentCommand(std::string_view wire);
+
+  // --- content (dialogue_content.cpp) ---
+  void onBdat(const Command& command);
+  void consumeChunk(std::string_view bytes);
+  void consumeData(std::string_view bytes);
+  void endData(std::size_t used, std::string_view bytes);
+  std::string receivedHeader() const;
+
+  // --- backend (dialogue_backend.cpp) ---
+  void ensureBackend();
+  void dropBackend();
+  void sendToBackend(std::string_view line, BackendPurpose purpose);
+  void failOwed(BackendFailure failure);
+  void lostBackend(BackendFailure failure, std::string_view detail);
+  void onDataReply(Ticket ticket, const Reply& reply);
+  void logFinalReply(const Reply& reply);
+  void resumeInput();
+  void closeIfDrainedIdle();
+
+  // --- replies and helpers (dialogue.cpp) ---
+  void reply(std::string_view wire, bool closeAfter = false);
+  void reject(std::string_view wire);  // a client error: counts toward limits.max_errors
+  void fill(Ticket ticket, std::string_view wire, bool closeAfter = false);
+  void flushReplies();
+  void closeOnBug(const char* what);
+  void forgetPreTlsState();
+  void resetTransaction();
+  bool relayPermitted(std::string* identity) const;
+  std::string listedIdentity() const;
+  std::string messageId() const;
+  std::string protocolName() const;
+  std::string clientName() const { return clientLogName(settings_.peer); }
+  std::string rejectLogSuffix(const std::string& rcpt) const;
+  void logTlsEstablished(const tls::PeerFacts& facts);
+  void info(std::string_view message) { host_.log(log::Level::Info, message); }
+  void warn(std::string_view message) { host_.log(log::Level::Warning, message); }
+
+  DialogueSettings settings_;
+  const config::Config& config_;
+  DialogueHost& host_;
+  Phase phase_ = Phase::Command;
+
+  LineReader lines_;
+  DataCanonicalizer data_;
+  ReplyQueue replies_;
+  std::string scratch_;  // reused buffer for drained replies and canonical DATA
+
+  bool tlsStarted_ = false;                // STARTTLS accepted (the handshake may still run)
+  const tls::PeerFacts* tls_ = nullptr;    // set once the handshake completed
+  policy::CertificateKeys certificate_;    // fingerprints of the client certificate, if any
+
+  bool backendOpen_ = false;
+  Fifo<Owed> owed_;  // replies the backend owes, oldest first (Internal commands excluded)
+
+  // Forgotten at STARTTLS and at a new EHLO.
+  std::string helo_;
+  bool esmtp_ = false;
+  Transaction transaction_;
+  Chunk chunk_;
+
+  // A command that must end its pipelining group (EHLO, HELO, STARTTLS, QUIT) and arrived while
+  // replies were still owed: it waits here, and input stops, until they are all in.
+  std::optional<std::string> deferredLine_;
+  bool draining_ = false;
+  unsigned errors_ = 0;
+  unsigned messages_ = 0;
+  // "from=<...> size=N" of each message whose final reply is still awaited, oldest first: the
+  // backend's verdict is logged on one line with it.
+  Fifo<std::string> messageLogs_;
+};
+
+}  // namespace certrelay::smtp

@@ -1,0 +1,255 @@
+// Dialogue: the backend side. Replies from the backend fill the slots the dialogue reserved, in
+// the order the commands went out (owed_). A backend that fails, or answers something that makes
+// no sense, turns every owed reply into a 4xx: never a guess, never a 250, never a 5xx it did
+// not send.
+
+#include <utility>
+
+#include "common/assert.h"
+#include "proxy/smtp/dialogue.h"
+#include "proxy/smtp/replies.h"
+
+namespace certrelay::smtp {
+namespace {
+
+const char* purposeName(BackendPurpose purpose) {
+  switch (purpose) {
+    case BackendPurpose::Mail:
+      return "MAIL";
+    case BackendPurpose::Rcpt:
+      return "RCPT";
+    case BackendPurpose::Data:
+      return "DATA";
+    case BackendPurpose::EndOfData:
+      return "end of data";
+    case BackendPurpose::Bdat:
+    case BackendPurpose::BdatLast:
+      return "BDAT";
+    case BackendPurpose::Rset:
+      return "RSET";
+    case BackendPurpose::Internal:
+      break;
+  }
+  return "a proxy command";
+}
+
+bool isFinal(BackendPurpose purpose) {
+  return purpose == BackendPurpose::EndOfData || purpose == BackendPurpose::BdatLast;
+}
+
+}  // namespace
+
+void Dialogue::ensureBackend() {
+  if (backendOpen_) {
+    return;
+  }
+  ClientIdentity identity;
+  identity.addr = settings_.peer.addr;
+  identity.port = settings_.peer.port;
+  identity.destAddr = settings_.local.addr;
+  identity.destPort = settings_.local.port;
+  identity.helo = helo_;
+  identity.esmtp = esmtp_;
+  // LOGIN only for a client whose certificate is listed right now.
+  identity.login = listedIdentity();
+  backendOpen_ = true;
+  host_.openBackend(identity);
+}
+
+void Dialogue::dropBackend() {
+  if (!backendOpen_) {
+    return;
+  }
+  backendOpen_ = false;
+  host_.closeBackend();
+  // Replies still owed will never come: a closing session may not show them, but every slot
+  // gets its answer (and an abandoned end of data its "status unknown" log line).
+  failOwed(BackendFailure::Closed);
+}
+
+void Dialogue::sendToBackend(std::string_view line, BackendPurpose purpose) {
+  const Ticket ticket = replies_.reserve();
+  owed_.push_back(Owed{purpose, ticket, transaction_.utf8});
+  host_.backendCommand(line, purpose, ticket);
+}
+
+void Dialogue::failOwed(BackendFailure failure) {
+  const bool configuration = isConfigurationFailure(failure);
+  bool first = true;
+  bool dataRefused = false;
+  while (!owed_.empty()) {
+    const Owed owed = owed_.front();
+    owed_.pop_front();
+    if (configuration) {
+      // Never continue under the proxy's own identity: fail closed and hang up.
+      fill(owed.ticket,
+           first ? replies::backendConfiguration(config_.hostname)
+                 : std::string(replies::kBackendUnavailable),
+           first);
+    } else if (isFinal(owed.purpose)) {
+      std::string envelope;
+      if (!messageLogs_.empty()) {
+        envelope.append(" ").append(messageLogs_.front());
+        messageLogs_.pop_front();
+      }
+      warn("message status unknown (backend lost after end of data)" + envelope +
+           "; client told 451");
+      fill(owed.ticket, replies::kOutcomeUnknown);
+    } else {
+      dataRefused = dataRefused || owed.purpose == BackendPurpose::Data;
+      fill(owed.ticket, replies::kBackendUnavailable);
+    }
+    first = false;
+  }
+  messageLogs_.clear();
+  if (dataRefused) {
+    // DATA was answered 451: the transaction is over, and bytes the client sent behind DATA are
+    // content that must never be read as commands.
+    resetTransaction();
+    if (lines_.buffered() > 0 && phase_ != Phase::Closing) {
+      replies_.pushReady(replies::kSyncError, true);
+    }
+  } else if (transaction_.open || phase_ == Phase::Data || phase_ == Phase::Chunk) {
+    transaction_.lost = true;  // its remaining commands and content get 451
+    chunk_.discard = true;
+  }
+}
+
+void Dialogue::lostBackend(BackendFailure failure, std::string_view detail) {
+  const bool configuration = isConfigurationFailure(failure);
+  host_.log(configuration ? log::Level::Error : log::Level::Warning,
+            "backend " + config_.backend.address.toString() + " " + toString(failure) + ": " +
+                std::string(detail));
+  failOwed(failure);
+  flushReplies();
+  resumeInput();
+}
+
+void Dialogue::onBackendReady(const Capabilities&) {
+  // Nothing to do: commands queued before the identity hand-off finished go out now, by the
+  // backend connection; what clients are offered comes from the shared, probed capabilities.
+}
+
+void Dialogue::onBackendFailure(BackendFailure failure, std::string_view detail) {
+  if (!CERTRELAY_ASSERT(backendOpen_)) {
+    return closeOnBug("a failure from a backend that is not open");
+  }
+  backendOpen_ = false;  // the connection is gone: no closeBackend()
+  lostBackend(failure, detail);
+}
+
+void Dialogue::onBackendIdle() {
+  // Only between transactions with nothing owed either way: the next MAIL sets up a fresh
+  // backend session (identity included), so nothing the client did is lost.
+  if (phase_ != Phase::Command || transaction_.open || !replies_.empty() ||
+      lines_.buffered() > 0 || deferredLine_) {
+    return;
+  }
+  dropBackend();
+}
+
+void Dialogue::onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply& reply) {
+  if (!CERTRELAY_ASSERT(!owed_.empty() && owed_.front().purpose == purpose &&
+                        owed_.front().ticket == ticket)) {
+    return closeOnBug("a backend reply out of order");
+  }
+  const Owed owed = owed_.front();
+  switch (classifyBackendReply(purpose, reply, owed.utf8)) {
+    case ReplyFit::ProtocolError:
+      // Not relayed: the backend's state is unknown from here on. This reply's slot is failed
+      // with the others still owed.
+      backendOpen_ = false;
+      host_.closeBackend();
+      lostBackend(BackendFailure::Malformed, std::to_string(reply.code) + " " + reply.text() +
+                                                 " in reply to " + purposeName(purpose));
+      return;
+    case ReplyFit::ProxyRefused:
+      owed_.pop_front();
+      host_.log(log::Level::Error,
+                "backend " + config_.backend.address.toString() + " refused the proxy: " +
+                    std::to_string(reply.code) + " " + reply.text() +
+                    "; the backend must accept the proxy without AUTH (check "
+                    "smtpd_authorized_xclient_hosts or mynetworks)");
+      fill(ticket, replies::backendRefusedProxy(config_.hostname), true);
+      dropBackend();
+      flushReplies();
+      return;
+    case ReplyFit::Closing:
+      owed_.pop_front();
+      warn("backend closing the session: " + std::to_string(reply.code) + " " + reply.text());
+      fill(ticket, reply.wire(), true);
+      dropBackend();
+      flushReplies();
+      return;
+    case ReplyFit::Relay:
+      break;
+  }
+  owed_.pop_front();
+  if (purpose == BackendPurpose::Data) {
+    onDataReply(ticket, reply);
+  } else {
+    if (purpose == BackendPurpose::Mail && !reply.positive()) {
+      transaction_.open = false;
+    }
+    if (isFinal(purpose)) {
+      logFinalReply(reply);
+    }
+    fill(ticket, reply.wire());
+  }
+  flushReplies();
+  resumeInput();
+}
+
+void Dialogue::onDataReply(Ticket ticket, const Reply& reply) {
+  transaction_.awaiting354 = false;
+  if (reply.code != 354) {
+    resetTransaction();
+    fill(ticket, reply.wire());
+    if (lines_.buffered() > 0) {
+      // The client sent content without waiting for 354 and DATA failed: those bytes must never
+      // be read as commands (Postfix >= 3.9 answers the same and hangs up).
+      replies_.pushReady(replies::kSyncError, true);
+    }
+    return;
+  }
+  fill(ticket, reply.wire());
+  data_.reset();
+  phase_ = Phase::Data;
+  if (config_.backend.receivedHeader) {
+    // The proxy's Received header is the first thing in the message. It waits for the client's
+    // first content bytes so that both reach the backend in one write.
+    host_.backendContent(receivedHeader(), ContentTiming::WithNextWrite);
+    transaction_.headerSent = true;
+  }
+  host_.armTimer(config_.timeouts.data);
+}
+
+void Dialogue::logFinalReply(const Reply& reply) {
+  std::string envelope;
+  if (!messageLogs_.empty()) {
+    envelope = std::move(messageLogs_.front()) + ": ";
+    messageLogs_.pop_front();
+  }
+  info(std::string(reply.positive() ? "message accepted by backend: "
+                                    : "message refused by backend: ") +
+       envelope + std::to_string(reply.code) + " " + reply.text());
+}
+
+void Dialogue::resumeInput() {
+  if (phase_ == Phase::Command && deferredLine_ && replies_.unfilled() == 0) {
+    const std::string line = std::move(*deferredLine_);
+    deferredLine_.reset();
+    handleLine(line);
+  }
+  processInput();
+  closeIfDrainedIdle();
+}
+
+void Dialogue::closeIfDrainedIdle() {
+  if (draining_ && phase_ == Phase::Command && replies_.empty() && !transaction_.open &&
+      lines_.buffered() == 0 && !deferredLine_) {
+    reply(replies::shuttingDown(config_.hostname), true);
+  }
+}
+
+}  // namespace certrelay::smtp

@@ -1,0 +1,154 @@
+// Dialogue: message content. DATA is rewritten into a canonical stream; BDAT chunks are
+// forwarded by count. Content whose backend is gone is read to its end and dropped, then
+// answered 451: it is never read as commands and never reported delivered.
+
+#include "common/assert.h"
+#include "proxy/smtp/dialogue.h"
+#include "proxy/smtp/received_header.h"
+#include "proxy/smtp/replies.h"
+
+namespace certrelay::smtp {
+
+void Dialogue::onBdat(const Command& command) {
+  std::uint64_t size = 0;
+  bool last = false;
+  if (parseBdatArgument(command.argument, size, last) != BdatError::None) {
+    // Without a count the chunk cannot be skipped: it must never be read as commands.
+    ++errors_;
+    reply(replies::kBdatSyntax, true);
+    return;
+  }
+  const auto capabilities = host_.backendCapabilities();
+  if (capabilities == nullptr || !capabilities->chunking) {
+    // CHUNKING is not offered: the chunk that follows must never be read as commands.
+    ++errors_;
+    reply(replies::kNotImplemented, true);
+    return;
+  }
+  chunk_ = Chunk{size, last, false};
+  phase_ = Phase::Chunk;
+  // RFC 3030: a refused BDAT's chunk is still read (and dropped); the session goes on.
+  if (!transaction_.open) {
+    chunk_.discard = true;
+    reject(replies::kNeedMail);
+  } else if (transaction_.lost) {
+    chunk_.discard = true;
+    reply(replies::kBackendUnavailable);
+  } else if (transaction_.forwarded == 0) {
+    chunk_.discard = true;
+    reject(transaction_.recipients == 0 ? replies::kNeedRcpt : replies::kNoValidRecipients);
+  } else {
+    transaction_.bdat = true;
+    if (!transaction_.headerSent && config_.backend.receivedHeader) {
+      // The proxy's Received header travels as its own leading chunk.
+      const std::string header = receivedHeader();
+      host_.backendCommand("BDAT " + std::to_string(header.size()), BackendPurpose::Internal, 0);
+      host_.backendContent(header, ContentTiming::Now);
+      transaction_.headerSent = true;
+    }
+    sendToBackend("BDAT " + std::to_string(size) + (last ? " LAST" : ""),
+                  last ? BackendPurpose::BdatLast : BackendPurpose::Bdat);
+    if (last) {
+      messageLogs_.push_back("from=" + transaction_.from + " (BDAT)");
+    }
+  }
+  if (phase_ == Phase::Chunk && chunk_.remaining == 0) {
+    consumeChunk({});
+  }
+}
+
+void Dialogue::consumeChunk(std::string_view bytes) {
+  if (!CERTRELAY_ASSERT(phase_ == Phase::Chunk && bytes.size() <= chunk_.remaining)) {
+    return closeOnBug("chunk bytes outside a chunk");
+  }
+  if (!chunk_.discard) {
+    host_.backendContent(bytes, ContentTiming::Now);
+  }
+  chunk_.remaining -= bytes.size();
+  if (chunk_.remaining > 0) {
+    return;
+  }
+  phase_ = Phase::Command;
+  host_.armTimer(config_.timeouts.command);
+  if (chunk_.last && !chunk_.discard) {
+    ++messages_;
+    info("end of BDAT from " + clientName() + ": from=" + transaction_.from);
+    resetTransaction();
+  } else if (chunk_.last && transaction_.lost) {
+    resetTransaction();  // the 451 was given at the BDAT: this transaction is over
+  }
+  chunk_ = Chunk{};
+}
+
+void Dialogue::consumeData(std::string_view bytes) {
+  scratch_.clear();
+  const std::size_t used = data_.feed(bytes, scratch_);
+  if (!data_.done()) {
+    if (!transaction_.lost) {
+      host_.backendContent(scratch_, ContentTiming::Now);
+    }
+    return;
+  }
+  endData(used, bytes);
+}
+
+void Dialogue::endData(std::size_t used, std::string_view bytes) {
+  const std::string envelope =
+      "from=" + transaction_.from + " size=" + std::to_string(data_.contentBytes());
+  if (!transaction_.lost) {
+    data_.finish(scratch_);
+    const Ticket ticket = replies_.reserve();
+    owed_.push_back(Owed{BackendPurpose::EndOfData, ticket, transaction_.utf8});
+    host_.backendEndContent(scratch_, ticket);
+    ++messages_;
+    messageLogs_.push_back(envelope);  // logged with the backend's verdict: one line per message
+  } else {
+    info("end of data from " + clientName() + ": " + envelope + " (discarded: backend lost)");
+    reply(replies::kDataLost);
+  }
+  resetTransaction();
+  if (phase_ == Phase::Data) {
+    phase_ = Phase::Command;
+    host_.armTimer(config_.timeouts.command);
+  }
+  if (used < bytes.size()) {
+    lines_.feed(bytes.substr(used));  // pipelined commands after the final dot
+  }
+}
+
+std::string Dialogue::receivedHeader() const {
+  ReceivedInfo info;
+  info.helo = helo_;
+  info.clientAddr = settings_.peer.addr;
+  info.esmtp = esmtp_;
+  info.utf8 = transaction_.utf8;
+  if (tls_ != nullptr) {
+    info.tls = true;
+    info.tlsVersion = tls_->version;
+    info.cipher = tls_->cipher;
+    info.cipherBits = tls_->cipherBits;
+    info.cipherAlgBits = tls_->cipherAlgBits;
+    info.group = tls_->group;
+    info.serverSignature = tls_->serverSignature;
+    info.serverSignatureDetail = tls_->serverSignatureDetail;
+    info.serverDigest = tls_->serverDigest;
+    info.clientSignature = tls_->clientSignature;
+    info.clientSignatureDetail = tls_->clientSignatureDetail;
+    info.clientDigest = tls_->clientDigest;
+    info.hasCertificate = tls_->hasCertificate;
+    info.subjectCn = tls_->subjectCn;
+    info.issuerCn = tls_->issuerCn;
+    info.verified = tls_->verified;
+    info.digestName = tls_->digestName;
+    info.certFingerprint = tls_->certFingerprint;
+  }
+  info.identity = listedIdentity();
+  info.trusted = !info.identity.empty();
+  info.hostname = config_.hostname;
+  info.id = messageId();
+  info.singleRecipient = transaction_.forwarded == 1 ? transaction_.firstRecipient : std::string();
+  info.when = host_.wallClock();
+  return buildReceivedHeader(info);
+}
+
+}  // namespace certrelay::smtp

@@ -1,0 +1,232 @@
+#pragma once
+// A scripted host for smtp::Dialogue: records every action as one readable transcript line and
+// plays the backend by hand. Shared by the transcript tests and the dialogue fuzz target.
+//
+// Transcript lines:
+//   C< 250 2.0.0 Ok              a reply line for the client (one per line of the wire)
+//   tls                          start TLS (the 220 went out before it)
+//   close                        close the client connection after what was sent
+//   B open login=<identity>      open a backend connection (XCLIENT LOGIN= as given)
+//   B close                      close the backend connection
+//   B> RCPT TO:<a@b>             a command for the backend
+//   B> +<content>                content for the backend (CR LF shown as \r\n), "(held)" when it
+//                                waits for the next write
+//   B> end <content>             the last content bytes, ending with the terminator
+// Log lines and timers are kept apart (logs, timer).
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "policy/relay_policy.h"
+#include "proxy/smtp/dialogue.h"
+#include "proxy/smtp/reply.h"
+
+namespace certrelay::smtp::testing {
+
+// A listed certificate and its identity in every script's table.
+inline constexpr std::string_view kTrustedFingerprint =
+    "AA00000000000000000000000000000000000000000000000000000000000001";
+inline constexpr std::string_view kTrustedIdentity = "client.example";
+
+inline std::string escape(std::string_view bytes) {
+  std::string out;
+  for (const char c : bytes) {
+    if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+inline config::Config scriptConfig() {
+  config::Config config;
+  config.hostname = "mx.test";
+  config.backend.address = config::Endpoint{"127.0.0.1", 2525};
+  config.backend.heloName = "mx.test";
+  config.policy.localDomains = {"local.example"};
+  config.limits.maxErrors = 5;
+  config.limits.maxRecipients = 3;
+  config.limits.maxLineLength = 100;
+  config.limits.highWatermark = 1024;
+  config.timeouts.command = std::chrono::milliseconds(300'000);
+  config.timeouts.data = std::chrono::milliseconds(180'000);
+  config.timeouts.tlsHandshake = std::chrono::milliseconds(60'000);
+  return config;
+}
+
+inline Capabilities scriptCapabilities() {
+  Capabilities caps;
+  caps.pipelining = true;
+  caps.size = 10'000'000;
+  caps.eightBitMime = true;
+  caps.smtpUtf8 = true;
+  caps.dsn = true;
+  caps.enhancedStatusCodes = true;
+  caps.chunking = true;
+  return caps;
+}
+
+class Script final : public DialogueHost {
+ public:
+  struct Owed {
+    BackendPurpose purpose;
+    Ticket ticket;
+  };
+
+  explicit Script(config::Config configuration = scriptConfig(), bool requireTls = false)
+      : config_(std::move(configuration)) {
+    listener_.name = "smtp";
+    listener_.requireTls = requireTls;
+    config::Policy settings;
+    settings.localDomains = config_.policy.localDomains;
+    policy_ = policy::buildPolicy(
+        settings,
+        policy::FingerprintTable::parse(std::string(kTrustedFingerprint) + " " +
+                                            std::string(kTrustedIdentity) + "\n",
+                                        "script"));
+    capabilities_ = std::make_shared<const Capabilities>(scriptCapabilities());
+    dialogue_ = std::make_unique<Dialogue>(
+        DialogueSettings{config_, listener_, "S1", {"192.0.2.7", 40000}, {"192.0.2.1", 25}},
+        *this);
+  }
+
+  Dialogue& dialogue() { return *dialogue_; }
+  const config::Config& config() const { return config_; }
+
+  // --- driving ---
+  void start(bool overLimit = false, bool draining = false) {
+    dialogue_->start(overLimit, draining);
+  }
+  void client(std::string_view bytes) { dialogue_->onClientBytes(bytes); }
+  // One backend reply to the oldest owed command: "250 2.1.0 Ok", or several lines joined by
+  // "\r\n" for a multi-line reply.
+  void backend(std::string_view replyText) {
+    ReplyParser parser;
+    parser.feed(std::string(replyText) + "\r\n");
+    Reply reply;
+    if (parser.next(reply) != ReplyParser::Result::Reply || owed_.empty()) {
+      throw std::logic_error("script error: no reply owed, or a malformed one");
+    }
+    const Owed owed = owed_.front();
+    owed_.pop_front();
+    dialogue_->onBackendReply(owed.purpose, owed.ticket, reply);
+  }
+  void backendFails(BackendFailure failure = BackendFailure::Closed) {
+    backendOpen_ = false;
+    owed_.clear();
+    dialogue_->onBackendFailure(failure, "scripted");
+  }
+  // The handshake completes with these facts (the certificate listed or not).
+  void tlsEstablished(bool listedCertificate) {
+    facts_.version = "TLSv1.3";
+    facts_.cipher = "TLS_AES_256_GCM_SHA384";
+    facts_.cipherBits = 256;
+    facts_.cipherAlgBits = 256;
+    facts_.hasCertificate = listedCertificate;
+    facts_.certFingerprint = listedCertificate ? std::string(kTrustedFingerprint) : "";
+    dialogue_->onTlsEstablished(facts_);
+  }
+
+  // --- reading the transcript ---
+  // Everything recorded since the last take().
+  std::string take() { return std::exchange(transcript_, {}); }
+  const std::vector<std::string>& logs() const { return logs_; }
+  bool logged(std::string_view part) const {
+    for (const auto& line : logs_) {
+      if (line.find(part) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  }
+  std::chrono::milliseconds timer() const { return timer_; }
+  bool backendOpen() const { return backendOpen_; }
+  bool closed() const { return closed_; }
+  const std::deque<Owed>& owed() const { return owed_; }
+  // Every byte the client was sent, in order.
+  const std::string& clientWire() const { return clientWire_; }
+
+  // --- DialogueHost ---
+  void sendToClient(std::string_view wire) override {
+    clientWire_.append(wire);
+    std::size_t start = 0;
+    while (start < wire.size()) {
+      const std::size_t end = wire.find("\r\n", start);
+      const std::size_t stop = end == std::string_view::npos ? wire.size() : end;
+      transcript_ += "C< " + escape(wire.substr(start, stop - start)) + "\n";
+      start = end == std::string_view::npos ? wire.size() : end + 2;
+    }
+  }
+  void startTls() override { transcript_ += "tls\n"; }
+  void armTimer(std::chrono::milliseconds timeout) override { timer_ = timeout; }
+  void closeClient() override {
+    transcript_ += "close\n";
+    closed_ = true;
+  }
+  void openBackend(const ClientIdentity& identity) override {
+    transcript_ += "B open login=" + identity.login + "\n";
+    backendOpen_ = true;
+  }
+  void closeBackend() override {
+    transcript_ += "B close\n";
+    backendOpen_ = false;
+    owed_.clear();
+  }
+  void backendCommand(std::string_view line, BackendPurpose purpose, Ticket ticket) override {
+    transcript_ += "B> " + std::string(line) + "\n";
+    if (purpose != BackendPurpose::Internal) {
+      owed_.push_back(Owed{purpose, ticket});
+    }
+  }
+  void backendMail(std::string_view line, Ticket ticket, std::string_view,
+                   std::string_view) override {
+    transcript_ += "B> " + std::string(line) + "\n";
+    owed_.push_back(Owed{BackendPurpose::Mail, ticket});
+  }
+  void backendContent(std::string_view bytes, ContentTiming timing) override {
+    if (bytes.empty()) {
+      return;
+    }
+    transcript_ += "B> +" + escape(bytes) +
+                   (timing == ContentTiming::WithNextWrite ? " (held)" : "") + "\n";
+  }
+  void backendEndContent(std::string_view lastBytes, Ticket ticket) override {
+    transcript_ += "B> end " + escape(lastBytes) + "\n";
+    owed_.push_back(Owed{BackendPurpose::EndOfData, ticket});
+  }
+  void log(log::Level, std::string_view message) override { logs_.emplace_back(message); }
+  std::shared_ptr<const policy::Policy> policy() override { return policy_; }
+  std::shared_ptr<const Capabilities> backendCapabilities() override { return capabilities_; }
+  std::time_t wallClock() override { return 1'800'000'000; }
+
+  void setCapabilities(const Capabilities& capabilities) {
+    capabilities_ = std::make_shared<const Capabilities>(capabilities);
+  }
+
+ private:
+  config::Config config_;
+  config::Listener listener_;
+  std::shared_ptr<const policy::Policy> policy_;
+  std::shared_ptr<const Capabilities> capabilities_;
+  tls::PeerFacts facts_;
+  std::unique_ptr<Dialogue> dialogue_;
+  std::string transcript_;
+  std::string clientWire_;
+  std::vector<std::string> logs_;
+  std::deque<Owed> owed_;
+  std::chrono::milliseconds timer_{0};
+  bool backendOpen_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace certrelay::smtp::testing

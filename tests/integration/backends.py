@@ -123,6 +123,10 @@ class Behaviour:
         # BDAT: the reply to a chunk that is not the last (the last one gets dot_reply). A
         # "BDAT" entry in `replies` overrides both (the chunk is still read first).
         self.bdat_reply = "250 2.0.0 Ok: {count} bytes"
+        # After answering the named command: send these extra lines (an unsolicited reply,
+        # e.g. a 421 of a backend going down), then close the connection. An empty list only
+        # closes (the backend restarted between two commands).
+        self.then_close: dict[str, list[str]] = {}
 
 
 class BackendConnection:
@@ -372,6 +376,11 @@ class ScriptedBackend:
                     name = line.split(" ", 1)[0].split(":", 1)[0].upper()
                     if b.delays.get(name):
                         time.sleep(b.delays[name])   # a slow backend, on purpose
+                    if name in b.then_close:
+                        self._send(conn, b.replies.get(name, "250 2.0.0 Ok"))
+                        for extra in b.then_close[name]:
+                            self._send(conn, extra)
+                        return
                     if name == "BDAT":
                         m = re.fullmatch(r"BDAT (\d+)( LAST)?", line, re.IGNORECASE)
                         if not m:

@@ -77,13 +77,17 @@ class Expect:
     TIMEOUT = re.compile(r"^421 4\.4\.2 (\S+ )?Error: timeout exceeded")
     TOO_MANY_RECIPIENTS = "452 4.5.3"
     SHUTDOWN = re.compile(r"^421 4\.3\.2")          # draining: idle sessions at SIGTERM
-    BARE_LF_REFUSED = "550 5.5.2"                 # if the proxy refuses bare LF in DATA
     # Backend reply lost/malformed after "." (outcome unknown).
     UNKNOWN_OUTCOME = re.compile(r"^451 4\.3\.0")
     # Backend silent after "." beyond timeouts.backend_reply.
-    BACKEND_REPLY_TIMEOUT = re.compile(r"^(451 4\.3\.0|421 4\.4\.2|4\d\d 4\.[34]\.\d)")
-    # Backend trouble during a command: 451 for the command or 421 and close (design.md).
-    BACKEND_TROUBLE = re.compile(r"^(421|451) 4\.\d\.\d")
+    BACKEND_REPLY_TIMEOUT = re.compile(r"^451 4\.3\.0 .*status unknown")
+    # Backend trouble during a command: 451 4.3.0 for the command in flight (design.md), never a
+    # 5xx the backend did not send; the session stays usable.
+    BACKEND_TROUBLE = re.compile(r"^451 4\.3\.0 Error: backend unavailable")
+    # The backend wants authentication from the proxy (530): a configuration error.
+    BACKEND_REFUSED_PROXY = re.compile(r"^421 4\.3\.5 ")
+    # Postfix's smtpd_forbidden_commands reply (HTTP request lines, header lines).
+    FORBIDDEN_COMMAND = "221 2.7.0"
     # --check-config and start-up errors.
     CONFIG_ERROR = re.compile(r"certrelay\.toml:(?P<line>\d+): (?P<reason>\S.*)")
     # Capabilities the proxy must never show a client (README "The SMTP dialogue": never

@@ -52,6 +52,19 @@ class DialogueTest(harness.IntegrationTest):
         mails = [cmd for x in self.backend_settled() for cmd in x.find("MAIL")]
         self.assertEqual(mails, ["MAIL FROM:<a@x.example>"])
 
+    def test_http_request_closes_at_once(self):
+        # Cross-protocol attacks (hostile-inputs.md ST-13): Postfix's 221 and close, nothing
+        # after the request line is processed or echoed, nothing reaches the backend.
+        self.proxy_with()
+        for request in (b"GET / HTTP/1.1\r\nHost: mx\r\n\r\n", b"POST /x HTTP/1.1\r\n",
+                        b"CONNECT mx:25 HTTP/1.1\r\n"):
+            with self.subTest(request=request):
+                c = self.client(self.proxy)
+                c.send(request + b"MAIL FROM:<a@x.example>\r\n")
+                self.assertReply(c.read_reply(), Expect.FORBIDDEN_COMMAND, c)
+                self.assertTrue(c.wait_closed(5.0), "not closed after 221\n" + c.dump())
+        self.assertEqual(self.forwarded(), b"")
+
     # -- BDAT --------------------------------------------------------------------------------
     def test_bdat_is_refused_and_its_chunk_never_read_as_commands(self):
         # A backend without CHUNKING (issue 4: CHUNKING is offered exactly when the backend

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "common/text.h"
 #include "policy/address.h"
 #include "proxy/log.h"
 #include "proxy/smtp/replies.h"
@@ -23,18 +24,7 @@ bool isGroupEnd(smtp::Verb verb) {
          verb == smtp::Verb::Quit;
 }
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::toupper(static_cast<unsigned char>(a[i])) !=
-        std::toupper(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
+using text::equalsIgnoreCase;  // common/text.h
 
 bool allDigits(std::string_view s) {
   if (s.empty() || s.size() > 19) {

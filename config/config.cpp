@@ -19,6 +19,7 @@
 #include <string_view>
 #include <thread>
 
+#include "common/text.h"
 #include "config/read_file.h"
 
 namespace certrelay::config {
@@ -33,62 +34,9 @@ constexpr int64_t kMaxDebounceMs = 10'000;
 // and the cap keeps every millisecond count far from overflow.
 constexpr int64_t kMaxDurationMs = 7LL * 24 * 3600 * 1000;
 
-// Letters, digits, hyphens and dots, labels 1..63 without a hyphen at either end, 255 in total.
-// One trailing dot has been removed by the caller.
-bool isDomainName(std::string_view name) {
-  if (name.empty() || name.size() > 255) {
-    return false;
-  }
-  bool allNumeric = true;
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t end = name.find('.', start);
-    if (end == std::string_view::npos) {
-      end = name.size();
-    }
-    const std::string_view label = name.substr(start, end - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
-      return false;
-    }
-    for (char c : label) {
-      const bool digit = c >= '0' && c <= '9';
-      const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-      if (!digit && !letter && c != '-') {
-        return false;
-      }
-      allNumeric = allNumeric && digit;
-    }
-    start = end + 1;
-  }
-  // "192.0.2.1" is an address written without brackets, not a name: SMTP needs "[192.0.2.1]".
-  return !allNumeric;
-}
-
 bool isIpAddress(const std::string& text, int family) {
   unsigned char buffer[sizeof(struct in6_addr)];
   return inet_pton(family, text.c_str(), buffer) == 1;
-}
-
-// "[192.0.2.1]" or "[IPv6:2001:db8::1]" (RFC 5321 address literals).
-bool isAddressLiteral(std::string_view text) {
-  if (text.size() < 3 || text.front() != '[' || text.back() != ']') {
-    return false;
-  }
-  const std::string inner(text.substr(1, text.size() - 2));
-  if (inner.size() > 5 && strncasecmp(inner.c_str(), "IPv6:", 5) == 0) {
-    return isIpAddress(inner.substr(5), AF_INET6);
-  }
-  return isIpAddress(inner, AF_INET);
-}
-
-std::string toLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') {
-      c = static_cast<char>(c - 'A' + 'a');
-    }
-  }
-  return out;
 }
 
 const char* typeName(const toml::node& node) {
@@ -351,7 +299,7 @@ class Loader {
     if (!name.empty() && name.back() == '.') {
       name.pop_back();
     }
-    if (!isDomainName(name)) {
+    if (!text::isDomainName(name)) {
       fail(node.source(), key, "'" + value + "' is not a valid host name");
     }
     return name;
@@ -372,7 +320,7 @@ class Loader {
     if (!name.empty() && name.back() == '.') {
       name.pop_back();
     }
-    if (!isDomainName(name)) {
+    if (!text::isDomainName(name)) {
       fail({}, "hostname",
            "not set, and the system host name '" + name + "' is not a valid host name");
     }
@@ -615,14 +563,15 @@ class Loader {
     for (size_t i = 0; i < written.size(); ++i) {
       const toml::node& element = *table.get("local_domains")->as_array()->get(i);
       const std::string key = "policy.local_domains[" + std::to_string(i) + "]";
-      std::string domain = toLower(written[i]);
+      std::string domain = text::toLower(written[i]);
       if (!domain.empty() && domain.back() == '.' && domain.front() != '[') {
         domain.pop_back();
       }
       // ".example.com" = every subdomain of example.com; the rest must be a plain name.
       const std::string_view name =
           !domain.empty() && domain.front() == '.' ? std::string_view(domain).substr(1) : domain;
-      if (!isDomainName(name) && !(name.size() == domain.size() && isAddressLiteral(domain))) {
+      if (!text::isDomainName(name) &&
+          !(name.size() == domain.size() && text::isAddressLiteral(domain))) {
         fail(element.source(), key,
              "'" + written[i] + "' is not a domain name, \".domain\" or address literal");
       }

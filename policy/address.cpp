@@ -16,10 +16,9 @@
 
 #include "policy/address.h"
 
-#include <arpa/inet.h>
-#include <strings.h>
-
 #include <cstring>
+
+#include "common/text.h"
 
 namespace certrelay::policy {
 
@@ -27,8 +26,7 @@ namespace {
 
 constexpr std::size_t kMaxPath = 256;
 constexpr std::size_t kMaxLocalPart = 64;
-constexpr std::size_t kMaxDomain = 255;
-constexpr std::size_t kMaxLabel = 63;
+constexpr std::size_t kMaxDomain = text::kMaxDomain;
 
 bool isAsciiAlnum(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
@@ -97,70 +95,37 @@ bool isValidUtf8(std::string_view text) {
 
 // A domain (one trailing dot allowed and removed) or an address literal. `out` receives the
 // domain as written minus that dot.
-AddressError parseHost(std::string_view text, bool utf8, std::string& out, bool& literal) {
+AddressError parseHost(std::string_view host, bool utf8, std::string& out, bool& literal) {
   literal = false;
-  if (text.empty()) {
+  if (host.empty()) {
     return AddressError::Syntax;
   }
-  if (text.front() == '[') {
-    if (text.size() < 3 || text.back() != ']') {
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') {
       return AddressError::Syntax;
     }
-    if (text.size() > kMaxDomain) {
+    if (host.size() > kMaxDomain) {
       return AddressError::TooLong;
     }
-    std::string inner(text.substr(1, text.size() - 2));
-    unsigned char buffer[sizeof(struct in6_addr)];
-    bool ok = false;
-    if (inner.size() > 5 && strncasecmp(inner.c_str(), "IPv6:", 5) == 0) {
-      ok = inet_pton(AF_INET6, inner.c_str() + 5, buffer) == 1;
-    } else {
-      ok = inet_pton(AF_INET, inner.c_str(), buffer) == 1;
-    }
-    if (!ok) {
+    if (!text::isAddressLiteral(host)) {
       return AddressError::Syntax;
     }
     literal = true;
-    out = std::string(text);
+    out = std::string(host);
     return AddressError::None;
   }
-  if (text.back() == '.') {
-    text.remove_suffix(1);
+  if (host.back() == '.') {
+    host.remove_suffix(1);
   }
-  if (text.empty()) {
-    return AddressError::Syntax;
-  }
-  if (text.size() > kMaxDomain) {
-    return AddressError::TooLong;
-  }
-  bool allNumeric = true;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    std::size_t end = text.find('.', start);
-    if (end == std::string_view::npos) {
-      end = text.size();
-    }
-    const std::string_view label = text.substr(start, end - start);
-    if (label.empty() || label.front() == '-' || label.back() == '-') {
+  switch (text::checkDomain(host, utf8)) {
+    case text::DomainError::None:
+      break;
+    case text::DomainError::Syntax:
       return AddressError::Syntax;
-    }
-    for (char ch : label) {
-      const auto c = static_cast<unsigned char>(ch);
-      const bool digit = c >= '0' && c <= '9';
-      if (!isAsciiAlnum(c) && c != '-' && !(utf8 && c >= 0x80)) {
-        return AddressError::Syntax;
-      }
-      allNumeric = allNumeric && digit;
-    }
-    if (label.size() > kMaxLabel) {
+    case text::DomainError::TooLong:
       return AddressError::TooLong;
-    }
-    start = end + 1;
   }
-  if (allNumeric) {
-    return AddressError::Syntax;  // "192.0.2.1" without brackets
-  }
-  out = std::string(text);
+  out = std::string(host);
   return AddressError::None;
 }
 
@@ -254,8 +219,7 @@ AddressError parseMailbox(std::string_view s, bool utf8, Mailbox& mailbox) {
 
   if (lastAt == std::string_view::npos) {
     // RFC 5321 section 4.5.1: "<Postmaster>" without a domain must be accepted.
-    if (segments == 1 && !quotedOnly && s.size() == 10 &&
-        strncasecmp(std::string(s).c_str(), "postmaster", 10) == 0) {
+    if (segments == 1 && !quotedOnly && text::equalsIgnoreCase(s, "postmaster")) {
       mailbox.localPart = std::string(s);
       mailbox.domain.clear();
       mailbox.routing = false;

@@ -10,6 +10,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/text.h"
 #include "config/read_file.h"
 
 namespace certrelay::policy {
@@ -51,40 +52,11 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
-// For error messages: at most 80 bytes, anything unprintable shown as '?'.
-std::string sanitize(std::string_view text) {
-  std::string out(text.substr(0, 80));
-  for (char& c : out) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte > 0x7e) {
-      c = '?';
-    }
-  }
-  return out;
-}
+// Untrusted text quoted in an error message: kept short, anything unprintable shown as '?'.
+constexpr std::size_t kMaxQuoted = 80;
 
-std::string colonForm(const std::string& canonical) {
-  std::string out;
-  out.reserve(canonical.size() * 3 / 2);
-  for (std::size_t i = 0; i < canonical.size(); i += 2) {
-    if (i != 0) {
-      out.push_back(':');
-    }
-    out.append(canonical, i, 2);
-  }
-  return out;
-}
-
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string toLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    c = lower(c);
-  }
-  return out;
+std::string sanitize(std::string_view raw) {
+  return text::sanitizePrintable(raw, kMaxQuoted);
 }
 
 // Lower case, one trailing dot removed: the form both patterns and queries are compared in.
@@ -92,7 +64,7 @@ std::string normalizeDomain(std::string_view domain) {
   if (!domain.empty() && domain.back() == '.') {
     domain.remove_suffix(1);
   }
-  return toLower(domain);
+  return text::toLower(domain);
 }
 
 }  // namespace
@@ -190,7 +162,7 @@ FingerprintTable FingerprintTable::parse(std::string_view text, std::string_view
       throw PolicyError(where() + "identity longer than " + std::to_string(kMaxIdentity) +
                         " bytes");
     }
-    std::string identity = rest.empty() ? colonForm(*fingerprint) : std::string(rest);
+    std::string identity = rest.empty() ? text::withColons(*fingerprint) : std::string(rest);
     // emplace keeps the existing entry: the first line for a key wins, as with postmap.
     table.entries_.emplace(std::move(*fingerprint), std::move(identity));
   }
@@ -214,13 +186,7 @@ std::string FingerprintTable::contentHash(std::string_view bytes) {
   if (EVP_Q_digest(nullptr, "SHA256", nullptr, bytes.data(), bytes.size(), md, &len) != 1) {
     throw PolicyError("SHA-256 is not available from OpenSSL");
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(len * 2, '\0');
-  for (std::size_t i = 0; i < len; ++i) {
-    out[2 * i] = kHex[md[i] >> 4];
-    out[2 * i + 1] = kHex[md[i] & 0x0f];
-  }
-  return out;
+  return text::lowerHex(std::span<const unsigned char>(md, len));
 }
 
 const std::string* FingerprintTable::find(std::string_view canonicalFingerprint) const {

@@ -9,6 +9,7 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
+#include "common/text.h"
 #include "tls/internal.h"
 
 namespace certrelay::tls {
@@ -36,16 +37,6 @@ const EVP_MD* fetchDigest(const char* name, const EVP_MD* legacy) {
   return md;
 }
 
-std::string upperHex(const unsigned char* data, std::size_t len) {
-  static constexpr char kDigits[] = "0123456789ABCDEF";
-  std::string out(len * 2, '\0');
-  for (std::size_t i = 0; i < len; ++i) {
-    out[2 * i] = kDigits[data[i] >> 4];
-    out[2 * i + 1] = kDigits[data[i] & 0x0f];
-  }
-  return out;
-}
-
 // The first CN of `name` (as Postfix's tls_text_name()), as sanitized text. "" when there is no
 // CN, it cannot be converted to UTF-8, or it holds an embedded NUL (CVE-2009-2408 class: C
 // string handling elsewhere would see a different name than the certificate carries).
@@ -66,14 +57,14 @@ std::string commonName(const X509_NAME* name) {
   if (len < 0 || utf8 == nullptr) {
     return {};
   }
-  std::string_view text(reinterpret_cast<const char*>(utf8), static_cast<std::size_t>(len));
+  std::string_view cn(reinterpret_cast<const char*>(utf8), static_cast<std::size_t>(len));
   // Trailing NULs are padding some encoders add (Postfix strips them too); inner ones are not.
-  while (!text.empty() && text.back() == '\0') {
-    text.remove_suffix(1);
+  while (!cn.empty() && cn.back() == '\0') {
+    cn.remove_suffix(1);
   }
   std::string result;
-  if (text.find('\0') == std::string_view::npos) {
-    result = sanitizeComment(text);
+  if (cn.find('\0') == std::string_view::npos) {
+    result = text::sanitizeComment(cn);
   }
   OPENSSL_free(utf8);
   return result;
@@ -97,7 +88,7 @@ std::string groupName(SSL* ssl) {
   }
   // A group without a NID (e.g. from a provider): OpenSSL's own TLS name for it.
   const char* tlsName = SSL_group_to_name(ssl, nid);
-  return tlsName != nullptr ? sanitizeComment(tlsName) : std::string();
+  return tlsName != nullptr ? text::sanitizeComment(tlsName) : std::string();
 }
 
 // Postfix's name for a TLS 1.3 signer and the size or curve of its key, after
@@ -117,7 +108,7 @@ void describeSigner(const EVP_PKEY* pkey, std::string& name, std::string& detail
       // A key type only a provider knows: it has no NID, only the provider's name for it.
       const char* type = EVP_PKEY_get0_type_name(pkey);
       if (type != nullptr) {
-        name = sanitizeComment(type);
+        name = text::sanitizeComment(type);
       }
       return;
     }
@@ -135,7 +126,7 @@ void describeSigner(const EVP_PKEY* pkey, std::string& name, std::string& detail
       // NIST alias "P-256". Fails for explicit curve parameters: then no detail, as in Postfix.
       char group[80];
       if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), nullptr) == 1) {
-        detail = sanitizeComment(group);
+        detail = text::sanitizeComment(group);
       } else {
         ERR_clear_error();
       }
@@ -146,7 +137,7 @@ void describeSigner(const EVP_PKEY* pkey, std::string& name, std::string& detail
   }
   if (const int type = EVP_PKEY_type(id); type != NID_undef) {
     if (const char* sn = OBJ_nid2sn(type); sn != nullptr) {
-      name = sanitizeComment(sn);
+      name = text::sanitizeComment(sn);
     }
   }
 }
@@ -159,7 +150,7 @@ std::string signatureDigest(long ok, int nid) {
     return {};
   }
   const char* sn = OBJ_nid2sn(nid);
-  return sn != nullptr ? sanitizeComment(sn) : std::string();
+  return sn != nullptr ? text::sanitizeComment(sn) : std::string();
 }
 
 // The server-signature and client-signature facts (PeerFacts), only for a full TLS 1.3
@@ -272,7 +263,7 @@ std::string certificateFingerprint(X509* cert, config::FingerprintDigest digest)
     ERR_clear_error();
     return {};
   }
-  return upperHex(md, len);
+  return text::upperHex(std::span<const unsigned char>(md, len));
 }
 
 std::string publicKeyFingerprint(X509* cert) {
@@ -313,33 +304,7 @@ std::string publicKeyFingerprint(X509* cert, config::FingerprintDigest digest) {
     ERR_clear_error();
     return {};
   }
-  return upperHex(md, len);
-}
-
-std::string withColons(std::string_view hex) {
-  std::string out;
-  out.reserve(hex.size() + hex.size() / 2);
-  for (std::size_t i = 0; i < hex.size(); ++i) {
-    if (i > 0 && i % 2 == 0) {
-      out += ':';
-    }
-    out += hex[i];
-  }
-  return out;
-}
-
-std::string sanitizeComment(std::string_view text, std::size_t maxLen) {
-  const std::size_t len = text.size() < maxLen ? text.size() : maxLen;
-  std::string out(len, '?');
-  for (std::size_t i = 0; i < len; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    // Whitelist: printable ASCII minus the characters that would end or escape a quoted
-    // string or a parenthesised comment in a Received header.
-    if (c >= 0x20 && c <= 0x7e && c != '\\' && c != '"' && c != '(' && c != ')') {
-      out[i] = static_cast<char>(c);
-    }
-  }
-  return out;
+  return text::upperHex(std::span<const unsigned char>(md, len));
 }
 
 }  // namespace certrelay::tls

@@ -1,6 +1,6 @@
 #pragma once
 // What one finished handshake told us about the client. Computed once at handshake end.
-// All text here is already sanitized (printable ASCII only; see sanitizeComment()).
+// All text here is already sanitized (text::sanitizeComment: printable ASCII only).
 
 #include <string>
 #include <string_view>
@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "common/text.h"
 #include "config/config.h"
 
 namespace certrelay::tls {
@@ -67,11 +68,9 @@ std::string certificateFingerprint(X509* cert, config::FingerprintDigest digest)
 std::string publicKeyFingerprint(X509* cert);
 std::string publicKeyFingerprint(X509* cert, config::FingerprintDigest digest);
 
-// "AABB.." -> "AA:BB:..", the form Postfix logs.
-std::string withColons(std::string_view hex);
-
-// Text for logs and Received comments: bytes outside printable ASCII, backslash, double quote
-// and parentheses become '?'. Result is at most maxLen characters.
-std::string sanitizeComment(std::string_view text, std::size_t maxLen = 256);
+// These moved to common/text.h. The names stay for proxy/session*.cpp until that code moves;
+// new code calls text::sanitizeComment and text::withColons.
+using text::sanitizeComment;
+using text::withColons;
 
 }  // namespace certrelay::tls

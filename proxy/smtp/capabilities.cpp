@@ -2,19 +2,11 @@
 
 #include <string_view>
 
+#include "common/text.h"
+
 namespace certrelay::smtp {
 
 namespace {
-
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'a' && c <= 'z') {
-      c = static_cast<char>(c - 'a' + 'A');
-    }
-  }
-  return out;
-}
 
 std::vector<std::string_view> splitWords(std::string_view line) {
   std::vector<std::string_view> words;
@@ -63,7 +55,7 @@ Capabilities Capabilities::fromEhloReply(const Reply& reply) {
     if (words.empty()) {
       continue;  // smtp-sink's closing "250 "
     }
-    const std::string keyword = upper(words[0]);
+    const std::string keyword = text::toUpper(words[0]);
     if (keyword == "SIZE") {
       if (words.size() == 1) {
         caps.size = 0;
@@ -88,7 +80,7 @@ Capabilities Capabilities::fromEhloReply(const Reply& reply) {
       std::set<std::string>& attributes =
           isXclient ? caps.xclientAttributes : caps.xforwardAttributes;
       for (std::size_t w = 1; w < words.size(); ++w) {
-        attributes.insert(upper(words[w]));
+        attributes.insert(text::toUpper(words[w]));
       }
     }
     // Anything else (AUTH, VRFY, ETRN, STARTTLS, XEXCH50, unknown) is deliberately not kept:

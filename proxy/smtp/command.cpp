@@ -3,6 +3,8 @@
 #include <array>
 #include <cstddef>
 
+#include "common/text.h"
+
 namespace certrelay::smtp {
 
 namespace {
@@ -37,22 +39,6 @@ constexpr std::array<VerbName, 18> kVerbs{{
 
 bool isBlank(char c) {
   return c == ' ' || c == '\t';
-}
-
-char toUpper(char c) {
-  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (toUpper(a[i]) != toUpper(b[i])) {
-      return false;
-    }
-  }
-  return true;
 }
 
 bool isAlnum(char c) {
@@ -139,7 +125,7 @@ CommandError parseCommand(std::string_view line, Command& out) {
   const std::string_view verb = line.substr(verbStart, i - verbStart);
   out.verbText.assign(verb.substr(0, kMaxVerbText));
   for (const VerbName& v : kVerbs) {
-    if (equalsIgnoreCase(verb, v.name)) {
+    if (text::equalsIgnoreCase(verb, v.name)) {
       out.verb = v.verb;
       break;
     }
@@ -159,7 +145,7 @@ CommandError parseCommand(std::string_view line, Command& out) {
 PathError parsePathArgument(std::string_view argument, std::string_view prefix, PathArgument& out) {
   out = PathArgument{};
   if (argument.size() < prefix.size() ||
-      !equalsIgnoreCase(argument.substr(0, prefix.size()), prefix)) {
+      !text::equalsIgnoreCase(argument.substr(0, prefix.size()), prefix)) {
     return PathError::Syntax;
   }
   std::string_view rest = argument.substr(prefix.size());
@@ -221,11 +207,7 @@ PathError parsePathArgument(std::string_view argument, std::string_view prefix, 
       }
       value.assign(v);
     }
-    std::string upperKey(key);
-    for (char& c : upperKey) {
-      c = toUpper(c);
-    }
-    out.params.emplace_back(std::move(upperKey), std::move(value));
+    out.params.emplace_back(text::toUpper(key), std::move(value));
   }
   return PathError::None;
 }
@@ -250,7 +232,7 @@ BdatError parseBdatArgument(std::string_view argument, std::uint64_t& size, bool
   const std::string_view rest = argument.substr(digits);
   bool isLast = false;
   if (!rest.empty()) {
-    if (rest.size() != 5 || rest[0] != ' ' || !equalsIgnoreCase(rest.substr(1), "LAST")) {
+    if (rest.size() != 5 || rest[0] != ' ' || !text::equalsIgnoreCase(rest.substr(1), "LAST")) {
       return BdatError::Syntax;
     }
     isLast = true;

@@ -6,43 +6,20 @@
 #include <string_view>
 #include <utility>
 
+#include "common/text.h"
+
 namespace certrelay::smtp {
 
 namespace {
 
-constexpr std::size_t kMaxText = 255;         // CN, issuer, identity, HELO, hostname, id
-constexpr std::size_t kMaxToken = 64;         // TLS names, digest name, address
-constexpr std::size_t kMaxFingerprint = 128;  // hex digits: 64 bytes (SHA-512) at most
-constexpr std::size_t kMaxLine = 998;         // RFC 5322 section 2.1.1, CR LF excluded
+constexpr std::size_t kMaxText = text::kMaxText;  // CN, issuer, identity, HELO, hostname, id
+constexpr std::size_t kMaxToken = 64;             // TLS names, digest name, address
+constexpr std::size_t kMaxFingerprint = 128;      // hex digits: 64 bytes (SHA-512) at most
+constexpr std::size_t kMaxLine = 998;             // RFC 5322 section 2.1.1, CR LF excluded
 constexpr std::string_view kCrlf = "\r\n";
 
 bool printableAscii(unsigned char c) {
   return c >= 0x20 && c < 0x7f;
-}
-
-// Comment text (CN, issuer, identity): printable ASCII only, and none of the characters that
-// end or escape a quoted string or a comment.
-std::string sanitizeComment(std::string_view raw) {
-  std::string out;
-  out.reserve(std::min(raw.size(), kMaxText));
-  for (char c : raw.substr(0, kMaxText)) {
-    const auto u = static_cast<unsigned char>(c);
-    const bool special = c == '\\' || c == '"' || c == '(' || c == ')';
-    out.push_back(printableAscii(u) && !special ? c : '?');
-  }
-  return out;
-}
-
-// Tokens (HELO name, address, TLS names, host name, id): the comment rules, and also no space
-// and none of Postfix's NEUTER_CHARACTERS (" <>()\\\";@"), which could break the clause syntax.
-std::string sanitizeToken(std::string_view raw, std::size_t max) {
-  std::string out = sanitizeComment(raw.substr(0, max));
-  for (char& c : out) {
-    if (c == ' ' || c == '<' || c == '>' || c == ';' || c == '@') {
-      c = '?';
-    }
-  }
-  return out;
 }
 
 bool holdsNul(std::string_view text) {
@@ -53,7 +30,7 @@ std::string heloText(std::string_view helo) {
   if (helo.empty() || holdsNul(helo)) {
     return "unknown";
   }
-  return sanitizeToken(helo, kMaxText);
+  return text::sanitizeToken(helo, kMaxText);
 }
 
 // "[192.0.2.1]" or "[IPv6:2001:db8::1]"; an IPv4-mapped address as its IPv4 address.
@@ -62,46 +39,25 @@ std::string addressLiteral(std::string_view addr) {
     return "[unknown]";
   }
   static constexpr std::string_view kMapped = "::ffff:";
-  if (addr.size() > kMapped.size() && addr.find('.') != std::string_view::npos) {
-    bool mapped = true;
-    for (std::size_t i = 0; i < kMapped.size(); ++i) {
-      const char c = addr[i];
-      const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-      mapped = mapped && lower == kMapped[i];
-    }
-    if (mapped) {
-      addr.remove_prefix(kMapped.size());
-    }
+  if (addr.size() > kMapped.size() && addr.find('.') != std::string_view::npos &&
+      text::equalsIgnoreCase(addr.substr(0, kMapped.size()), kMapped)) {
+    addr.remove_prefix(kMapped.size());
   }
-  const std::string text = sanitizeToken(addr, kMaxToken);
-  if (text.find(':') != std::string::npos) {
-    return "[IPv6:" + text + "]";
+  const std::string literal = text::sanitizeToken(addr, kMaxToken);
+  if (literal.find(':') != std::string::npos) {
+    return "[IPv6:" + literal + "]";
   }
-  return "[" + text + "]";
+  return "[" + literal + "]";
 }
 
 // CN or issuer: absent, or holding a NUL (a forged name trying to end early), is "".
 std::string certName(std::string_view name) {
-  return holdsNul(name) ? std::string() : sanitizeComment(name);
+  return holdsNul(name) ? std::string() : text::sanitizeComment(name);
 }
 
-// "AB:CD:..." from "ABCD..." (a-f accepted and upper-cased).
+// "AB:CD:..." from "ABCD..." (a-f accepted and upper-cased), at most kMaxFingerprint digits.
 std::string colonFingerprint(std::string_view hex) {
-  hex = hex.substr(0, kMaxFingerprint);
-  std::string out;
-  out.reserve(hex.size() * 3 / 2);
-  for (std::size_t i = 0; i < hex.size(); ++i) {
-    if (i > 0 && i % 2 == 0) {
-      out.push_back(':');
-    }
-    char c = hex[i];
-    if (c >= 'a' && c <= 'f') {
-      c = static_cast<char>(c - 'a' + 'A');
-    }
-    const bool hexDigit = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
-    out.push_back(hexDigit ? c : '?');
-  }
-  return out;
+  return text::withColons(hex.substr(0, kMaxFingerprint));
 }
 
 // Recipient path for the "for" clause: no control bytes; 8-bit only in an SMTPUTF8 message.
@@ -129,16 +85,16 @@ std::string signatureText(std::string_view label, const std::string& name,
   out += ' ';
   out += label;
   out += ' ';
-  out += sanitizeToken(name, kMaxToken);
+  out += text::sanitizeToken(name, kMaxToken);
   if (!detail.empty()) {
     // The detail is "prime256v1" or "2048 bits": spaces belong there.
-    out += " (" + sanitizeComment(detail.substr(0, kMaxToken)) + ")";
+    out += " (" + text::sanitizeComment(detail.substr(0, kMaxToken)) + ")";
   }
   if (!digest.empty()) {
     out += ' ';
     out += digestLabel;
     out += ' ';
-    out += sanitizeToken(digest, kMaxToken);
+    out += text::sanitizeToken(digest, kMaxToken);
   }
   return out;
 }
@@ -160,15 +116,15 @@ class HeaderWriter {
 };
 
 void writeTls(const ReceivedInfo& info, HeaderWriter& w) {
-  std::string current = "\t(using " + sanitizeToken(info.tlsVersion, kMaxToken) + " with cipher " +
-                        sanitizeToken(info.cipher, kMaxToken) + " (" +
+  std::string current = "\t(using " + text::sanitizeToken(info.tlsVersion, kMaxToken) +
+                        " with cipher " + text::sanitizeToken(info.cipher, kMaxToken) + " (" +
                         std::to_string(info.cipherBits) + "/" + std::to_string(info.cipherAlgBits) +
                         " bits)";
   if (!legacyTlsVersion(info.tlsVersion)) {
     bool continued = false;  // `current` is a details line that may take the server signature
     if (!info.group.empty()) {
       w.line(std::move(current));
-      current = "\t key-exchange " + sanitizeToken(info.group, kMaxToken);
+      current = "\t key-exchange " + text::sanitizeToken(info.group, kMaxToken);
       continued = true;
     }
     if (!info.serverSignature.empty()) {
@@ -198,13 +154,13 @@ void writeTls(const ReceivedInfo& info, HeaderWriter& w) {
   w.line("\t(Client CN \"" + certName(info.subjectCn) + "\", Issuer \"" + certName(info.issuerCn) +
          "\" (" + (info.verified ? "verified OK" : "not verified") + "))");
   if (!info.certFingerprint.empty()) {
-    std::string text = "\t(Client fingerprint " + sanitizeToken(info.digestName, kMaxToken) + " " +
-                       colonFingerprint(info.certFingerprint);
-    const std::string identity = sanitizeComment(info.identity);
+    std::string line = "\t(Client fingerprint " + text::sanitizeToken(info.digestName, kMaxToken) +
+                       " " + colonFingerprint(info.certFingerprint);
+    const std::string identity = text::sanitizeComment(info.identity);
     if (info.trusted && !identity.empty()) {
-      text += ", identity \"" + identity + "\"";
+      line += ", identity \"" + identity + "\"";
     }
-    w.line(text + ")");
+    w.line(line + ")");
   }
 }
 
@@ -266,13 +222,13 @@ std::string buildReceivedHeader(const ReceivedInfo& info) {
     writeTls(info, w);
   }
 
-  std::string hostname = sanitizeToken(info.hostname, kMaxText);
+  std::string hostname = text::sanitizeToken(info.hostname, kMaxText);
   if (hostname.empty()) {
     hostname = "unknown";
   }
   std::string by = "\tby " + hostname + " (certrelay) with " +
                    receivedProtocol(info.esmtp, info.utf8, info.tls, info.trusted);
-  const std::string id = sanitizeToken(info.id, kMaxText);
+  const std::string id = text::sanitizeToken(info.id, kMaxText);
   if (!id.empty()) {
     by += " id " + id;
   }

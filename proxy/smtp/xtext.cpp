@@ -1,10 +1,10 @@
 #include "proxy/smtp/xtext.h"
 
+#include "common/text.h"
+
 namespace certrelay::smtp {
 
 namespace {
-
-constexpr char kHex[] = "0123456789ABCDEF";
 
 // xchar: '!'..'~' except '+' (the escape) and '=' (the parameter separator).
 bool isXchar(unsigned char c) {
@@ -33,8 +33,7 @@ std::string xtextEncode(std::string_view raw) {
       out.push_back(c);
     } else {
       out.push_back('+');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 0x0f]);
+      text::appendUpperHex(out, u);
     }
   }
   return out;

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tests/support/data_canonicalizer_reference.h"
+
 namespace certrelay::smtp {
 namespace {
 
@@ -145,100 +147,10 @@ void checkAllSplits(std::string_view input, std::string_view expectedOut,
   }
 }
 
-// Reference for the differential test below: the documented rules applied one byte at a time,
-// with no fast paths (the state machine of the original implementation). Whole input only.
-struct Reference {
-  std::string out;  // content, before finish()
-  std::size_t consumed = 0;
-  bool done = false;
-  std::uint64_t contentBytes = 0;
-  std::string finished;  // out after finish(), whether or not end of data was seen
-};
-
-Reference referenceCanonicalize(std::string_view input) {
-  enum class S { LineStart, Dot, DotCr, Middle, MiddleCr };
-  Reference r;
-  S s = S::LineStart;
-  bool prevCrlf = true;
-  const auto endLine = [&](bool crlf) {
-    r.out += "\r\n";
-    r.contentBytes += 2;
-    prevCrlf = crlf;
-    s = S::LineStart;
-  };
-  const auto content = [&](char c) {
-    r.out.push_back(c);
-    ++r.contentBytes;
-    s = S::Middle;
-  };
-  std::size_t i = 0;
-  while (i < input.size() && !r.done) {
-    const char c = input[i];
-    switch (s) {
-      case S::LineStart:
-        if (c == '.') {
-          s = S::Dot;
-        } else if (c == '\r') {
-          s = S::MiddleCr;
-        } else if (c == '\n') {
-          endLine(false);
-        } else {
-          content(c);
-        }
-        ++i;
-        break;
-      case S::Dot:
-        if (c == '\r') {
-          s = S::DotCr;
-        } else if (c == '\n') {
-          endLine(false);
-        } else {
-          if (c == '.') {
-            r.out.push_back('.');  // stuffing, not content
-          }
-          content(c);
-        }
-        ++i;
-        break;
-      case S::DotCr:
-        if (c == '\n' && prevCrlf) {
-          r.done = true;
-          ++i;
-        } else if (c == '\n') {
-          endLine(true);
-          ++i;
-        } else {
-          endLine(false);  // `c` is not consumed: it starts the next line
-        }
-        break;
-      case S::Middle:
-        if (c == '\r') {
-          s = S::MiddleCr;
-        } else if (c == '\n') {
-          endLine(false);
-        } else {
-          content(c);
-        }
-        ++i;
-        break;
-      case S::MiddleCr:
-        if (c == '\n') {
-          endLine(true);
-          ++i;
-        } else {
-          endLine(false);  // `c` is not consumed
-        }
-        break;
-    }
-  }
-  r.consumed = i;
-  r.finished = r.out;
-  if (!r.done && s != S::LineStart) {
-    r.finished += "\r\n";
-  }
-  r.finished += ".\r\n";
-  return r;
-}
+// Reference for the differential tests below: the byte-at-a-time state machine, shared with
+// the data_canonicalizer fuzz target (tests/support/data_canonicalizer_reference.h).
+using test_support::Reference;
+using test_support::referenceCanonicalize;
 
 // One run of the real canonicaliser over `input` cut at `cuts` (ascending). Unlike runPieces it
 // keeps feeding after done() (which must consume and write nothing) and always calls finish().

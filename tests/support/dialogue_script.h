@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <deque>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -153,6 +154,8 @@ class Script final : public DialogueHost {
   bool backendOpen() const { return backendOpen_; }
   bool closed() const { return closed_; }
   const std::deque<Owed>& owed() const { return owed_; }
+  // The oldest owed reply is being answered by hand (a raw reply the test builds itself).
+  void popOwed() { owed_.pop_front(); }
   // Every byte the client was sent, in order.
   const std::string& clientWire() const { return clientWire_; }
 

@@ -78,7 +78,7 @@ TEST_CASE("text: sanitizeComment also neuters what ends a quoted string or a com
   CHECK(sanitizeComment("").empty());
 }
 
-TEST_CASE("text: sanitizeToken also neuters space and < > ; @") {
+TEST_CASE("text: sanitizeToken also neuters space, angle brackets, semicolon and at-sign") {
   CHECK(sanitizeToken("TLS_AES_256_GCM_SHA384") == "TLS_AES_256_GCM_SHA384");
   CHECK(sanitizeToken("a b<c>d;e@f") == "a?b?c?d?e?f");
   CHECK(sanitizeToken("x(y)\"z\\") == "x?y??z?");

@@ -8,6 +8,7 @@
 #include "proxy/net_util.h"
 #include "proxy/smtp/replies.h"
 #include "proxy/worker.h"
+#include "tls/handshake_log.h"
 
 namespace certrelay::proxy {
 
@@ -161,48 +162,10 @@ void Session::pumpTls() {
 void Session::onHandshakeDone() {
   const tls::PeerFacts& facts = tls_->facts();
   certificate_ = {facts.certFingerprint, facts.pkeyFingerprint};
-  // Postfix's words: Trusted = chain verified, Untrusted = a certificate that did not verify,
-  // Anonymous = no certificate. Relay permission is the fingerprint's, logged separately.
-  const char* trust = !facts.hasCertificate ? "Anonymous"
-                      : facts.verified      ? "Trusted"
-                                            : "Untrusted";
-  std::string line = std::string(trust) + " TLS connection established from " + clientName() +
-                     ": " + facts.version + " with cipher " + facts.cipher + " (" +
-                     std::to_string(facts.cipherBits) + "/" + std::to_string(facts.cipherAlgBits) +
-                     " bits)";
-  // Postfix writes the key exchange and signatures for TLS 1.3 only.
-  if (facts.version == "TLSv1.3" && !facts.group.empty()) {
-    line += " key-exchange " + facts.group;
-    if (!facts.serverSignature.empty()) {
-      line += " server-signature " + facts.serverSignature;
-      if (!facts.serverSignatureDetail.empty()) {
-        line += " (" + facts.serverSignatureDetail + ")";
-      }
-      if (!facts.serverDigest.empty()) {
-        line += " server-digest " + facts.serverDigest;
-      }
-    }
-    if (!facts.clientSignature.empty()) {
-      line += " client-signature " + facts.clientSignature;
-      if (!facts.clientSignatureDetail.empty()) {
-        line += " (" + facts.clientSignatureDetail + ")";
-      }
-      if (!facts.clientDigest.empty()) {
-        line += " client-digest " + facts.clientDigest;
-      }
-    }
-  }
-  if (facts.resumed) {
-    line += " (resumed)";
-  }
-  log::line(log::Level::Info, id_, line);
+  log::line(log::Level::Info, id_, tls::tlsEstablishedLogLine(clientName(), facts));
   if (facts.hasCertificate) {
     const auto listed = worker_.shared().policy.load()->trustedIdentity(certificate_);
-    log::line(log::Level::Info, id_,
-              clientName() + ": subject_CN=" + facts.subjectCn + ", issuer=" + facts.issuerCn +
-                  ", cert fingerprint=" + tls::withColons(facts.certFingerprint) +
-                  ", pkey fingerprint=" + tls::withColons(facts.pkeyFingerprint) +
-                  (listed ? ", relay identity=" + *listed : ", not listed for relay"));
+    log::line(log::Level::Info, id_, tls::peerCertificateLogLine(clientName(), facts, listed));
   }
   // RFC 3207 section 4.2: everything learned before TLS is forgotten.
   helo_.clear();

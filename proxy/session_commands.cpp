@@ -566,17 +566,7 @@ std::string Session::receivedHeader() const {
   if (tls_ && tls_->state() == tls::Engine::State::Established) {
     const tls::PeerFacts& facts = tls_->facts();
     info.tls = true;
-    info.tlsVersion = facts.version;
-    info.cipher = facts.cipher;
-    info.cipherBits = facts.cipherBits;
-    info.cipherAlgBits = facts.cipherAlgBits;
-    info.group = facts.group;
-    info.serverSignature = facts.serverSignature;
-    info.serverSignatureDetail = facts.serverSignatureDetail;
-    info.serverDigest = facts.serverDigest;
-    info.clientSignature = facts.clientSignature;
-    info.clientSignatureDetail = facts.clientSignatureDetail;
-    info.clientDigest = facts.clientDigest;
+    info.tlsSummary = facts.summary;
     info.hasCertificate = facts.hasCertificate;
     info.subjectCn = facts.subjectCn;
     info.issuerCn = facts.issuerCn;

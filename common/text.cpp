@@ -90,6 +90,19 @@ void appendUpperHex(std::string& out, unsigned char byte) {
   out.push_back(kUpperDigits[byte & 0x0f]);
 }
 
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
 std::string withColons(std::string_view hex) {
   std::string out;
   out.reserve(hex.size() + hex.size() / 2);
@@ -154,24 +167,26 @@ DomainError checkDomain(std::string_view name, bool utf8) {
   return allNumeric ? DomainError::Syntax : DomainError::None;
 }
 
+bool isIpAddress(std::string_view text, bool v6) {
+  // inet_pton reads a C string: an embedded NUL would hide whatever follows it.
+  if (text.find('\0') != std::string_view::npos) {
+    return false;
+  }
+  unsigned char buffer[sizeof(struct in6_addr)];
+  return inet_pton(v6 ? AF_INET6 : AF_INET, std::string(text).c_str(), buffer) == 1;
+}
+
 bool isAddressLiteral(std::string_view text) {
   if (text.size() < 3 || text.front() != '[' || text.back() != ']') {
     return false;
   }
-  std::string_view inner = text.substr(1, text.size() - 2);
-  // inet_pton reads a C string: an embedded NUL would hide whatever follows it.
-  if (inner.find('\0') != std::string_view::npos) {
-    return false;
-  }
-  int family = AF_INET;
+  const std::string_view inner = text.substr(1, text.size() - 2);
   static constexpr std::string_view kIpv6Tag = "IPv6:";
   if (inner.size() > kIpv6Tag.size() &&
       equalsIgnoreCase(inner.substr(0, kIpv6Tag.size()), kIpv6Tag)) {
-    inner.remove_prefix(kIpv6Tag.size());
-    family = AF_INET6;
+    return isIpAddress(inner.substr(kIpv6Tag.size()), true);
   }
-  unsigned char buffer[sizeof(struct in6_addr)];
-  return inet_pton(family, std::string(inner).c_str(), buffer) == 1;
+  return isIpAddress(inner, false);
 }
 
 }  // namespace certrelay::text

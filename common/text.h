@@ -35,6 +35,8 @@ std::string upperHex(std::span<const unsigned char> bytes);
 std::string lowerHex(std::span<const unsigned char> bytes);
 // Appends the two upper-case digits of `byte`.
 void appendUpperHex(std::string& out, unsigned char byte);
+// 0..15 for '0'-'9', 'a'-'f' and 'A'-'F'; -1 for anything else.
+int hexValue(char c);
 
 // A fingerprint as Postfix logs it: "3ef8..." -> "3E:F8:...", a ':' after every second
 // character. a-f are upper-cased and anything that is not a hex digit becomes '?', so the result
@@ -82,6 +84,10 @@ DomainError checkDomain(std::string_view name, bool utf8 = false);
 inline bool isDomainName(std::string_view name, bool utf8 = false) {
   return checkDomain(name, utf8) == DomainError::None;
 }
+
+// A numeric IPv4 (dotted quad) or, with `v6`, IPv6 address, as strict as inet_pton takes it: no
+// "10.1", no leading zeros, no zone id, no white space, no NUL.
+bool isIpAddress(std::string_view text, bool v6);
 
 // An RFC 5321 address literal: "[192.0.2.1]" or "[IPv6:2001:db8::1]" ("IPv6:" in any case), the
 // address as strict as inet_pton takes it (dotted quad only, no zone id, no white space, no NUL).

@@ -3,7 +3,6 @@
 
 #include "config/config.h"
 
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <toml++/toml.h>
@@ -33,11 +32,6 @@ constexpr int64_t kMaxDebounceMs = 10'000;
 // RFC 8446 caps ticket lifetime at 7 days; no timer in this proxy has a reason to be longer,
 // and the cap keeps every millisecond count far from overflow.
 constexpr int64_t kMaxDurationMs = 7LL * 24 * 3600 * 1000;
-
-bool isIpAddress(const std::string& text, int family) {
-  unsigned char buffer[sizeof(struct in6_addr)];
-  return inet_pton(family, text.c_str(), buffer) == 1;
-}
 
 const char* typeName(const toml::node& node) {
   switch (node.type()) {
@@ -353,7 +347,7 @@ class Loader {
     // Numeric addresses only: the event loop binds and connects without a resolver, and a name
     // that resolves differently later would be a silent change of backend.
     const bool v6 = result.host.find(':') != std::string::npos;
-    if (!isIpAddress(result.host, v6 ? AF_INET6 : AF_INET)) {
+    if (!text::isIpAddress(result.host, v6)) {
       fail(node.source(), key, "'" + result.host + "' is not an IPv4 or IPv6 address");
     }
     if (!allowPortZero && result.port == 0) {

@@ -25,19 +25,6 @@ constexpr std::size_t kDigestSizes[] = {16, 20, 28, 32, 48, 64};
 // An identity ends up in XCLIENT LOGIN= and in log lines; keep it well inside one SMTP line.
 constexpr std::size_t kMaxIdentity = 255;
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
 bool isBlank(char c) {
   return c == ' ' || c == '\t';
 }
@@ -69,31 +56,29 @@ std::string normalizeDomain(std::string_view domain) {
 
 }  // namespace
 
-std::optional<std::string> normalizeFingerprint(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  const bool colons = text.find(':') != std::string_view::npos;
+std::optional<std::string> normalizeFingerprint(std::string_view written) {
+  const bool colons = written.find(':') != std::string_view::npos;
   std::string out;
-  out.reserve(text.size());
+  out.reserve(written.size());
   std::size_t i = 0;
-  while (i < text.size()) {
+  while (i < written.size()) {
     // With colons the layout is strictly "HH:HH:...:HH"; a colon anywhere else is refused so
     // that "A:BC" is never read as the byte 0xAB followed by half of another.
     if (colons && i != 0) {
-      if (text[i] != ':') {
+      if (written[i] != ':') {
         return std::nullopt;
       }
       ++i;
     }
-    if (i + 1 >= text.size()) {  // half a byte at the end
+    if (i + 1 >= written.size()) {  // half a byte at the end
       return std::nullopt;
     }
-    const int high = hexValue(text[i]);
-    const int low = hexValue(text[i + 1]);
+    const int high = text::hexValue(written[i]);
+    const int low = text::hexValue(written[i + 1]);
     if (high < 0 || low < 0) {
       return std::nullopt;
     }
-    out.push_back(kHex[high]);
-    out.push_back(kHex[low]);
+    text::appendUpperHex(out, static_cast<unsigned char>(high * 16 + low));
     i += 2;
   }
   const std::size_t bytes = out.size() / 2;

@@ -13,8 +13,8 @@ work=$(mktemp -d /tmp/certrelay-demo.XXXXXX)
 sink_pid=""
 proxy_pid=""
 cleanup() {
-  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
-  [ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null || true
+  if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null || true; fi
+  if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM

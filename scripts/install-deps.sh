@@ -1,11 +1,12 @@
 #!/bin/sh
-# Installs what certrelay needs to build, test and run its demo, from Debian 12 packages only.
+# Installs what certrelay needs to build, test and run its demo, from Debian 12 packages only
+# (clang-format, clang-tidy and shellcheck: the checks in .ci/run).
 # Does nothing (and needs no network) when everything is already there.
 set -eu
 
 PACKAGES="g++ cmake ninja-build pkg-config make libuv1-dev libssl-dev libmimalloc-dev
 libtomlplusplus-dev doctest-dev libbenchmark-dev openssl python3 python3-cryptography postfix swaks procps
-clang libfuzzer-14-dev"
+clang libfuzzer-14-dev clang-format clang-tidy shellcheck"
 
 missing=""
 for p in $PACKAGES; do

@@ -153,28 +153,28 @@ std::string signatureDigest(long ok, int nid) {
   return sn != nullptr ? text::sanitizeComment(sn) : std::string();
 }
 
-// The server-signature and client-signature facts (PeerFacts), only for a full TLS 1.3
+// The server-signature and client-signature facts (TlsSummary), only for a full TLS 1.3
 // handshake, as Postfix's tls_get_signature_params().
-void collectSignatureFacts(SSL* ssl, PeerFacts& facts) {
-  if (SSL_version(ssl) < TLS1_3_VERSION || facts.resumed) {
+void collectSignatureFacts(SSL* ssl, TlsSummary& summary) {
+  if (SSL_version(ssl) < TLS1_3_VERSION || summary.resumed) {
     // TLS 1.2 names the signature in the cipher suite; a resumed session signs nothing.
     return;
   }
   // Our signature: the key the SSL signed CertificateVerify with (the context has one).
-  describeSigner(SSL_get_privatekey(ssl), facts.serverSignature, facts.serverSignatureDetail);
-  if (!facts.serverSignature.empty()) {
+  describeSigner(SSL_get_privatekey(ssl), summary.serverSignature, summary.serverSignatureDetail);
+  if (!summary.serverSignature.empty()) {
     int nid = NID_undef;
     const long ok = SSL_get_signature_nid(ssl, &nid);  // before `nid` is read
-    facts.serverDigest = signatureDigest(ok, nid);
+    summary.serverDigest = signatureDigest(ok, nid);
   }
   // The client's: a full TLS 1.3 handshake with a certificate always carries its
   // CertificateVerify (OpenSSL fails the handshake otherwise).
   if (X509* cert = SSL_get0_peer_certificate(ssl); cert != nullptr) {
-    describeSigner(X509_get0_pubkey(cert), facts.clientSignature, facts.clientSignatureDetail);
-    if (!facts.clientSignature.empty()) {
+    describeSigner(X509_get0_pubkey(cert), summary.clientSignature, summary.clientSignatureDetail);
+    if (!summary.clientSignature.empty()) {
       int nid = NID_undef;
       const long ok = SSL_get_peer_signature_nid(ssl, &nid);
-      facts.clientDigest = signatureDigest(ok, nid);
+      summary.clientDigest = signatureDigest(ok, nid);
     }
   }
   ERR_clear_error();  // a failed key query must not be blamed on the next SSL call
@@ -216,19 +216,20 @@ PeerFacts collectPeerFacts(SSL* ssl) {
   if (ssl == nullptr) {
     return facts;
   }
-  facts.version = SSL_get_version(ssl);
+  TlsSummary& summary = facts.summary;
+  summary.version = SSL_get_version(ssl);
   if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl); cipher != nullptr) {
-    facts.cipher = SSL_CIPHER_get_name(cipher);
-    facts.cipherBits = SSL_CIPHER_get_bits(cipher, &facts.cipherAlgBits);
+    summary.cipher = SSL_CIPHER_get_name(cipher);
+    summary.cipherBits = SSL_CIPHER_get_bits(cipher, &summary.cipherAlgBits);
   }
-  facts.group = groupName(ssl);
-  facts.resumed = SSL_session_reused(ssl) == 1;
+  summary.group = groupName(ssl);
+  summary.resumed = SSL_session_reused(ssl) == 1;
   const auto* slot = static_cast<const config::FingerprintDigest*>(
       SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), fingerprintDigestIndex()));
   const config::FingerprintDigest digest =
       slot != nullptr ? *slot : config::FingerprintDigest::Sha256;
   facts.digestName = digestName(digest);
-  collectSignatureFacts(ssl, facts);
+  collectSignatureFacts(ssl, summary);
 
   // On a resumed session this is the certificate stored in the session (the client does not
   // send it again), so the facts of a resumed connection are as complete as the original's.

@@ -123,7 +123,7 @@ bool connectOnce(const ContextPtr& context, const ClientOptions& options, Server
     *error = "handshake failed: " + engine->error() + " / " + client.error();
     return false;
   }
-  if (engine->facts().resumed != expectResumed) {
+  if (engine->facts().summary.resumed != expectResumed) {
     *error = expectResumed ? "session was not resumed" : "unexpected resumption";
     return false;
   }

@@ -12,6 +12,7 @@
 #include "proxy/smtp/parameters.h"
 #include "proxy/smtp/received_header.h"
 #include "proxy/smtp/replies.h"
+#include "tls/handshake_log.h"
 
 namespace certrelay::smtp {
 namespace {
@@ -526,46 +527,10 @@ void Dialogue::onTlsEstablished(const tls::PeerFacts& facts) {
 }
 
 void Dialogue::logTlsEstablished(const tls::PeerFacts& facts) {
-  // Postfix's words: Trusted = chain verified, Untrusted = a certificate that did not verify,
-  // Anonymous = no certificate. Relay permission is the fingerprint's, logged separately.
-  const char* trust = !facts.hasCertificate ? "Anonymous"
-                      : facts.verified      ? "Trusted"
-                                            : "Untrusted";
-  std::string line = std::string(trust) + " TLS connection established from " + clientName() +
-                     ": " + facts.version + " with cipher " + facts.cipher + " (" +
-                     std::to_string(facts.cipherBits) + "/" + std::to_string(facts.cipherAlgBits) +
-                     " bits)";
-  if (facts.version == "TLSv1.3" && !facts.group.empty()) {
-    line += " key-exchange " + facts.group;
-    if (!facts.serverSignature.empty()) {
-      line += " server-signature " + facts.serverSignature;
-      if (!facts.serverSignatureDetail.empty()) {
-        line += " (" + facts.serverSignatureDetail + ")";
-      }
-      if (!facts.serverDigest.empty()) {
-        line += " server-digest " + facts.serverDigest;
-      }
-    }
-    if (!facts.clientSignature.empty()) {
-      line += " client-signature " + facts.clientSignature;
-      if (!facts.clientSignatureDetail.empty()) {
-        line += " (" + facts.clientSignatureDetail + ")";
-      }
-      if (!facts.clientDigest.empty()) {
-        line += " client-digest " + facts.clientDigest;
-      }
-    }
-  }
-  if (facts.resumed) {
-    line += " (resumed)";
-  }
-  info(line);
+  info(tls::tlsEstablishedLogLine(clientName(), facts));
   if (facts.hasCertificate) {
-    const auto listed = host_.policy()->trustedIdentity(certificate_);
-    info(clientName() + ": subject_CN=" + facts.subjectCn + ", issuer=" + facts.issuerCn +
-         ", cert fingerprint=" + text::withColons(facts.certFingerprint) +
-         ", pkey fingerprint=" + text::withColons(facts.pkeyFingerprint) +
-         (listed ? ", relay identity=" + *listed : ", not listed for relay"));
+    info(tls::peerCertificateLogLine(clientName(), facts,
+                                     host_.policy()->trustedIdentity(certificate_)));
   }
 }
 

@@ -1,6 +1,5 @@
 #include "proxy/smtp/received_header.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <string_view>
@@ -13,7 +12,7 @@ namespace certrelay::smtp {
 namespace {
 
 constexpr std::size_t kMaxText = text::kMaxText;  // CN, issuer, identity, HELO, hostname, id
-constexpr std::size_t kMaxToken = 64;             // TLS names, digest name, address
+constexpr std::size_t kMaxToken = 64;             // digest name, address
 constexpr std::size_t kMaxFingerprint = 128;      // hex digits: 64 bytes (SHA-512) at most
 constexpr std::size_t kMaxLine = 998;             // RFC 5322 section 2.1.1, CR LF excluded
 constexpr std::string_view kCrlf = "\r\n";
@@ -72,33 +71,6 @@ std::string recipientText(std::string_view rcpt, bool utf8) {
   return out;
 }
 
-bool legacyTlsVersion(std::string_view version) {
-  return version == "SSLv2" || version == "SSLv3" || version == "TLSv1" || version == "TLSv1.1" ||
-         version == "TLSv1.2";
-}
-
-// " <name> (<detail>) <digestLabel> <digest>", each part only when known.
-std::string signatureText(std::string_view label, const std::string& name,
-                          const std::string& detail, std::string_view digestLabel,
-                          const std::string& digest) {
-  std::string out;
-  out += ' ';
-  out += label;
-  out += ' ';
-  out += text::sanitizeToken(name, kMaxToken);
-  if (!detail.empty()) {
-    // The detail is "prime256v1" or "2048 bits": spaces belong there.
-    out += " (" + text::sanitizeComment(detail.substr(0, kMaxToken)) + ")";
-  }
-  if (!digest.empty()) {
-    out += ' ';
-    out += digestLabel;
-    out += ' ';
-    out += text::sanitizeToken(digest, kMaxToken);
-  }
-  return out;
-}
-
 class HeaderWriter {
  public:
   void line(std::string text) {
@@ -116,34 +88,26 @@ class HeaderWriter {
 };
 
 void writeTls(const ReceivedInfo& info, HeaderWriter& w) {
-  std::string current = "\t(using " + text::sanitizeToken(info.tlsVersion, kMaxToken) +
-                        " with cipher " + text::sanitizeToken(info.cipher, kMaxToken) + " (" +
-                        std::to_string(info.cipherBits) + "/" + std::to_string(info.cipherAlgBits) +
-                        " bits)";
-  if (!legacyTlsVersion(info.tlsVersion)) {
-    bool continued = false;  // `current` is a details line that may take the server signature
-    if (!info.group.empty()) {
+  // The words are tls::describeTlsParts()'s (the log line's too); only the line breaks are ours.
+  const tls::TlsDescription parts = tls::describeTlsParts(info.tlsSummary);
+  std::string current = "\t(using " + parts.cipher;
+  bool continued = false;  // `current` is a details line that may take the server signature
+  if (!parts.keyExchange.empty()) {
+    w.line(std::move(current));
+    current = "\t " + parts.keyExchange;
+    continued = true;
+  }
+  if (!parts.serverSignature.empty()) {
+    if (continued) {
+      current += " " + parts.serverSignature;
+    } else {
       w.line(std::move(current));
-      current = "\t key-exchange " + text::sanitizeToken(info.group, kMaxToken);
-      continued = true;
+      current = "\t " + parts.serverSignature;
     }
-    if (!info.serverSignature.empty()) {
-      const std::string sig =
-          signatureText("server-signature", info.serverSignature, info.serverSignatureDetail,
-                        "server-digest", info.serverDigest);
-      if (continued) {
-        current += sig;
-      } else {
-        w.line(std::move(current));
-        current = "\t" + sig;
-      }
-    }
-    if (!info.clientSignature.empty()) {
-      w.line(std::move(current));
-      current =
-          "\t" + signatureText("client-signature", info.clientSignature, info.clientSignatureDetail,
-                               "client-digest", info.clientDigest);
-    }
+  }
+  if (!parts.clientSignature.empty()) {
+    w.line(std::move(current));
+    current = "\t " + parts.clientSignature;
   }
   w.line(current + ")");
 

@@ -15,13 +15,15 @@
 //   	for <rcpt>; Fri, 20 Nov 2026 22:27:49 +0000 (UTC)
 //
 // Rules, as Postfix writes them:
-//  * TLS lines only when TLS is active. The TLS 1.3 details (key exchange, signatures) only for
-//    TLS 1.3 and when known: "key-exchange G" opens the second line and the server signature
-//    follows on it; without a group the server signature opens that line itself; the client
-//    signature always has a line of its own; "server-digest"/"client-digest" and the "(detail)"
-//    appear only with their signature. The ")" closes whatever line is last. With TLS 1.2 (or no
-//    details) the "(using ...)" comment is one line. Fields given for TLS 1.2 and older are
-//    ignored (Postfix's tls_get_signature_params() returns early below TLS 1.3).
+//  * TLS lines only when TLS is active. The "(using ...)" comment is tls::describeTlsParts(), the
+//    description the "TLS connection established" log line carries too, so the rule for which
+//    TLS 1.3 details appear is that one rule (tls/tls_summary.h): key-exchange, server-signature
+//    and client-signature each when known, independently of one another, none below TLS 1.3.
+//    The header only lays the pieces out: the protocol and cipher stay on the "(using" line;
+//    "key-exchange G" opens the next line and the server signature follows on it; without a
+//    key exchange the server signature opens that line itself; the client signature always has
+//    a line of its own. The ")" closes whatever line is last. With TLS 1.2 (or no details) the
+//    "(using ...)" comment is one line.
 //  * Certificate comment: "(Client CN "..", Issuer ".." (verified OK|not verified))", or
 //    "(Client did not present a certificate)". certrelay always asks for one, so Postfix's
 //    "(No client certificate requested)" never appears. A CN or issuer that is absent or holds a
@@ -36,17 +38,19 @@
 //    (" id X" disappears).
 //
 // Sanitising (nothing from the client or its certificate reaches the header unchanged):
-//  * CN, issuer, identity: printable ASCII only; '\\', '"', '(', ')', control bytes (CR, LF, TAB,
-//    DEL...) and every non-ASCII byte become '?' (so one UTF-8 'é' becomes "??"). Then cut to 255
-//    characters. (Postfix's comment_sanitize() keeps balanced parentheses; inside our quoted
-//    strings any parenthesis is replaced, which is simpler and just as safe.)
+//  * CN, issuer, identity: text::sanitizeComment: printable ASCII only; '\\', '"', '(', ')',
+//    control bytes (CR, LF, TAB, DEL...) and every non-ASCII byte become '?' (so one UTF-8 'é'
+//    becomes "??"); the first 255 bytes are kept (common/text.h's one length rule). (Postfix's
+//    comment_sanitize() keeps balanced parentheses; inside our quoted strings any parenthesis is
+//    replaced, which is simpler and just as safe.)
 //  * HELO: the same, and also space, '<', '>', ';', '@' become '?' (Postfix's NEUTER_CHARACTERS
 //    for the HELO name). Empty, or holding a NUL: "unknown" (Postfix writes the client name,
 //    which is "unknown" here: certrelay does no reverse DNS lookups).
 //  * Address, TLS names, digest name, hostname, id: the HELO rules (they are tokens); the TLS
-//    names and the digest name cut to 64, address to 64, hostname and id to 255. An
-//    IPv4-mapped IPv6 address ("::ffff:192.0.2.7") is written as the IPv4 address, as Postfix
-//    and the relay policy see it; other IPv6 addresses as "IPv6:2001:db8::1".
+//    names (tls::describeTlsParts; a signature detail keeps its spaces) and the digest name cut
+//    to 64, address to 64, hostname and id to 255. An IPv4-mapped IPv6 address
+//    ("::ffff:192.0.2.7") is written as the IPv4 address, as Postfix and the relay policy see
+//    it; other IPv6 addresses as "IPv6:2001:db8::1".
 //  * Fingerprint: a-f upper-cased, anything else but hex digits becomes '?', at most 128 digits.
 //  * Recipient: control bytes become '?', non-ASCII bytes too unless `utf8` (RFC 6532 allows
 //    UTF-8 in the header of an SMTPUTF8 message).
@@ -56,6 +60,8 @@
 #include <ctime>
 #include <string>
 
+#include "tls/tls_summary.h"
+
 namespace certrelay::smtp {
 
 struct ReceivedInfo {
@@ -64,12 +70,7 @@ struct ReceivedInfo {
   bool esmtp = true;       // EHLO (true) or HELO
   bool utf8 = false;       // MAIL ... SMTPUTF8
   bool tls = false;
-  std::string tlsVersion, cipher;  // "TLSv1.3", "TLS_AES_256_GCM_SHA384"
-  int cipherBits = 0, cipherAlgBits = 0;
-  // TLS 1.3 only, may be empty. Signature details are what goes in the parentheses: a curve
-  // ("prime256v1") or a size ("2048 bits").
-  std::string group, serverSignature, serverSignatureDetail, serverDigest, clientSignature,
-      clientSignatureDetail, clientDigest;
+  tls::TlsSummary tlsSummary;  // when tls: the handshake's (raw; sanitized by describeTlsParts)
   bool hasCertificate = false;
   std::string subjectCn, issuerCn;  // may hold anything: sanitized here; empty = absent
   bool verified = false;

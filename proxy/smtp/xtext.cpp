@@ -12,14 +12,8 @@ bool isXchar(unsigned char c) {
 }
 
 // RFC 1891 requires upper-case hex digits after '+'.
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
+int upperHexValue(char c) {
+  return (c >= 'a' && c <= 'f') ? -1 : text::hexValue(c);
 }
 
 }  // namespace
@@ -48,8 +42,8 @@ std::optional<std::string> xtextDecode(std::string_view text) {
       if (text.size() - i < 3) {  // '+' needs two hex digits after it
         return std::nullopt;
       }
-      const int hi = hexValue(text[i + 1]);
-      const int lo = hexValue(text[i + 2]);
+      const int hi = upperHexValue(text[i + 1]);
+      const int lo = upperHexValue(text[i + 2]);
       if (hi < 0 || lo < 0) {
         return std::nullopt;
       }

@@ -108,5 +108,6 @@ inline std::string_view asText(const std::uint8_t* data, std::size_t size) {
 }  // namespace certrelay::fuzz
 
 // FUZZ_CHECK(condition): an oracle of a fuzz target. Aborts with the expression on failure.
-#define FUZZ_CHECK(condition) \
-  ((condition) ? static_cast<void>(0) : ::certrelay::fuzz::checkFailed(#condition, __FILE__, __LINE__))
+#define FUZZ_CHECK(condition)         \
+  ((condition) ? static_cast<void>(0) \
+               : ::certrelay::fuzz::checkFailed(#condition, __FILE__, __LINE__))

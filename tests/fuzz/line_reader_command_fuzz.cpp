@@ -42,12 +42,12 @@ Verb expectedVerb(std::string_view token) {
     Verb verb;
   };
   static constexpr Name kNames[] = {
-      {"EHLO", Verb::Ehlo},     {"HELO", Verb::Helo},         {"STARTTLS", Verb::Starttls},
-      {"MAIL", Verb::Mail},     {"RCPT", Verb::Rcpt},         {"DATA", Verb::Data},
-      {"BDAT", Verb::Bdat},     {"RSET", Verb::Rset},         {"NOOP", Verb::Noop},
-      {"QUIT", Verb::Quit},     {"VRFY", Verb::Vrfy},         {"HELP", Verb::Help},
+      {"EHLO", Verb::Ehlo},       {"HELO", Verb::Helo},         {"STARTTLS", Verb::Starttls},
+      {"MAIL", Verb::Mail},       {"RCPT", Verb::Rcpt},         {"DATA", Verb::Data},
+      {"BDAT", Verb::Bdat},       {"RSET", Verb::Rset},         {"NOOP", Verb::Noop},
+      {"QUIT", Verb::Quit},       {"VRFY", Verb::Vrfy},         {"HELP", Verb::Help},
       {"XCLIENT", Verb::Xclient}, {"XFORWARD", Verb::Xforward}, {"AUTH", Verb::Auth},
-      {"EXPN", Verb::Expn},     {"ETRN", Verb::Etrn},         {"TURN", Verb::Turn},
+      {"EXPN", Verb::Expn},       {"ETRN", Verb::Etrn},         {"TURN", Verb::Turn},
   };
   for (const Name& name : kNames) {
     if (equalsIgnoreCase(token, name.text)) {
@@ -146,7 +146,7 @@ void checkBdat(std::string_view argument, std::uint64_t& chunk) {
   }
   const std::string_view rest = argument.substr(digits);
   const bool shape = digits > 0 && (rest.empty() || (rest.size() == 5 && rest[0] == ' ' &&
-                                                      equalsIgnoreCase(rest.substr(1), "LAST")));
+                                                     equalsIgnoreCase(rest.substr(1), "LAST")));
   std::string_view number = argument.substr(0, digits);
   while (number.size() > 1 && number.front() == '0') {
     number.remove_prefix(1);

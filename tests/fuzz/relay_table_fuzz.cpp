@@ -193,9 +193,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size < 1) {
     return 0;
   }
-  static constexpr config::FingerprintDigest kDigests[] = {
-      config::FingerprintDigest::Sha256, config::FingerprintDigest::Sha1,
-      config::FingerprintDigest::Md5};
+  static constexpr config::FingerprintDigest kDigests[] = {config::FingerprintDigest::Sha256,
+                                                           config::FingerprintDigest::Sha1,
+                                                           config::FingerprintDigest::Md5};
   const config::FingerprintDigest digest = kDigests[data[0] % 3];
   const std::string_view text = fuzz::asText(data + 1, size - 1);
 

@@ -29,7 +29,7 @@ void checkReply(const Reply& reply, std::size_t maxLine, std::size_t maxLines) {
   FUZZ_CHECK(reply.positive() == (reply.code < 400));
   std::size_t textSize = 0;
   for (const std::string& line : reply.lines) {
-    FUZZ_CHECK(!fuzz::hasControl(line));  // no CR, LF, NUL reaches the client
+    FUZZ_CHECK(!fuzz::hasControl(line));                     // no CR, LF, NUL reaches the client
     FUZZ_CHECK(line.empty() || line.size() + 5 <= maxLine);  // "ddd-" + text + LF fitted
     textSize += line.size();
   }

@@ -129,10 +129,10 @@ class Script final : public DialogueHost {
   }
   // The handshake completes with these facts (the certificate listed or not).
   void tlsEstablished(bool listedCertificate) {
-    facts_.version = "TLSv1.3";
-    facts_.cipher = "TLS_AES_256_GCM_SHA384";
-    facts_.cipherBits = 256;
-    facts_.cipherAlgBits = 256;
+    facts_.summary.version = "TLSv1.3";
+    facts_.summary.cipher = "TLS_AES_256_GCM_SHA384";
+    facts_.summary.cipherBits = 256;
+    facts_.summary.cipherAlgBits = 256;
     facts_.hasCertificate = listedCertificate;
     facts_.certFingerprint = listedCertificate ? std::string(kTrustedFingerprint) : "";
     dialogue_->onTlsEstablished(facts_);

@@ -45,6 +45,17 @@ TEST_CASE("text: appendUpperHex appends one byte's two digits") {
   CHECK(out == "+0AD0");
 }
 
+TEST_CASE("text: hexValue reads one hex digit of either case") {
+  CHECK(hexValue('0') == 0);
+  CHECK(hexValue('9') == 9);
+  CHECK(hexValue('a') == 10);
+  CHECK(hexValue('F') == 15);
+  for (const char c : {'g', 'G', ':', ' ', '\0', '/', '@', '`'}) {
+    CAPTURE(c);
+    CHECK(hexValue(c) == -1);
+  }
+}
+
 TEST_CASE("text: withColons puts a colon between bytes") {
   CHECK(withColons("") == "");
   CHECK(withColons("AB") == "AB");
@@ -78,7 +89,7 @@ TEST_CASE("text: sanitizeComment also neuters what ends a quoted string or a com
   CHECK(sanitizeComment("").empty());
 }
 
-TEST_CASE("text: sanitizeToken also neuters space and < > ; @") {
+TEST_CASE("text: sanitizeToken also neuters space, angle brackets, semicolon and at-sign") {
   CHECK(sanitizeToken("TLS_AES_256_GCM_SHA384") == "TLS_AES_256_GCM_SHA384");
   CHECK(sanitizeToken("a b<c>d;e@f") == "a?b?c?d?e?f");
   CHECK(sanitizeToken("x(y)\"z\\") == "x?y??z?");
@@ -145,6 +156,17 @@ TEST_CASE("text: checkDomain takes 8-bit labels only with utf8") {
   CHECK(checkDomain(name) == DomainError::Syntax);
   CHECK(checkDomain(name, true) == DomainError::None);
   CHECK(checkDomain("a_b.example", true) == DomainError::Syntax);
+}
+
+TEST_CASE("text: isIpAddress takes strict numeric IPv4 or IPv6 addresses") {
+  CHECK(isIpAddress("192.0.2.1", false));
+  CHECK(isIpAddress("2001:db8::1", true));
+  CHECK_FALSE(isIpAddress("2001:db8::1", false));
+  CHECK_FALSE(isIpAddress("192.0.2.1", true));
+  CHECK_FALSE(isIpAddress("10.1", false));
+  CHECK_FALSE(isIpAddress("", false));
+  CHECK_FALSE(isIpAddress("fe80::1%eth0", true));
+  CHECK_FALSE(isIpAddress(std::string_view("192.0.2.1\0junk", 14), false));
 }
 
 TEST_CASE("text: isAddressLiteral takes bracketed IPv4 and IPv6: literals") {

@@ -35,7 +35,7 @@ TEST_SUITE("tls") {
     REQUIRE(link.established());
     const PeerFacts& facts = link.engine.facts();
     CHECK(facts.verified);
-    CHECK(facts.clientSignature == "ECDSA");
+    CHECK(facts.summary.clientSignature == "ECDSA");
     CHECK(facts.certFingerprint == certificateFingerprint(pki().client.cert.get()));
     CHECK(facts.pkeyFingerprint == publicKeyFingerprint(pki().client.cert.get()));
   }

@@ -51,7 +51,7 @@ SessionPtr firstSession(const ContextPtr& context, const ClientOptions& options,
   Link link(context, options);
   link.run();
   REQUIRE(link.established());
-  CHECK_FALSE(link.engine.facts().resumed);
+  CHECK_FALSE(link.engine.facts().summary.resumed);
   SessionPtr session(SSL_get1_session(link.client.ssl()));
   REQUIRE(session != nullptr);
   switch (end) {
@@ -83,12 +83,12 @@ TEST_SUITE("tls") {
     link.run();
     REQUIRE(link.established());
     const PeerFacts& facts = link.engine.facts();
-    CHECK(facts.version == "TLSv1.3");
-    CHECK(facts.cipher == "TLS_AES_256_GCM_SHA384");
-    CHECK(facts.cipherBits == 256);
-    CHECK(facts.cipherAlgBits == 256);
-    CHECK(facts.group == "X25519");
-    CHECK_FALSE(facts.resumed);
+    CHECK(facts.summary.version == "TLSv1.3");
+    CHECK(facts.summary.cipher == "TLS_AES_256_GCM_SHA384");
+    CHECK(facts.summary.cipherBits == 256);
+    CHECK(facts.summary.cipherAlgBits == 256);
+    CHECK(facts.summary.group == "X25519");
+    CHECK_FALSE(facts.summary.resumed);
     CHECK(facts.hasCertificate);
     CHECK(facts.verified);
     CHECK(facts.subjectCn == "client1.lab.example");
@@ -104,10 +104,10 @@ TEST_SUITE("tls") {
     link.run();
     REQUIRE(link.established());
     const PeerFacts& facts = link.engine.facts();
-    CHECK(facts.version == "TLSv1.2");
-    CHECK(facts.cipher == "ECDHE-ECDSA-AES256-GCM-SHA384");
-    CHECK(facts.cipherBits == 256);
-    CHECK(facts.group == "X25519");  // TLS 1.2 ECDHE reports its curve too
+    CHECK(facts.summary.version == "TLSv1.2");
+    CHECK(facts.summary.cipher == "ECDHE-ECDSA-AES256-GCM-SHA384");
+    CHECK(facts.summary.cipherBits == 256);
+    CHECK(facts.summary.group == "X25519");  // TLS 1.2 ECDHE reports its curve too
     CHECK(facts.hasCertificate);
     CHECK(facts.verified);
     CHECK(facts.subjectCn == "client1.lab.example");
@@ -118,7 +118,7 @@ TEST_SUITE("tls") {
     Link link(makeContext(), ClientOptions{.groups = "P-256"});
     link.run();
     REQUIRE(link.established());
-    CHECK(link.engine.facts().group == "P-256");
+    CHECK(link.engine.facts().summary.group == "P-256");
   }
 
   TEST_CASE("engine: TLS 1.3 and TLS 1.2 without a client certificate") {
@@ -133,7 +133,7 @@ TEST_SUITE("tls") {
       CHECK(facts.subjectCn.empty());
       CHECK(facts.certFingerprint.empty());
       CHECK(facts.pkeyFingerprint.empty());
-      CHECK_FALSE(facts.version.empty());
+      CHECK_FALSE(facts.summary.version.empty());
     }
   }
 
@@ -479,9 +479,9 @@ TEST_SUITE("tls") {
     REQUIRE(link.established());
     CHECK(SSL_session_reused(link.client.ssl()) == 1);
     const PeerFacts& facts = link.engine.facts();
-    CHECK(facts.resumed);
-    CHECK(facts.version == "TLSv1.3");
-    CHECK(facts.group == "X25519");  // psk_dhe_ke
+    CHECK(facts.summary.resumed);
+    CHECK(facts.summary.version == "TLSv1.3");
+    CHECK(facts.summary.group == "X25519");  // psk_dhe_ke
     CHECK(facts.hasCertificate);
     CHECK(facts.verified);
     CHECK(facts.subjectCn == "client1.lab.example");
@@ -497,7 +497,7 @@ TEST_SUITE("tls") {
     link.run();
     REQUIRE(link.established());
     const PeerFacts& facts = link.engine.facts();
-    CHECK(facts.resumed);
+    CHECK(facts.summary.resumed);
     CHECK(facts.digestName == "SHA1");
     CHECK(facts.certFingerprint ==
           certificateFingerprint(pki().client.cert.get(), config::FingerprintDigest::Sha1));
@@ -514,7 +514,7 @@ TEST_SUITE("tls") {
     Link link(context, ClientOptions{.cert = &pki().selfSigned, .session = session.get()});
     link.run();
     REQUIRE(link.established());
-    CHECK(link.engine.facts().resumed);
+    CHECK(link.engine.facts().summary.resumed);
     CHECK_FALSE(link.engine.facts().verified);
     CHECK(link.engine.facts().pkeyFingerprint == publicKeyFingerprint(pki().selfSigned.cert.get()));
   }
@@ -568,7 +568,7 @@ TEST_SUITE("tls") {
         Link link(context, again);
         link.run();
         REQUIRE(link.established());
-        CHECK(link.engine.facts().resumed);
+        CHECK(link.engine.facts().summary.resumed);
         CHECK(link.engine.facts().certFingerprint ==
               certificateFingerprint(pki().client.cert.get()));
         SessionPtr held(SSL_get1_session(link.client.ssl()));
@@ -597,9 +597,9 @@ TEST_SUITE("tls") {
     link.run();
     REQUIRE(link.established());
     const PeerFacts& facts = link.engine.facts();
-    CHECK(facts.resumed);
-    CHECK(facts.version == "TLSv1.2");
-    CHECK(facts.group == "X25519");  // the original key exchange, kept in the session
+    CHECK(facts.summary.resumed);
+    CHECK(facts.summary.version == "TLSv1.2");
+    CHECK(facts.summary.group == "X25519");  // the original key exchange, kept in the session
     CHECK(facts.hasCertificate);
     CHECK(facts.verified);
     CHECK(facts.certFingerprint == certificateFingerprint(pki().client.cert.get()));
@@ -617,7 +617,7 @@ TEST_SUITE("tls") {
     Link link(context, second);
     link.run();
     REQUIRE(link.established());
-    CHECK(link.engine.facts().resumed);
+    CHECK(link.engine.facts().summary.resumed);
     CHECK(link.engine.facts().pkeyFingerprint == publicKeyFingerprint(pki().client.cert.get()));
   }
 
@@ -631,7 +631,7 @@ TEST_SUITE("tls") {
     Link link(context, second);
     link.run();
     REQUIRE(link.established());
-    CHECK(link.engine.facts().resumed);
+    CHECK(link.engine.facts().summary.resumed);
   }
 
   TEST_CASE("engine: an engine destroyed without shutdown() loses its cached session") {
@@ -646,7 +646,7 @@ TEST_SUITE("tls") {
     Link link(context, second);
     link.run();
     REQUIRE(link.established());
-    CHECK_FALSE(link.engine.facts().resumed);
+    CHECK_FALSE(link.engine.facts().summary.resumed);
   }
 
   TEST_CASE("engine: no resumption with the session cache and tickets off") {
@@ -664,7 +664,7 @@ TEST_SUITE("tls") {
       Link link(context, ClientOptions{.maxVersion = maxVersion, .session = session.get()});
       link.run();
       REQUIRE(link.established());
-      CHECK_FALSE(link.engine.facts().resumed);
+      CHECK_FALSE(link.engine.facts().summary.resumed);
     }
   }
 
@@ -673,7 +673,7 @@ TEST_SUITE("tls") {
     Link link(makeContext(), ClientOptions{.cert = &pki().client, .session = session.get()});
     link.run();
     REQUIRE(link.established());
-    CHECK_FALSE(link.engine.facts().resumed);
+    CHECK_FALSE(link.engine.facts().summary.resumed);
     CHECK(link.engine.facts().verified);
   }
 

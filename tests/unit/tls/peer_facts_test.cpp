@@ -298,7 +298,7 @@ TEST_SUITE("tls") {
 
   TEST_CASE("peer_facts: collectPeerFacts(nullptr) is empty") {
     const PeerFacts facts = collectPeerFacts(nullptr);
-    CHECK(facts.version.empty());
+    CHECK(facts.summary.version.empty());
     CHECK_FALSE(facts.hasCertificate);
   }
 

@@ -13,6 +13,7 @@
 #include "tls/context.h"
 #include "tls/engine.h"
 #include "tls/peer_facts.h"
+#include "tls/tls_summary.h"
 
 namespace certrelay::tls {
 namespace {
@@ -105,41 +106,13 @@ std::string cliKeyDetail(const Credential& cred) {
   return {};
 }
 
-// The TLS 1.3 tail of Postfix's tls_log_summary() (and of its Received "using" clause), built
-// from PeerFacts the way the proxy is expected to build it.
-std::string postfixTail(const PeerFacts& facts) {
-  std::string out;
-  if (!facts.group.empty()) {
-    out += " key-exchange " + facts.group;
-  }
-  if (!facts.serverSignature.empty()) {
-    out += " server-signature " + facts.serverSignature;
-    if (!facts.serverSignatureDetail.empty()) {
-      out += " (" + facts.serverSignatureDetail + ")";
-    }
-    if (!facts.serverDigest.empty()) {
-      out += " server-digest " + facts.serverDigest;
-    }
-  }
-  if (!facts.clientSignature.empty()) {
-    out += " client-signature " + facts.clientSignature;
-    if (!facts.clientSignatureDetail.empty()) {
-      out += " (" + facts.clientSignatureDetail + ")";
-    }
-    if (!facts.clientDigest.empty()) {
-      out += " client-digest " + facts.clientDigest;
-    }
-  }
-  return out;
-}
-
 void checkNoSignatureFacts(const PeerFacts& facts) {
-  CHECK(facts.serverSignature.empty());
-  CHECK(facts.serverSignatureDetail.empty());
-  CHECK(facts.serverDigest.empty());
-  CHECK(facts.clientSignature.empty());
-  CHECK(facts.clientSignatureDetail.empty());
-  CHECK(facts.clientDigest.empty());
+  CHECK(facts.summary.serverSignature.empty());
+  CHECK(facts.summary.serverSignatureDetail.empty());
+  CHECK(facts.summary.serverDigest.empty());
+  CHECK(facts.summary.clientSignature.empty());
+  CHECK(facts.summary.clientSignatureDetail.empty());
+  CHECK(facts.summary.clientDigest.empty());
 }
 
 // A full handshake (its facts in `first`), closed cleanly so that the session stays resumable;
@@ -161,50 +134,46 @@ SessionPtr resumableSession(const ContextPtr& context, const ClientOptions& opti
 TEST_SUITE("tls") {
   TEST_CASE("signature: EC P-256 server and RSA-2048 client over TLS 1.3") {
     const Outcome o = handshake(pki().server, ClientOptions{.cert = &pki().rsaClient});
-    CHECK(o.facts.version == "TLSv1.3");
-    CHECK(o.facts.serverSignature == "ECDSA");
-    CHECK(o.facts.serverSignatureDetail == "prime256v1");
-    CHECK(o.facts.serverDigest == "SHA256");
-    CHECK(o.facts.clientSignature == "RSA-PSS");
-    CHECK(o.facts.clientSignatureDetail == "2048 bits");
-    CHECK(o.facts.clientDigest == "SHA256");
+    CHECK(o.facts.summary.version == "TLSv1.3");
+    CHECK(o.facts.summary.serverSignature == "ECDSA");
+    CHECK(o.facts.summary.serverSignatureDetail == "prime256v1");
+    CHECK(o.facts.summary.serverDigest == "SHA256");
+    CHECK(o.facts.summary.clientSignature == "RSA-PSS");
+    CHECK(o.facts.summary.clientSignatureDetail == "2048 bits");
+    CHECK(o.facts.summary.clientDigest == "SHA256");
     // The OpenSSL client's own account of the same handshake.
     CHECK(o.view.serverType == "id-ecPublicKey");
     CHECK(o.view.clientType == "RSASSA-PSS");
-    CHECK(o.facts.serverSignature == postfixNameFor(o.view.serverType));
-    CHECK(o.facts.clientSignature == postfixNameFor(o.view.clientType));
-    CHECK(o.facts.serverDigest == o.view.serverDigest);
-    CHECK(o.facts.clientDigest == o.view.clientDigest);
+    CHECK(o.facts.summary.serverSignature == postfixNameFor(o.view.serverType));
+    CHECK(o.facts.summary.clientSignature == postfixNameFor(o.view.clientType));
+    CHECK(o.facts.summary.serverDigest == o.view.serverDigest);
+    CHECK(o.facts.summary.clientDigest == o.view.clientDigest);
     // And the openssl command line's account of the two keys.
-    CHECK(o.facts.serverSignatureDetail == cliKeyDetail(pki().server));
-    CHECK(o.facts.clientSignatureDetail == cliKeyDetail(pki().rsaClient));
+    CHECK(o.facts.summary.serverSignatureDetail == cliKeyDetail(pki().server));
+    CHECK(o.facts.summary.clientSignatureDetail == cliKeyDetail(pki().rsaClient));
   }
 
   TEST_CASE("signature: RSA-2048 server and EC P-256 client over TLS 1.3") {
     const Outcome o = handshake(pki().rsaServer, ClientOptions{.cert = &pki().client});
-    CHECK(o.facts.serverSignature == "RSA-PSS");
-    CHECK(o.facts.serverSignatureDetail == "2048 bits");
-    CHECK(o.facts.serverDigest == "SHA256");
-    CHECK(o.facts.clientSignature == "ECDSA");
-    CHECK(o.facts.clientSignatureDetail == "prime256v1");
-    CHECK(o.facts.clientDigest == "SHA256");
+    CHECK(o.facts.summary.serverSignature == "RSA-PSS");
+    CHECK(o.facts.summary.serverSignatureDetail == "2048 bits");
+    CHECK(o.facts.summary.serverDigest == "SHA256");
+    CHECK(o.facts.summary.clientSignature == "ECDSA");
+    CHECK(o.facts.summary.clientSignatureDetail == "prime256v1");
+    CHECK(o.facts.summary.clientDigest == "SHA256");
     CHECK(o.view.serverType == "RSASSA-PSS");
     CHECK(o.view.clientType == "id-ecPublicKey");
-    CHECK(o.facts.serverDigest == o.view.serverDigest);
-    CHECK(o.facts.clientDigest == o.view.clientDigest);
-    CHECK(o.facts.serverSignatureDetail == cliKeyDetail(pki().rsaServer));
-    CHECK(o.facts.clientSignatureDetail == cliKeyDetail(pki().client));
+    CHECK(o.facts.summary.serverDigest == o.view.serverDigest);
+    CHECK(o.facts.summary.clientDigest == o.view.clientDigest);
+    CHECK(o.facts.summary.serverSignatureDetail == cliKeyDetail(pki().rsaServer));
+    CHECK(o.facts.summary.clientSignatureDetail == cliKeyDetail(pki().client));
   }
 
-  TEST_CASE("signature: the facts rebuild the line Postfix logged in protocol.md 3.2") {
+  TEST_CASE("signature: describeTls rebuilds the line Postfix logged in protocol.md 3.2") {
     // Observed: "... key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest
     // SHA256 client-signature ECDSA (prime256v1) client-digest SHA256" (RSA server, EC client).
     const Outcome o = handshake(pki().rsaServer, ClientOptions{.cert = &pki().client});
-    const std::string line = o.facts.version + " with cipher " + o.facts.cipher + " (" +
-                             std::to_string(o.facts.cipherBits) + "/" +
-                             std::to_string(o.facts.cipherAlgBits) + " bits)" +
-                             postfixTail(o.facts);
-    CHECK(line ==
+    CHECK(describeTls(o.facts.summary) ==
           "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 "
           "server-signature RSA-PSS (2048 bits) server-digest SHA256 client-signature ECDSA "
           "(prime256v1) client-digest SHA256");
@@ -212,46 +181,47 @@ TEST_SUITE("tls") {
 
   TEST_CASE("signature: the no-certificate line of protocol.md 3.4 has no client part") {
     const Outcome o = handshake(pki().rsaServer, ClientOptions{});
-    CHECK(postfixTail(o.facts) ==
-          " key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256");
+    CHECK(describeTls(o.facts.summary) ==
+          "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 "
+          "server-signature RSA-PSS (2048 bits) server-digest SHA256");
   }
 
   TEST_CASE("signature: an Ed25519 client signs without a digest") {
     const Outcome o = handshake(pki().server, ClientOptions{.cert = &pki().edClient});
-    CHECK(o.facts.clientSignature == "ED25519");
-    CHECK(o.facts.clientSignatureDetail.empty());
-    CHECK(o.facts.clientDigest.empty());
+    CHECK(o.facts.summary.clientSignature == "ED25519");
+    CHECK(o.facts.summary.clientSignatureDetail.empty());
+    CHECK(o.facts.summary.clientDigest.empty());
     CHECK(o.view.clientType == "ED25519");
-    CHECK(o.view.clientDigest.empty());         // OpenSSL reports NID_undef for EdDSA
-    CHECK(o.facts.serverSignature == "ECDSA");  // the server side is unaffected
-    CHECK(o.facts.serverDigest == "SHA256");
+    CHECK(o.view.clientDigest.empty());                 // OpenSSL reports NID_undef for EdDSA
+    CHECK(o.facts.summary.serverSignature == "ECDSA");  // the server side is unaffected
+    CHECK(o.facts.summary.serverDigest == "SHA256");
   }
 
   TEST_CASE("signature: an Ed448 client signs without a digest") {
     const Outcome o = handshake(pki().server, ClientOptions{.cert = &pki().ed448Client});
-    CHECK(o.facts.clientSignature == "ED448");
-    CHECK(o.facts.clientSignatureDetail.empty());
-    CHECK(o.facts.clientDigest.empty());
+    CHECK(o.facts.summary.clientSignature == "ED448");
+    CHECK(o.facts.summary.clientSignatureDetail.empty());
+    CHECK(o.facts.summary.clientDigest.empty());
     CHECK(o.view.clientType == "ED448");
   }
 
   TEST_CASE("signature: an Ed25519 server signs without a digest") {
     const Outcome o = handshake(pki().edServer, ClientOptions{.cert = &pki().rsaClient});
-    CHECK(o.facts.serverSignature == "ED25519");
-    CHECK(o.facts.serverSignatureDetail.empty());
-    CHECK(o.facts.serverDigest.empty());
+    CHECK(o.facts.summary.serverSignature == "ED25519");
+    CHECK(o.facts.summary.serverSignatureDetail.empty());
+    CHECK(o.facts.summary.serverDigest.empty());
     CHECK(o.view.serverType == "ED25519");
-    CHECK(o.facts.clientSignature == "RSA-PSS");
-    CHECK(o.facts.clientDigest == "SHA256");
+    CHECK(o.facts.summary.clientSignature == "RSA-PSS");
+    CHECK(o.facts.summary.clientDigest == "SHA256");
   }
 
   TEST_CASE("signature: a P-384 client names its curve and signs with SHA384") {
     const Outcome o = handshake(pki().server, ClientOptions{.cert = &pki().p384Client});
-    CHECK(o.facts.clientSignature == "ECDSA");
-    CHECK(o.facts.clientSignatureDetail == "secp384r1");
-    CHECK(o.facts.clientDigest == "SHA384");  // TLS 1.3 binds P-384 to SHA-384
-    CHECK(o.facts.clientDigest == o.view.clientDigest);
-    CHECK(o.facts.clientSignatureDetail == cliKeyDetail(pki().p384Client));
+    CHECK(o.facts.summary.clientSignature == "ECDSA");
+    CHECK(o.facts.summary.clientSignatureDetail == "secp384r1");
+    CHECK(o.facts.summary.clientDigest == "SHA384");  // TLS 1.3 binds P-384 to SHA-384
+    CHECK(o.facts.summary.clientDigest == o.view.clientDigest);
+    CHECK(o.facts.summary.clientSignatureDetail == cliKeyDetail(pki().p384Client));
   }
 
   TEST_CASE("signature: each digest is the negotiated one, server and client apart") {
@@ -259,10 +229,10 @@ TEST_SUITE("tls") {
     const Outcome o = handshake(
         pki().rsaServer, ClientOptions{.cert = &pki().client,
                                        .sigalgs = "rsa_pss_rsae_sha512:ecdsa_secp256r1_sha256"});
-    CHECK(o.facts.serverSignature == "RSA-PSS");
-    CHECK(o.facts.serverDigest == "SHA512");
-    CHECK(o.facts.clientSignature == "ECDSA");
-    CHECK(o.facts.clientDigest == "SHA256");
+    CHECK(o.facts.summary.serverSignature == "RSA-PSS");
+    CHECK(o.facts.summary.serverDigest == "SHA512");
+    CHECK(o.facts.summary.clientSignature == "ECDSA");
+    CHECK(o.facts.summary.clientDigest == "SHA256");
     CHECK(o.view.serverDigest == "SHA512");
     CHECK(o.view.clientDigest == "SHA256");
   }
@@ -271,30 +241,30 @@ TEST_SUITE("tls") {
     const Outcome o = handshake(
         pki().server, ClientOptions{.cert = &pki().rsaClient,
                                     .sigalgs = "ecdsa_secp256r1_sha256:rsa_pss_rsae_sha384"});
-    CHECK(o.facts.clientSignature == "RSA-PSS");
-    CHECK(o.facts.clientDigest == "SHA384");
+    CHECK(o.facts.summary.clientSignature == "RSA-PSS");
+    CHECK(o.facts.summary.clientDigest == "SHA384");
     CHECK(o.view.clientDigest == "SHA384");
-    CHECK(o.facts.serverDigest == "SHA256");
+    CHECK(o.facts.summary.serverDigest == "SHA256");
   }
 
   TEST_CASE("signature: no client certificate leaves the client fields empty") {
     const Outcome o = handshake(pki().server, ClientOptions{});
     CHECK_FALSE(o.facts.hasCertificate);
-    CHECK(o.facts.serverSignature == "ECDSA");
-    CHECK(o.facts.serverSignatureDetail == "prime256v1");
-    CHECK(o.facts.serverDigest == "SHA256");
-    CHECK(o.facts.clientSignature.empty());
-    CHECK(o.facts.clientSignatureDetail.empty());
-    CHECK(o.facts.clientDigest.empty());
+    CHECK(o.facts.summary.serverSignature == "ECDSA");
+    CHECK(o.facts.summary.serverSignatureDetail == "prime256v1");
+    CHECK(o.facts.summary.serverDigest == "SHA256");
+    CHECK(o.facts.summary.clientSignature.empty());
+    CHECK(o.facts.summary.clientSignatureDetail.empty());
+    CHECK(o.facts.summary.clientDigest.empty());
     CHECK(o.view.clientType.empty());  // the client did not sign either, by its own account
   }
 
   TEST_CASE("signature: an unverified self-signed client still reports its signature") {
     const Outcome o = handshake(pki().server, ClientOptions{.cert = &pki().selfSigned});
     CHECK_FALSE(o.facts.verified);
-    CHECK(o.facts.clientSignature == "ECDSA");
-    CHECK(o.facts.clientSignatureDetail == "prime256v1");
-    CHECK(o.facts.clientDigest == "SHA256");
+    CHECK(o.facts.summary.clientSignature == "ECDSA");
+    CHECK(o.facts.summary.clientSignatureDetail == "prime256v1");
+    CHECK(o.facts.summary.clientDigest == "SHA256");
   }
 
   TEST_CASE("signature: TLS 1.2 reports no signature facts") {
@@ -302,8 +272,8 @@ TEST_SUITE("tls") {
       CAPTURE(server->certFile);
       const Outcome o =
           handshake(*server, ClientOptions{.maxVersion = TLS1_2_VERSION, .cert = &pki().rsaClient});
-      CHECK(o.facts.version == "TLSv1.2");
-      CHECK_FALSE(o.facts.cipher.empty());
+      CHECK(o.facts.summary.version == "TLSv1.2");
+      CHECK_FALSE(o.facts.summary.cipher.empty());
       CHECK(o.facts.hasCertificate);
       // Signatures were made (OpenSSL knows them), Postfix just does not report them.
       CHECK_FALSE(o.view.serverDigest.empty());
@@ -316,23 +286,24 @@ TEST_SUITE("tls") {
     const ClientOptions options{.cert = &pki().client};
     PeerFacts first;
     const SessionPtr session = resumableSession(context, options, first);
-    CHECK(first.serverSignature == "RSA-PSS");  // the full handshake had them
-    CHECK(first.clientSignature == "ECDSA");
+    CHECK(first.summary.serverSignature == "RSA-PSS");  // the full handshake had them
+    CHECK(first.summary.clientSignature == "ECDSA");
     ClientOptions again = options;
     again.session = session.get();
     Link link(context, again);
     link.run();
     REQUIRE(link.established());
     const PeerFacts& facts = link.engine.facts();
-    REQUIRE(facts.resumed);
-    CHECK(facts.version == "TLSv1.3");
-    CHECK(facts.cipher == first.cipher);
-    CHECK(facts.cipherBits == first.cipherBits);
-    CHECK(facts.group == "X25519");  // psk_dhe_ke: Postfix still logs the key exchange
+    REQUIRE(facts.summary.resumed);
+    CHECK(facts.summary.version == "TLSv1.3");
+    CHECK(facts.summary.cipher == first.summary.cipher);
+    CHECK(facts.summary.cipherBits == first.summary.cipherBits);
+    CHECK(facts.summary.group == "X25519");  // psk_dhe_ke: Postfix still logs the key exchange
     CHECK(facts.hasCertificate);
     CHECK(facts.certFingerprint == first.certFingerprint);
     checkNoSignatureFacts(facts);
-    CHECK(postfixTail(facts) == " key-exchange X25519");
+    CHECK(describeTlsParts(facts.summary).keyExchange == "key-exchange X25519");
+    CHECK(describeTls(facts.summary).ends_with(" bits) key-exchange X25519"));
   }
 
   TEST_CASE("signature: a resumed TLS 1.2 session reports no signature facts") {
@@ -345,8 +316,8 @@ TEST_SUITE("tls") {
     Link link(context, again);
     link.run();
     REQUIRE(link.established());
-    REQUIRE(link.engine.facts().resumed);
-    CHECK(link.engine.facts().version == "TLSv1.2");
+    REQUIRE(link.engine.facts().summary.resumed);
+    CHECK(link.engine.facts().summary.version == "TLSv1.2");
     checkNoSignatureFacts(link.engine.facts());
   }
 

@@ -23,17 +23,17 @@ ReceivedInfo fullInfo() {
   info.helo = "client1.lab.example";
   info.clientAddr = "192.0.2.10";
   info.tls = true;
-  info.tlsVersion = "TLSv1.3";
-  info.cipher = "TLS_AES_256_GCM_SHA384";
-  info.cipherBits = 256;
-  info.cipherAlgBits = 256;
-  info.group = "X25519";
-  info.serverSignature = "RSA-PSS";
-  info.serverSignatureDetail = "2048 bits";
-  info.serverDigest = "SHA256";
-  info.clientSignature = "ECDSA";
-  info.clientSignatureDetail = "prime256v1";
-  info.clientDigest = "SHA256";
+  info.tlsSummary.version = "TLSv1.3";
+  info.tlsSummary.cipher = "TLS_AES_256_GCM_SHA384";
+  info.tlsSummary.cipherBits = 256;
+  info.tlsSummary.cipherAlgBits = 256;
+  info.tlsSummary.group = "X25519";
+  info.tlsSummary.serverSignature = "RSA-PSS";
+  info.tlsSummary.serverSignatureDetail = "2048 bits";
+  info.tlsSummary.serverDigest = "SHA256";
+  info.tlsSummary.clientSignature = "ECDSA";
+  info.tlsSummary.clientSignatureDetail = "prime256v1";
+  info.tlsSummary.clientDigest = "SHA256";
   info.hasCertificate = true;
   info.subjectCn = "client1.lab.example";
   info.issuerCn = "Lab Test CA";
@@ -112,8 +112,8 @@ TEST_SUITE("smtp") {
     info.verified = false;
     info.trusted = false;
     info.identity = "ignored when untrusted";
-    info.serverSignature = "ECDSA";
-    info.serverSignatureDetail = "prime256v1";
+    info.tlsSummary.serverSignature = "ECDSA";
+    info.tlsSummary.serverSignatureDetail = "prime256v1";
     CHECK(buildReceivedHeader(info) ==
           "Received: from client1.lab.example (unknown [192.0.2.10])\r\n"
           "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\r\n"
@@ -129,9 +129,9 @@ TEST_SUITE("smtp") {
 
   TEST_CASE("received: TLS 1.3 without a client certificate (protocol.md 3.4)") {
     ReceivedInfo info = fullInfo();
-    info.clientSignature.clear();
-    info.clientSignatureDetail.clear();
-    info.clientDigest.clear();
+    info.tlsSummary.clientSignature.clear();
+    info.tlsSummary.clientSignatureDetail.clear();
+    info.tlsSummary.clientDigest.clear();
     info.hasCertificate = false;
     info.subjectCn.clear();
     info.issuerCn.clear();
@@ -160,8 +160,8 @@ TEST_SUITE("smtp") {
 
   TEST_CASE("received: TLS 1.2 with a certificate, one using line (protocol.md 3.3)") {
     ReceivedInfo info = fullInfo();
-    info.tlsVersion = "TLSv1.2";
-    info.cipher = "ECDHE-RSA-AES256-GCM-SHA384";
+    info.tlsSummary.version = "TLSv1.2";
+    info.tlsSummary.cipher = "ECDHE-RSA-AES256-GCM-SHA384";
     info.subjectCn = "selfsigned-client";
     info.issuerCn = "selfsigned-client";
     info.verified = false;
@@ -189,42 +189,67 @@ TEST_SUITE("smtp") {
     };
 
     SUBCASE("no details at all: one line") {
-      info.group.clear();
-      info.serverSignature.clear();
-      info.clientSignature.clear();
+      info.tlsSummary.group.clear();
+      info.tlsSummary.serverSignature.clear();
+      info.tlsSummary.clientSignature.clear();
       CHECK(tlsPart(info) == ")\r\n");
     }
     SUBCASE("group only") {
-      info.serverSignature.clear();
-      info.clientSignature.clear();
+      info.tlsSummary.serverSignature.clear();
+      info.tlsSummary.clientSignature.clear();
       CHECK(tlsPart(info) == "\r\n\t key-exchange X25519)\r\n");
     }
     SUBCASE("server signature without group opens its own line") {
-      info.group.clear();
-      info.clientSignature.clear();
+      info.tlsSummary.group.clear();
+      info.tlsSummary.clientSignature.clear();
       CHECK(tlsPart(info) ==
             "\r\n\t server-signature RSA-PSS (2048 bits) server-digest SHA256)\r\n");
     }
     SUBCASE("client signature without server signature gets its own line after the group") {
-      info.serverSignature.clear();
+      info.tlsSummary.serverSignature.clear();
       CHECK(tlsPart(info) ==
             "\r\n\t key-exchange X25519\r\n"
             "\t client-signature ECDSA (prime256v1) client-digest SHA256)\r\n");
     }
     SUBCASE("only a client signature") {
-      info.group.clear();
-      info.serverSignature.clear();
+      info.tlsSummary.group.clear();
+      info.tlsSummary.serverSignature.clear();
       CHECK(tlsPart(info) ==
             "\r\n\t client-signature ECDSA (prime256v1) client-digest SHA256)\r\n");
     }
     SUBCASE("signature without detail or digest (Ed25519), digest without signature ignored") {
-      info.serverSignature = "ED25519";
-      info.serverSignatureDetail.clear();
-      info.serverDigest.clear();
-      info.clientSignature.clear();
-      info.clientDigest = "SHA256";
+      info.tlsSummary.serverSignature = "ED25519";
+      info.tlsSummary.serverSignatureDetail.clear();
+      info.tlsSummary.serverDigest.clear();
+      info.tlsSummary.clientSignature.clear();
+      info.tlsSummary.clientDigest = "SHA256";
       CHECK(tlsPart(info) == "\r\n\t key-exchange X25519 server-signature ED25519)\r\n");
     }
+  }
+
+  TEST_CASE("received: the (using ...) comment, unwrapped, is tls::describeTls()") {
+    // The header and the "TLS connection established" log line share one description: only the
+    // line breaks differ.
+    auto unwrapped = [](const ReceivedInfo& i) {
+      const std::vector<std::string> lines = splitLines(buildReceivedHeader(i));
+      std::string text;
+      for (std::size_t n = 1; n < lines.size() && lines[n].rfind("\t(Client", 0) != 0; ++n) {
+        text +=
+            n == 1 ? lines[n].substr(std::string("\t(using ").size()) : " " + lines[n].substr(2);
+      }
+      REQUIRE(!text.empty());
+      REQUIRE(text.back() == ')');
+      text.pop_back();
+      return text;
+    };
+    ReceivedInfo info = fullInfo();
+    CHECK(unwrapped(info) == tls::describeTls(info.tlsSummary));
+    info.tlsSummary.group.clear();
+    CHECK(unwrapped(info) == tls::describeTls(info.tlsSummary));
+    info.tlsSummary.serverSignature.clear();
+    CHECK(unwrapped(info) == tls::describeTls(info.tlsSummary));
+    info.tlsSummary.version = "TLSv1.2";
+    CHECK(unwrapped(info) == tls::describeTls(info.tlsSummary));
   }
 
   TEST_CASE("received: no TLS, none of the TLS lines, ESMTP") {
@@ -377,10 +402,12 @@ TEST_SUITE("smtp") {
     ReceivedInfo info;
     const std::string hostile = std::string(2000, '\xc3') + "\r\n\"()\\";
     for (std::string* field :
-         {&info.helo, &info.clientAddr, &info.tlsVersion, &info.cipher, &info.group,
-          &info.serverSignature, &info.serverSignatureDetail, &info.serverDigest,
-          &info.clientSignature, &info.clientSignatureDetail, &info.clientDigest, &info.subjectCn,
-          &info.issuerCn, &info.digestName, &info.identity, &info.hostname, &info.id}) {
+         {&info.helo, &info.clientAddr, &info.tlsSummary.version, &info.tlsSummary.cipher,
+          &info.tlsSummary.group, &info.tlsSummary.serverSignature,
+          &info.tlsSummary.serverSignatureDetail, &info.tlsSummary.serverDigest,
+          &info.tlsSummary.clientSignature, &info.tlsSummary.clientSignatureDetail,
+          &info.tlsSummary.clientDigest, &info.subjectCn, &info.issuerCn, &info.digestName,
+          &info.identity, &info.hostname, &info.id}) {
       *field = hostile;
     }
     info.clientAddr = std::string(2000, ':');
@@ -390,8 +417,8 @@ TEST_SUITE("smtp") {
     info.hasCertificate = true;
     info.trusted = true;
     info.utf8 = true;
-    info.cipherBits = -2147483647 - 1;
-    info.cipherAlgBits = 2147483647;
+    info.tlsSummary.cipherBits = -2147483647 - 1;
+    info.tlsSummary.cipherAlgBits = 2147483647;
     info.when = static_cast<std::time_t>(253402300799);  // 9999-12-31 23:59:59
     const std::string header = buildReceivedHeader(info);
     checkWellFormed(header);

@@ -521,7 +521,7 @@ void Dialogue::onTlsEstablished(const tls::PeerFacts& facts) {
   tls_ = &facts;
   certificate_ = {facts.certFingerprint, facts.pkeyFingerprint};
   logTlsEstablished(facts);
-  forgetPreTlsState();
+  // Pre-TLS state was forgotten at STARTTLS (RFC 3207 4.2); nothing is read during the handshake.
   phase_ = Phase::Command;
   host_.armTimer(config_.timeouts.command);
 }

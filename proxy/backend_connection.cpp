@@ -414,6 +414,11 @@ void BackendConnection::startWrite() {
 }
 
 void BackendConnection::onWriteDone(int status) {
+  // One write in flight at a time (writeReq_ is reused): its bytes are inflight_ until now.
+  if (!CERTRELAY_ASSERT(!inflight_.empty())) {
+    closeHandles();
+    return;
+  }
   releaseIdleBuffer(inflight_);
   if (status != 0) {
     if (phase_ != Phase::Closing) {

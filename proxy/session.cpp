@@ -186,6 +186,11 @@ void Session::uncorkClient() {
 }
 
 void Session::onClientWriteDone(int status) {
+  // One write in flight at a time (writeReq_ is reused): its bytes are inflight_ until now.
+  if (!CERTRELAY_ASSERT(!inflight_.empty())) {
+    teardown("write completed twice");
+    return;
+  }
   releaseIdleBuffer(inflight_);
   if (tornDown_) {
     return;

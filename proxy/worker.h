@@ -40,6 +40,8 @@ class Worker {
   SharedState& shared() { return shared_; }
   const config::Config& config() const { return *shared_.config; }
   std::string nextSessionId();
+  // The registry of live sessions (for drain and the shutdown deadline). It owns nothing: a
+  // Session owns itself (session.h) and removes itself here when it is destroyed.
   void add(Session* session) { sessions_.insert(session); }
   void remove(Session* session) { sessions_.erase(session); }
   bool draining() const { return draining_; }
@@ -63,7 +65,7 @@ class Worker {
   uv_timer_t shutdownTimer_{};
   uv_prepare_t logFlush_{};
   std::vector<std::unique_ptr<ListenHandle>> listeners_;
-  std::unordered_set<Session*> sessions_;
+  std::unordered_set<Session*> sessions_;  // live sessions, not owned
   bool draining_ = false;
   std::uint32_t sessionCounter_ = 0;
   std::uint32_t sessionSalt_ = 0;

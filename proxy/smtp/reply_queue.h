@@ -24,12 +24,12 @@ class ReplyQueue {
   // A slot to be filled later.
   Ticket reserve();
   // Fills a reserved slot. Filling an unknown or already-filled ticket is a bug: returns false.
-  bool fill(Ticket ticket, std::string_view wire, bool closeAfter = false);
+  [[nodiscard]] bool fill(Ticket ticket, std::string_view wire, bool closeAfter = false);
 
   // Appends every filled reply at the front to `out`, in order, and removes them. Returns true
   // when one of the drained slots asked to close the connection after it (nothing after such a
   // slot is drained, then or by any later call: later calls append nothing and return true).
-  bool drain(std::string& out);
+  [[nodiscard]] bool drain(std::string& out);
 
   bool empty() const { return slots_.empty(); }
   std::size_t size() const { return slots_.size(); }

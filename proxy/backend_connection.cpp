@@ -21,8 +21,8 @@ BackendConnection* BackendConnection::start(uv_loop_t* loop, const config::Confi
 }
 
 BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
-                                     BackendEvents* listener, Mode mode, smtp::ClientIdentity identity,
-                                     std::string logId)
+                                     BackendEvents* listener, Mode mode,
+                                     smtp::ClientIdentity identity, std::string logId)
     : loop_(loop),
       config_(config),
       listener_(listener),
@@ -53,9 +53,9 @@ void BackendConnection::connect() {
   }
   if (rc != 0) {
     // Reported from the timer, never from inside start(): the caller has not stored us yet.
-    failSoon(BackendFailure::Unreachable, std::string("connect to ") +
-                                              config_.backend.address.toString() + ": " +
-                                              uv_strerror(rc));
+    failSoon(
+        BackendFailure::Unreachable,
+        std::string("connect to ") + config_.backend.address.toString() + ": " + uv_strerror(rc));
     return;
   }
   armTimer(config_.timeouts.backendConnect);
@@ -312,8 +312,8 @@ void BackendConnection::flushQueue() {
   std::string batch;
   while (!queue_.empty() && !waitingSync_ && phase_ == Phase::Ready) {
     Queued& next = queue_.front();
-    if (next.expected.purpose == BackendPurpose::Mail && handoff_ == smtp::IdentityHandoff::Xforward &&
-        !next.xforwardProto.empty()) {
+    if (next.expected.purpose == BackendPurpose::Mail &&
+        handoff_ == smtp::IdentityHandoff::Xforward && !next.xforwardProto.empty()) {
       // XFORWARD lives for one transaction: it goes before each MAIL, in its own commands.
       smtp::ForwardInfo info;
       info.addr = identity_.addr;

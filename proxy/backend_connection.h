@@ -19,16 +19,16 @@
 
 #include <cstdint>
 #include <optional>
-#include <utility>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
 #include "proxy/smtp/backend_events.h"
 #include "proxy/smtp/capabilities.h"
-#include "proxy/smtp/identity_handoff.h"
 #include "proxy/smtp/fifo.h"
+#include "proxy/smtp/identity_handoff.h"
 #include "proxy/smtp/reply.h"
 #include "proxy/smtp/xclient.h"
 
@@ -67,8 +67,9 @@ class BackendConnection {
     Probe,    // greeting and EHLO only, to learn the capabilities; ready = probe done
   };
 
-  static BackendConnection* start(uv_loop_t* loop, const config::Config& config, BackendEvents* listener,
-                                  Mode mode, smtp::ClientIdentity identity, std::string logId);
+  static BackendConnection* start(uv_loop_t* loop, const config::Config& config,
+                                  BackendEvents* listener, Mode mode, smtp::ClientIdentity identity,
+                                  std::string logId);
 
   // Queues a command line (without CR LF). Its reply goes to onBackendReply with `tag`.
   void sendCommand(std::string_view line, BackendPurpose purpose, std::uint64_t tag);
@@ -123,8 +124,8 @@ class BackendConnection {
     std::string xforwardProto;
   };
 
-  BackendConnection(uv_loop_t* loop, const config::Config& config, BackendEvents* listener, Mode mode,
-                    smtp::ClientIdentity identity, std::string logId);
+  BackendConnection(uv_loop_t* loop, const config::Config& config, BackendEvents* listener,
+                    Mode mode, smtp::ClientIdentity identity, std::string logId);
   ~BackendConnection() = default;
 
   void connect();

@@ -84,7 +84,8 @@ void Session::onClientRead(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   if (nread < 0) {
-    teardown(nread == UV_EOF ? "client closed the connection" : uv_strerror(static_cast<int>(nread)));
+    teardown(nread == UV_EOF ? "client closed the connection"
+                             : uv_strerror(static_cast<int>(nread)));
     return;
   }
   if (nread == 0) {
@@ -225,13 +226,13 @@ void Session::updateReading() {
     return;
   }
   auto* stream = reinterpret_cast<uv_stream_t*>(&client_);
-  const int rc =
-      want ? uv_read_start(
-                 stream, [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = readBuffer(); },
-                 [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-                   static_cast<Session*>(s->data)->onClientRead(nread, buf);
-                 })
-           : uv_read_stop(stream);
+  const int rc = want
+                     ? uv_read_start(
+                           stream, [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = readBuffer(); },
+                           [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+                             static_cast<Session*>(s->data)->onClientRead(nread, buf);
+                           })
+                     : uv_read_stop(stream);
   if (rc != 0) {
     teardown(uv_strerror(rc));
     return;
@@ -300,8 +301,8 @@ void Session::teardown(const char* reason) {
   tornDown_ = true;
   closeBackend();
   log::line(log::Level::Info, id_,
-            "disconnect from " + clientLogName(peer_) + " (" + reason + ") messages=" +
-                std::to_string(dialogue_ ? dialogue_->messages() : 0));
+            "disconnect from " + clientLogName(peer_) + " (" + reason +
+                ") messages=" + std::to_string(dialogue_ ? dialogue_->messages() : 0));
   auto onClose = [](uv_handle_t* handle) { static_cast<Session*>(handle->data)->onHandleClosed(); };
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), onClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&client_), onClose);

@@ -77,7 +77,8 @@ void Dialogue::onClientBytes(std::string_view bytes) {
     consumeData(bytes);  // fast path: content is not copied into the line buffer first
   } else if (lines_.buffered() == 0 && phase_ == Phase::Chunk) {
     // A BDAT chunk goes straight through; only what follows it is buffered.
-    const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_.remaining, bytes.size()));
+    const auto take =
+        static_cast<std::size_t>(std::min<std::uint64_t>(chunk_.remaining, bytes.size()));
     consumeChunk(bytes.substr(0, take));
     lines_.feed(bytes.substr(take));
   } else {

@@ -95,8 +95,8 @@ class DialogueHost {
 struct DialogueSettings {
   const config::Config& config;
   const config::Listener& listener;
-  std::string id;    // the session id, as in the logs
-  PeerAddress peer;  // the client
+  std::string id;     // the session id, as in the logs
+  PeerAddress peer;   // the client
   PeerAddress local;  // the address the client connected to
 };
 
@@ -217,9 +217,9 @@ class Dialogue {
   ReplyQueue replies_;
   std::string scratch_;  // reused buffer for drained replies and canonical DATA
 
-  bool tlsStarted_ = false;                // STARTTLS accepted (the handshake may still run)
-  const tls::PeerFacts* tls_ = nullptr;    // set once the handshake completed
-  policy::CertificateKeys certificate_;    // fingerprints of the client certificate, if any
+  bool tlsStarted_ = false;              // STARTTLS accepted (the handshake may still run)
+  const tls::PeerFacts* tls_ = nullptr;  // set once the handshake completed
+  policy::CertificateKeys certificate_;  // fingerprints of the client certificate, if any
 
   bool backendOpen_ = false;
   Fifo<Owed> owed_;  // replies the backend owes, oldest first (Internal commands excluded)

@@ -141,8 +141,8 @@ void Dialogue::onBackendFailure(BackendFailure failure, std::string_view detail)
 void Dialogue::onBackendIdle() {
   // Only between transactions with nothing owed either way: the next MAIL sets up a fresh
   // backend session (identity included), so nothing the client did is lost.
-  if (phase_ != Phase::Command || transaction_.open || !replies_.empty() ||
-      lines_.buffered() > 0 || deferredLine_) {
+  if (phase_ != Phase::Command || transaction_.open || !replies_.empty() || lines_.buffered() > 0 ||
+      deferredLine_) {
     return;
   }
   dropBackend();
@@ -165,11 +165,11 @@ void Dialogue::onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply
       return;
     case ReplyFit::ProxyRefused:
       owed_.pop_front();
-      host_.log(log::Level::Error,
-                "backend " + config_.backend.address.toString() + " refused the proxy: " +
-                    std::to_string(reply.code) + " " + reply.text() +
-                    "; the backend must accept the proxy without AUTH (check "
-                    "smtpd_authorized_xclient_hosts or mynetworks)");
+      host_.log(log::Level::Error, "backend " + config_.backend.address.toString() +
+                                       " refused the proxy: " + std::to_string(reply.code) + " " +
+                                       reply.text() +
+                                       "; the backend must accept the proxy without AUTH (check "
+                                       "smtpd_authorized_xclient_hosts or mynetworks)");
       fill(ticket, replies::backendRefusedProxy(config_.hostname), true);
       dropBackend();
       flushReplies();

@@ -22,8 +22,8 @@ bool allDigits(std::string_view s) {
 }
 
 // Whether one parameter may pass; sets `refusal` for a value that is wrong in itself.
-bool acceptMailParameter(const std::string& key, const std::string& value,
-                         const Capabilities& caps, FilteredParameters& result) {
+bool acceptMailParameter(const std::string& key, const std::string& value, const Capabilities& caps,
+                         FilteredParameters& result) {
   if (key == "SIZE" && caps.size) {
     if (!allDigits(value)) {
       result.refusal = "501 5.5.4 Bad message size syntax\r\n";

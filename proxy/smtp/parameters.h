@@ -16,9 +16,7 @@ struct FilteredParameters {
 };
 
 // `capabilities` is what the backend offers (null: not known yet, nothing is offered).
-FilteredParameters filterMailParameters(const PathArgument& path,
-                                        const Capabilities* capabilities);
-FilteredParameters filterRcptParameters(const PathArgument& path,
-                                        const Capabilities* capabilities);
+FilteredParameters filterMailParameters(const PathArgument& path, const Capabilities* capabilities);
+FilteredParameters filterRcptParameters(const PathArgument& path, const Capabilities* capabilities);
 
 }  // namespace certrelay::smtp

@@ -9,10 +9,10 @@
 namespace certrelay::smtp {
 
 struct Transaction {
-  bool open = false;   // MAIL accepted locally (the backend may still refuse it)
-  bool lost = false;   // the backend failed inside it: its remaining commands get 451 4.3.0
-  bool utf8 = false;   // MAIL ... SMTPUTF8
-  std::string from;    // canonical sender, for logs
+  bool open = false;           // MAIL accepted locally (the backend may still refuse it)
+  bool lost = false;           // the backend failed inside it: its remaining commands get 451 4.3.0
+  bool utf8 = false;           // MAIL ... SMTPUTF8
+  std::string from;            // canonical sender, for logs
   std::size_t recipients = 0;  // RCPT commands seen
   std::size_t forwarded = 0;   // RCPT commands forwarded to the backend
   std::string firstRecipient;  // for "for <rcpt>" in the Received header (one recipient only)

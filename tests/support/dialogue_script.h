@@ -16,8 +16,8 @@
 
 #include <chrono>
 #include <deque>
-#include <stdexcept>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -91,14 +91,12 @@ class Script final : public DialogueHost {
     config::Policy settings;
     settings.localDomains = config_.policy.localDomains;
     policy_ = policy::buildPolicy(
-        settings,
-        policy::FingerprintTable::parse(std::string(kTrustedFingerprint) + " " +
-                                            std::string(kTrustedIdentity) + "\n",
-                                        "script"));
+        settings, policy::FingerprintTable::parse(
+                      std::string(kTrustedFingerprint) + " " + std::string(kTrustedIdentity) + "\n",
+                      "script"));
     capabilities_ = std::make_shared<const Capabilities>(scriptCapabilities());
     dialogue_ = std::make_unique<Dialogue>(
-        DialogueSettings{config_, listener_, "S1", {"192.0.2.7", 40000}, {"192.0.2.1", 25}},
-        *this);
+        DialogueSettings{config_, listener_, "S1", {"192.0.2.7", 40000}, {"192.0.2.1", 25}}, *this);
   }
 
   Dialogue& dialogue() { return *dialogue_; }
@@ -200,8 +198,8 @@ class Script final : public DialogueHost {
     if (bytes.empty()) {
       return;
     }
-    transcript_ += "B> +" + escape(bytes) +
-                   (timing == ContentTiming::WithNextWrite ? " (held)" : "") + "\n";
+    transcript_ +=
+        "B> +" + escape(bytes) + (timing == ContentTiming::WithNextWrite ? " (held)" : "") + "\n";
   }
   void backendEndContent(std::string_view lastBytes, Ticket ticket) override {
     transcript_ += "B> end " + escape(lastBytes) + "\n";

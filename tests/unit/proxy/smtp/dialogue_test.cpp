@@ -66,8 +66,9 @@ TEST_SUITE("dialogue") {
           "B> MAIL FROM:<a@sender.example>\n"
           "B> RCPT TO:<b@local.example>\n"
           "B> DATA\n");
-    CHECK(s.logged("NOQUEUE: reject: RCPT from unknown[192.0.2.7]: 454 4.7.1 "
-                   "<x@remote.example>: Relay access denied; from=<a@sender.example>"));
+    CHECK(
+        s.logged("NOQUEUE: reject: RCPT from unknown[192.0.2.7]: 454 4.7.1 "
+                 "<x@remote.example>: Relay access denied; from=<a@sender.example>"));
     s.backend("250 2.1.0 Ok");
     CHECK(s.take() ==
           "C< 250 2.1.0 Ok\n"
@@ -110,7 +111,9 @@ TEST_SUITE("dialogue") {
     CHECK(out.find("RCPT TO:<x@remote.example>") == std::string::npos);
   }
 
-  TEST_CASE("backend lost between RCPT and DATA: DATA gets 451, never 503; next MAIL gets a fresh backend") {
+  TEST_CASE(
+      "backend lost between RCPT and DATA: DATA gets 451, never 503; next MAIL gets a fresh "
+      "backend") {
     Script s;
     plainSession(s);
     openTransaction(s);
@@ -177,7 +180,8 @@ TEST_SUITE("dialogue") {
     CHECK(s.take() ==
           "C< 451 4.3.0 Error: backend reply lost after end of data, message status unknown, "
           "try again later\n");
-    CHECK(s.logged("message status unknown (backend lost after end of data) from=<a@sender.example>"));
+    CHECK(s.logged(
+        "message status unknown (backend lost after end of data) from=<a@sender.example>"));
   }
 
   TEST_CASE("backend 421 to a command: relayed, then the session closes") {
@@ -243,12 +247,14 @@ TEST_SUITE("dialogue") {
     openTransaction(s);
     s.client("DATA\r\n");
     s.backend("250 2.0.0 Ok");
-    CHECK(s.take() == "B> DATA\nB close\nC< 451 4.3.0 Error: backend unavailable, try again later\n");
+    CHECK(s.take() ==
+          "B> DATA\nB close\nC< 451 4.3.0 Error: backend unavailable, try again later\n");
     Script utf8;
     plainSession(utf8);
     utf8.client("MAIL FROM:<a@sender.example> SMTPUTF8\r\n");
     utf8.backend("250 2.1.0 \xc3\xa9");
-    CHECK(utf8.take() == "B open login=\nB> MAIL FROM:<a@sender.example> SMTPUTF8\nC< 250 2.1.0 \xc3\xa9\n");
+    CHECK(utf8.take() ==
+          "B open login=\nB> MAIL FROM:<a@sender.example> SMTPUTF8\nC< 250 2.1.0 \xc3\xa9\n");
   }
 
   TEST_CASE("HTTP request lines and message headers: Postfix's 221 and close at once") {
@@ -373,7 +379,8 @@ TEST_SUITE("dialogue") {
           "B close\nclose\n");
   }
 
-  TEST_CASE("drain inside DATA: the content reaches the backend, its verdict the client, then 421") {
+  TEST_CASE(
+      "drain inside DATA: the content reaches the backend, its verdict the client, then 421") {
     Script s;
     plainSession(s);
     openTransaction(s);
@@ -462,7 +469,8 @@ TEST_SUITE("dialogue") {
           "B close\nclose\n");
   }
 
-  TEST_CASE("timeouts: command timeout gives 421 4.4.2 and closes; a wait for the backend does not") {
+  TEST_CASE(
+      "timeouts: command timeout gives 421 4.4.2 and closes; a wait for the backend does not") {
     Script s;
     plainSession(s);
     s.client("MAIL FROM:<a@sender.example>\r\n");

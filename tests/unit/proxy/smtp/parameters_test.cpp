@@ -24,10 +24,13 @@ Capabilities everything() {
 TEST_SUITE("smtp") {
   TEST_CASE("MAIL parameters: offered ones pass re-serialised, AUTH is dropped") {
     const Capabilities caps = everything();
-    const auto ok = filterMailParameters(
-        path({{"SIZE", "10"}, {"BODY", "8bitmime"}, {"AUTH", "<>"}, {"SMTPUTF8", ""},
-              {"RET", "HDRS"}, {"ENVID", "x"}}),
-        &caps);
+    const auto ok = filterMailParameters(path({{"SIZE", "10"},
+                                               {"BODY", "8bitmime"},
+                                               {"AUTH", "<>"},
+                                               {"SMTPUTF8", ""},
+                                               {"RET", "HDRS"},
+                                               {"ENVID", "x"}}),
+                                         &caps);
     CHECK(ok.refusal.empty());
     CHECK(ok.wire == " SIZE=10 BODY=8bitmime SMTPUTF8 RET=HDRS ENVID=x");
     CHECK(ok.utf8);

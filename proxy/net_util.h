@@ -15,8 +15,8 @@ namespace certrelay::proxy {
 // Numeric host only (no DNS on the data path). False when `endpoint.host` is not an address.
 bool toSockaddr(const config::Endpoint& endpoint, sockaddr_storage& out);
 
-using smtp::PeerAddress;
 using smtp::clientLogName;
+using smtp::PeerAddress;
 PeerAddress fromSockaddr(const sockaddr_storage& storage);
 
 // One read buffer per thread: libuv read callbacks consume it before returning, so every

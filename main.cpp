@@ -79,5 +79,5 @@ int main(int argc, char** argv) {
     std::printf("%s: configuration OK\n", config->file.c_str());
     return 0;
   }
-  return certrelay::proxy::runServer(std::move(config));
+  return certrelay::proxy::runServer(config);
 }

@@ -235,9 +235,9 @@ class Loader {
       } else if (unit == "s") {
         scale = 1000;
       } else if (unit == "m") {
-        scale = 60 * 1000;
+        scale = int64_t{60} * 1000;
       } else if (unit == "h") {
-        scale = 3600 * 1000;
+        scale = int64_t{3600} * 1000;
       }
       if (digits == 0 || scale == 0) {
         fail(node->source(), key, std::string(format) + ", got \"" + text + "\"");

@@ -165,11 +165,11 @@ struct Timeouts {
 };
 
 struct Limits {
-  std::size_t maxLineLength = 2'048;       // command line incl. CRLF -> 500 5.5.2
-  std::size_t maxRecipients = 1'000;       // per message -> 452 4.5.3
-  unsigned maxErrors = 20;                 // per session -> 421 4.7.0
-  std::size_t maxConnections = 10'000;     // per process -> 421 4.7.0 at accept
-  std::size_t highWatermark = 256 * 1024;  // outgoing bytes queued before the other side pauses
+  std::size_t maxLineLength = 2'048;         // command line incl. CRLF -> 500 5.5.2
+  std::size_t maxRecipients = 1'000;         // per message -> 452 4.5.3
+  unsigned maxErrors = 20;                   // per session -> 421 4.7.0
+  std::size_t maxConnections = 10'000;       // per process -> 421 4.7.0 at accept
+  std::size_t highWatermark = 256UL * 1024;  // outgoing bytes queued before the other side pauses
 };
 
 struct Config {

@@ -18,10 +18,10 @@
 namespace certrelay::policy {
 
 struct Mailbox {
-  std::string localPart;  // as written (quoted form kept, quotes included)
-  std::string domain;     // as written, without a trailing dot; "" only for bare postmaster
-  bool routing = false;   // sender-specified routing found (see above)
-  bool ipLiteral = false; // domain is "[...]"
+  std::string localPart;   // as written (quoted form kept, quotes included)
+  std::string domain;      // as written, without a trailing dot; "" only for bare postmaster
+  bool routing = false;    // sender-specified routing found (see above)
+  bool ipLiteral = false;  // domain is "[...]"
 
   // "<local@domain>", or "<postmaster>" for the bare postmaster form. Never "<>".
   std::string canonical() const;
@@ -29,9 +29,9 @@ struct Mailbox {
 
 enum class AddressError {
   None,
-  Syntax,         // not a path we accept -> 501 5.1.3 Bad ... address syntax
-  TooLong,        // local part > 64, domain > 255, path > 256 -> 501 5.1.3
-  NonAscii,       // 8-bit without SMTPUTF8 -> 553 5.6.7
+  Syntax,    // not a path we accept -> 501 5.1.3 Bad ... address syntax
+  TooLong,   // local part > 64, domain > 255, path > 256 -> 501 5.1.3
+  NonAscii,  // 8-bit without SMTPUTF8 -> 553 5.6.7
 };
 
 struct ParsedAddress {

@@ -25,41 +25,60 @@ PolicyWatcher::PolicyWatcher(uv_loop_t* loop, SharedState& shared)
   currentHash_ = shared_.policy.load()->table.hash();
 }
 
-void PolicyWatcher::start() {
+std::string PolicyWatcher::start() {
   if (file_.empty()) {
-    return;
+    return {};
   }
-  started_ = true;
+  started_ = true;  // from here on stop() closes whatever was initialised
   const auto& settings = shared_.config->policy;
-  uv_timer_init(loop_, &debounce_);
-  uv_timer_init(loop_, &poll_);
-  uv_fs_event_init(loop_, &directory_);
+  const auto failed = [](const char* what, int rc) {
+    return std::string("policy: ") + what + ": " + uv_strerror(rc);
+  };
+  if (const int rc = uv_timer_init(loop_, &debounce_); rc != 0) {
+    return failed("uv_timer_init", rc);
+  }
+  if (const int rc = uv_timer_init(loop_, &poll_); rc != 0) {
+    return failed("uv_timer_init", rc);
+  }
+  if (const int rc = uv_fs_event_init(loop_, &directory_); rc != 0) {
+    return failed("uv_fs_event_init", rc);
+  }
   debounce_.data = poll_.data = directory_.data = this;
 
   const std::string directory = file_.parent_path().string();
-  const int rc = uv_fs_event_start(
+  const int watched = uv_fs_event_start(
       &directory_,
       [](uv_fs_event_t* handle, const char*, int, int) {
         static_cast<PolicyWatcher*>(handle->data)->onDirectoryEvent();
       },
       directory.c_str(), 0);
-  if (rc != 0) {
-    log::warning("policy: cannot watch " + directory + " (" + uv_strerror(rc) +
+  if (watched != 0) {
+    log::warning("policy: cannot watch " + directory + " (" + uv_strerror(watched) +
                  "); changes are seen by the poll only");
   }
   const auto poll = static_cast<std::uint64_t>(settings.reloadPollInterval.count());
-  uv_timer_start(
-      &poll_, [](uv_timer_t* t) { static_cast<PolicyWatcher*>(t->data)->startJob("poll"); }, poll,
-      poll);
+  if (const int rc = uv_timer_start(
+          &poll_, [](uv_timer_t* t) { static_cast<PolicyWatcher*>(t->data)->startJob("poll"); },
+          poll, poll);
+      rc != 0) {
+    return failed("uv_timer_start(poll)", rc);
+  }
   log::info("policy: watching " + directory + " for changes to " + file_.filename().string() +
             " (poll every " + std::to_string(settings.reloadPollInterval.count()) + " ms)");
+  return {};
 }
 
 void PolicyWatcher::onDirectoryEvent() {
   // Writers and kubelet touch several entries in a row: wait until they are quiet.
-  uv_timer_start(
-      &debounce_, [](uv_timer_t* t) { static_cast<PolicyWatcher*>(t->data)->startJob("change"); },
-      static_cast<std::uint64_t>(shared_.config->policy.reloadDebounce.count()), 0);
+  if (const int rc = uv_timer_start(
+          &debounce_,
+          [](uv_timer_t* t) { static_cast<PolicyWatcher*>(t->data)->startJob("change"); },
+          static_cast<std::uint64_t>(shared_.config->policy.reloadDebounce.count()), 0);
+      rc != 0) {
+    // Not expected (the timer is open while the watch is); a change must not be missed.
+    log::warning(std::string("policy: debounce timer: ") + uv_strerror(rc) + "; reading now");
+    startJob("change");
+  }
 }
 
 void PolicyWatcher::reloadNow(const char* reason) {
@@ -86,7 +105,7 @@ void PolicyWatcher::startJob(const char* reason) {
   job->currentHash = currentHash_;
   job->request.data = job;
   running_ = job;
-  uv_queue_work(
+  const int rc = uv_queue_work(
       loop_, &job->request,
       [](uv_work_t* request) {
         // Thread pool: read, hash, parse. Nothing here touches the watcher.
@@ -112,6 +131,13 @@ void PolicyWatcher::startJob(const char* reason) {
         std::unique_ptr<Job> j(static_cast<Job*>(request->data));
         j->owner->finishJob(*j);
       });
+  if (rc != 0) {
+    // Without this, running_ would stay set and no reload (no revocation) would ever run again.
+    running_ = nullptr;
+    delete job;
+    log::error(std::string("policy: cannot queue the read (") + reason +
+               "): uv_queue_work: " + uv_strerror(rc) + "; the table in force is kept");
+  }
 }
 
 void PolicyWatcher::finishJob(Job& job) {
@@ -155,9 +181,13 @@ void PolicyWatcher::stop() {
     return;
   }
   stopped_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&directory_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&debounce_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+  for (auto* handle :
+       {reinterpret_cast<uv_handle_t*>(&directory_), reinterpret_cast<uv_handle_t*>(&debounce_),
+        reinterpret_cast<uv_handle_t*>(&poll_)}) {
+    if (handle->loop != nullptr) {  // initialised (start() may have failed half-way)
+      uv_close(handle, nullptr);
+    }
+  }
 }
 
 }  // namespace certrelay::proxy

@@ -29,7 +29,9 @@ class PolicyWatcher {
   PolicyWatcher& operator=(const PolicyWatcher&) = delete;
 
   // Starts the directory watch and the poll timer (nothing when no table file is configured).
-  void start();
+  // Returns "" or why the watcher cannot run (a start-up error; call stop() to close it). A
+  // directory that cannot be watched is not an error: the poll still sees changes.
+  [[nodiscard]] std::string start();
   // Re-reads the file now, without waiting for the debounce (SIGHUP).
   void reloadNow(const char* reason);
   // Closes the handles; a read already on the thread pool finishes and is dropped.

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/assert.h"
 #include "policy/relay_policy.h"
 #include "proxy/backend_connection.h"
 #include "proxy/log.h"
@@ -30,7 +31,8 @@ class StartupError : public std::runtime_error {
 
 // What backend.identity resolves to with these capabilities; "" when an explicit mode is not
 // offered (a configuration error: the proxy must not carry on under its own address).
-std::string resolveHandoff(config::IdentityMode mode, const smtp::Capabilities& caps) {
+[[nodiscard]] std::string resolveHandoff(config::IdentityMode mode,
+                                         const smtp::Capabilities& caps) {
   const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(mode, caps);
   return choice.offered ? choice.describe() : std::string();
 }
@@ -96,7 +98,8 @@ class CapabilityProbe final : public BackendEvents {
   bool reportedFailure_ = false;
 };
 
-int bindListener(const config::Listener& listener, std::uint16_t port) {
+// A listening socket (the caller owns it), or StartupError.
+[[nodiscard]] int bindListener(const config::Listener& listener, std::uint16_t port) {
   config::Endpoint endpoint = listener.address;
   endpoint.port = port;
   sockaddr_storage addr{};
@@ -108,28 +111,46 @@ int bindListener(const config::Listener& listener, std::uint16_t port) {
   if (fd < 0) {
     throw StartupError("listener " + listener.name + ": socket: " + std::strerror(errno));
   }
+  const auto fail = [&](const char* what) {
+    const int saved = errno;
+    ::close(fd);
+    throw StartupError("listener " + listener.name + ": " + what + " " + endpoint.toString() +
+                       ": " + std::strerror(saved));
+  };
   const int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+    fail("SO_REUSEADDR on");
+  }
   // One socket per worker on the same port: the kernel spreads connections between them.
-  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (addr.ss_family == AF_INET6) {
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    fail("SO_REUSEPORT on");
+  }
+  if (addr.ss_family == AF_INET6 &&
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) {
+    fail("IPV6_V6ONLY on");
   }
   const socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 1024) != 0) {
-    const int saved = errno;
-    ::close(fd);
-    throw StartupError("listener " + listener.name + ": cannot listen on " + endpoint.toString() +
-                       ": " + std::strerror(saved));
+    fail("cannot listen on");
   }
   return fd;
 }
 
-std::uint16_t boundPort(int fd) {
+// The port a bound socket got (the kernel's choice for port 0), or StartupError.
+[[nodiscard]] std::uint16_t boundPort(const config::Listener& listener, int fd) {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    throw StartupError("listener " + listener.name + ": getsockname: " + std::strerror(errno));
+  }
   return fromSockaddr(addr).port;
+}
+
+// A libuv call the server cannot run without: its failure is a StartupError naming it.
+void uvCheck(int rc, const char* what) {
+  if (rc != 0) {
+    throw StartupError(std::string(what) + ": " + uv_strerror(rc));
+  }
 }
 
 struct MainLoop {
@@ -144,6 +165,28 @@ struct MainLoop {
   bool stopping = false;
 };
 
+// Closes the main loop's own handles, those that were initialised (a zeroed handle has no loop)
+// and are not closing already.
+void closeHandles(MainLoop& main) {
+  for (uv_handle_t* h :
+       {reinterpret_cast<uv_handle_t*>(&main.sigterm), reinterpret_cast<uv_handle_t*>(&main.sigint),
+        reinterpret_cast<uv_handle_t*>(&main.sighup),
+        reinterpret_cast<uv_handle_t*>(&main.probeTimer)}) {
+    if (h->loop != nullptr && uv_is_closing(h) == 0) {
+      uv_close(h, nullptr);
+    }
+  }
+}
+
+// uv_loop_close fails (UV_EBUSY) only when a handle is still open: a bug, since the handle then
+// outlives the loop it points to.
+void closeLoop(uv_loop_t& loop) {
+  const int rc = uv_loop_close(&loop);
+  if (!CERTRELAY_ASSERT(rc == 0)) {
+    log::error(std::string("main loop: uv_loop_close: ") + uv_strerror(rc));
+  }
+}
+
 void requestStop(MainLoop& main, const char* why) {
   if (main.stopping) {
     return;
@@ -155,12 +198,40 @@ void requestStop(MainLoop& main, const char* why) {
   }
   main.probe->stop();
   main.policyWatcher->stop();
-  for (uv_handle_t* h :
-       {reinterpret_cast<uv_handle_t*>(&main.sigterm), reinterpret_cast<uv_handle_t*>(&main.sigint),
-        reinterpret_cast<uv_handle_t*>(&main.sighup),
-        reinterpret_cast<uv_handle_t*>(&main.probeTimer)}) {
-    uv_close(h, nullptr);
-  }
+  closeHandles(main);
+}
+
+// Signals (SIGTERM and SIGINT stop, SIGHUP reloads the table) and the backend probe timer. Their
+// callbacks run only inside uv_run, once every pointer in `main` is set.
+void startMainHandles(MainLoop& main, std::uint64_t probeInterval) {
+  uvCheck(uv_signal_init(&main.loop, &main.sigterm), "uv_signal_init");
+  uvCheck(uv_signal_init(&main.loop, &main.sigint), "uv_signal_init");
+  uvCheck(uv_signal_init(&main.loop, &main.sighup), "uv_signal_init");
+  main.sigterm.data = main.sigint.data = main.sighup.data = &main;
+  uvCheck(uv_signal_start(
+              &main.sigterm,
+              [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGTERM"); },
+              SIGTERM),
+          "uv_signal_start(SIGTERM)");
+  uvCheck(uv_signal_start(
+              &main.sigint,
+              [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGINT"); },
+              SIGINT),
+          "uv_signal_start(SIGINT)");
+  uvCheck(uv_signal_start(
+              &main.sighup,
+              [](uv_signal_t* s, int) {
+                static_cast<MainLoop*>(s->data)->policyWatcher->reloadNow("SIGHUP");
+              },
+              SIGHUP),
+          "uv_signal_start(SIGHUP)");
+  uvCheck(uv_timer_init(&main.loop, &main.probeTimer), "uv_timer_init");
+  main.probeTimer.data = &main;
+  uvCheck(
+      uv_timer_start(
+          &main.probeTimer, [](uv_timer_t* t) { static_cast<MainLoop*>(t->data)->probe->start(); },
+          probeInterval, probeInterval),
+      "uv_timer_start(probe)");
 }
 
 }  // namespace
@@ -175,7 +246,7 @@ std::string checkRuntimeConfig(const config::Config& config) {
   return {};
 }
 
-int runServer(std::shared_ptr<const config::Config> config) {
+int runServer(const std::shared_ptr<const config::Config>& config) {
   signal(SIGPIPE, SIG_IGN);
   if (auto problem = checkRuntimeConfig(*config); !problem.empty()) {
     log::error(problem);
@@ -192,14 +263,18 @@ int runServer(std::shared_ptr<const config::Config> config) {
   }
 
   MainLoop main;
-  uv_loop_init(&main.loop);
+  if (const int rc = uv_loop_init(&main.loop); rc != 0) {
+    log::error(std::string("uv_loop_init: ") + uv_strerror(rc));
+    return 1;
+  }
   CapabilityProbe probe(&main.loop, shared);
   main.probe = &probe;
 
   // Learn the backend's capabilities before the first client asks for EHLO. A backend that is
   // not up yet (a sidecar starting) is not fatal: the probe keeps trying.
   probe.start();
-  uv_run(&main.loop, UV_RUN_DEFAULT);
+  // Returns when the probe is done (non-zero only after a uv_stop, which nothing calls).
+  static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));
   if (!probe.answeredOnce()) {
     log::warning(
         "backend not answering yet; EHLO offers only PIPELINING and STARTTLS until it "
@@ -213,26 +288,40 @@ int runServer(std::shared_ptr<const config::Config> config) {
                " to the proxy; add the proxy's address to the backend's " +
                (xclient ? "smtpd_authorized_xclient_hosts" : "smtpd_authorized_xforward_hosts") +
                "; not starting");
-    uv_loop_close(&main.loop);  // only the probe ran on it, and it is done
+    closeLoop(main.loop);  // only the probe ran on it, and it is done
     return 1;
   }
 
+  PolicyWatcher policyWatcher(&main.loop, shared);
+  main.policyWatcher = &policyWatcher;
   std::vector<std::vector<ListenerSocket>> perWorker(config->workers);
   try {
     for (const auto& listener : config->listeners) {
       std::uint16_t port = listener.address.port;
       for (unsigned w = 0; w < config->workers; ++w) {
         const int fd = bindListener(listener, port);
-        port = boundPort(fd);  // port 0: every worker joins the port the kernel chose first
         perWorker[w].push_back(ListenerSocket{&listener, fd});
+        port = boundPort(listener, fd);  // port 0: every worker joins the port the kernel chose
       }
       config::Endpoint bound = listener.address;
       bound.port = port;
       log::info("listening: name=" + listener.name + " address=" + bound.toString());
     }
+    startMainHandles(main, static_cast<std::uint64_t>(config->backend.probeInterval.count()));
+    if (auto problem = policyWatcher.start(); !problem.empty()) {
+      throw StartupError(problem);
+    }
   } catch (const StartupError& e) {
     log::error(e.what());
-    uv_loop_close(&main.loop);
+    policyWatcher.stop();
+    for (const auto& sockets : perWorker) {
+      for (const auto& socket : sockets) {
+        ::close(socket.fd);
+      }
+    }
+    closeHandles(main);
+    static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));  // the close callbacks
+    closeLoop(main.loop);
     return 1;
   }
 
@@ -243,40 +332,13 @@ int runServer(std::shared_ptr<const config::Config> config) {
   }
   main.workers = &workers;
 
-  uv_signal_init(&main.loop, &main.sigterm);
-  uv_signal_init(&main.loop, &main.sigint);
-  uv_signal_init(&main.loop, &main.sighup);
-  main.sigterm.data = main.sigint.data = main.sighup.data = &main;
-  uv_signal_start(
-      &main.sigterm,
-      [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGTERM"); },
-      SIGTERM);
-  uv_signal_start(
-      &main.sigint,
-      [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGINT"); }, SIGINT);
-  uv_signal_start(
-      &main.sighup,
-      [](uv_signal_t* s, int) {
-        static_cast<MainLoop*>(s->data)->policyWatcher->reloadNow("SIGHUP");
-      },
-      SIGHUP);
-  uv_timer_init(&main.loop, &main.probeTimer);
-  main.probeTimer.data = &main;
-  const auto interval = static_cast<std::uint64_t>(config->backend.probeInterval.count());
-  uv_timer_start(
-      &main.probeTimer, [](uv_timer_t* t) { static_cast<MainLoop*>(t->data)->probe->start(); },
-      interval, interval);
-
-  PolicyWatcher policyWatcher(&main.loop, shared);
-  main.policyWatcher = &policyWatcher;
-  policyWatcher.start();
-
   log::info("ready: workers=" + std::to_string(config->workers));
-  uv_run(&main.loop, UV_RUN_DEFAULT);
+  // Returns once requestStop closed every handle (nothing calls uv_stop).
+  static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));
   for (auto& worker : workers) {
     worker->join();
   }
-  uv_loop_close(&main.loop);
+  closeLoop(main.loop);
   log::info("stopped");
   return 0;
 }

@@ -12,10 +12,10 @@
 namespace certrelay::proxy {
 
 // Builds the shared state, runs until SIGTERM/SIGINT, returns the process exit code.
-int runServer(std::shared_ptr<const config::Config> config);
+[[nodiscard]] int runServer(const std::shared_ptr<const config::Config>& config);
 
 // --check-config: loads everything runServer would (TLS files, fingerprint table) without
 // binding or connecting. Returns "" when fine, else the reason (`file:line: reason`).
-std::string checkRuntimeConfig(const config::Config& config);
+[[nodiscard]] std::string checkRuntimeConfig(const config::Config& config);
 
 }  // namespace certrelay::proxy

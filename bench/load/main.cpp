@@ -1,5 +1,7 @@
 // certrelay-load: STARTTLS SMTP load generator. See bench/load/README.md.
 
+#include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -15,6 +17,40 @@ void usage() {
       "  [--duration S] [--messages M] [--body-size BYTES] [--rcpt ADDR] [--from ADDR]\n"
       "  [--no-starttls] [--cert FILE --key FILE] [--cafile FILE] [--resume] [--pipelining]\n"
       "  [--bdat] [--idle [--hold S]] [--json]\n");
+}
+
+// A numeric option's value: a malformed one is a usage error, not a silent 0 (atoi).
+[[noreturn]] void badNumber(const std::string& option, const std::string& text) {
+  std::fprintf(stderr, "certrelay-load: %s: not a number: '%s'\n", option.c_str(), text.c_str());
+  std::exit(2);
+}
+
+long integer(const std::string& option, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno != 0) {
+    badNumber(option, text);
+  }
+  return v;
+}
+
+int smallInteger(const std::string& option, const std::string& text) {
+  const long v = integer(option, text);
+  if (v < INT_MIN || v > INT_MAX) {
+    badNumber(option, text);
+  }
+  return static_cast<int>(v);
+}
+
+double real(const std::string& option, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || errno != 0) {
+    badNumber(option, text);
+  }
+  return v;
 }
 
 }  // namespace
@@ -33,15 +69,15 @@ int main(int argc, char** argv) {
     if (a == "--host") {
       o.host = value();
     } else if (a == "--port") {
-      o.port = std::atoi(value().c_str());
+      o.port = smallInteger(a, value());
     } else if (a == "--connections") {
-      o.connections = std::atoi(value().c_str());
+      o.connections = smallInteger(a, value());
     } else if (a == "--sessions") {
-      o.sessions = std::atol(value().c_str());
+      o.sessions = integer(a, value());
     } else if (a == "--duration") {
-      o.duration = std::atof(value().c_str());
+      o.duration = real(a, value());
     } else if (a == "--messages") {
-      o.messages = std::atoi(value().c_str());
+      o.messages = smallInteger(a, value());
     } else if (a == "--body-size") {
       o.bodySize = std::strtoul(value().c_str(), nullptr, 10);
     } else if (a == "--rcpt") {
@@ -65,7 +101,7 @@ int main(int argc, char** argv) {
     } else if (a == "--idle") {
       o.idle = true;
     } else if (a == "--hold") {
-      o.hold = std::atof(value().c_str());
+      o.hold = real(a, value());
     } else if (a == "--json") {
       o.jsonOnly = true;
     } else {

@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 
@@ -151,7 +152,8 @@ double percentile(std::vector<double> values, double q) {
     return 0;
   }
   std::sort(values.begin(), values.end());
-  const auto index = static_cast<std::size_t>(q * static_cast<double>(values.size() - 1) + 0.5);
+  const auto index =
+      static_cast<std::size_t>(std::llround(q * static_cast<double>(values.size() - 1)));
   return values[std::min(index, values.size() - 1)];
 }
 

@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 
+#include <charconv>
 #include <cstring>
 
 #include "bench/load/load.h"
@@ -140,7 +141,11 @@ void Slot::onPlaintext(const char* data, std::size_t len) {
       return;
     }
     const bool last = lineLen == 3 || in_[pos + 3] != '-';
-    const int code = std::atoi(in_.substr(pos, 3).c_str());
+    int code = 0;  // three digits (RFC 5321 4.2); anything else is not a reply
+    if (std::from_chars(in_.data() + pos, in_.data() + pos + 3, code).ptr != in_.data() + pos + 3) {
+      fail("protocol");
+      return;
+    }
     pos = lf + 1;
     if (last) {
       const bool wasTls = ssl_ != nullptr;

@@ -40,7 +40,7 @@ const std::string& tooLongPath() {
 // Counter "error": the AddressError (0 none, 1 syntax, 2 too long, 3 non-ASCII).
 void BM_ParsePath(benchmark::State& state, std::string_view path) {
   AddressError error = AddressError::None;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const ParsedAddress parsed = parsePath(path, false);
     error = parsed.error;
     benchmark::DoNotOptimize(parsed.mailbox.domain.data());
@@ -75,7 +75,7 @@ Policy makePolicy() {
 void BM_DecideRecipient(benchmark::State& state, bool trusted, std::string_view path) {
   const Policy policy = makePolicy();
   Verdict verdict = Verdict::BadAddress;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const Decision decision = decideRecipient(policy, trusted, path, false);
     verdict = decision.verdict;
     benchmark::DoNotOptimize(decision.canonical.data());
@@ -170,7 +170,7 @@ void BM_FingerprintLookup(benchmark::State& state, bool present) {
   }
   const std::vector<std::string> keys = lookupKeys(present);
   std::size_t i = 0;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const std::string* identity = t.find(keys[i++ & 1023]);
     if ((identity != nullptr) != present) {
       state.SkipWithError("unexpected lookup result");
@@ -191,7 +191,7 @@ void BM_RelayAllowedMiss(benchmark::State& state) {
   const std::vector<std::string> keys = lookupKeys(false);
   std::size_t i = 0;
   std::string identity;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const CertificateKeys certKeys{keys[i & 1023], keys[(i + 1) & 1023]};
     ++i;
     benchmark::DoNotOptimize(policy.relayAllowed(certKeys, "198.51.100.7", &identity));
@@ -206,7 +206,7 @@ void BM_TrustedIdentityMiss(benchmark::State& state) {
   policy.table = table();
   const std::vector<std::string> keys = lookupKeys(false);
   std::size_t i = 0;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const CertificateKeys certKeys{keys[i & 1023], keys[(i + 1) & 1023]};
     ++i;
     benchmark::DoNotOptimize(policy.trustedIdentity(certKeys));
@@ -217,7 +217,7 @@ BENCHMARK(BM_TrustedIdentityMiss);
 
 void BM_RelayNetworksContains(benchmark::State& state, std::string_view addr) {
   const Policy policy = makePolicy();
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     benchmark::DoNotOptimize(policy.relayNetworks.contains(addr));
   }
   state.SetItemsProcessed(state.iterations());
@@ -228,7 +228,7 @@ BENCHMARK_CAPTURE(BM_RelayNetworksContains, v6_hit, "2001:db8:1::17");
 // The reload cost: parsing the whole 100,000-entry text.
 void BM_FingerprintTableParse(benchmark::State& state) {
   const std::string& text = tableText();
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const FingerprintTable t = FingerprintTable::parse(text, "bench");
     if (t.size() != kEntries) {
       state.SkipWithError("table size mismatch");

@@ -42,7 +42,7 @@ void BM_CommandParseSession(benchmark::State& state) {
   std::string line;
   Command command;
   std::size_t commands = 0;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     reader.feed(kSessionGroup);
     while (reader.next(line) == LineReader::Result::Line) {
       const CommandError err = parseCommand(line, command);
@@ -62,7 +62,7 @@ void BM_CommandParseSessionTrickle(benchmark::State& state) {
   std::string line;
   Command command;
   std::size_t commands = 0;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     for (std::size_t off = 0; off < kSessionGroup.size(); off += 7) {
       reader.feed(kSessionGroup.substr(off, 7));
       while (reader.next(line) == LineReader::Result::Line) {
@@ -79,7 +79,7 @@ BENCHMARK(BM_CommandParseSessionTrickle);
 void BM_ParsePathArgument(benchmark::State& state, std::string_view argument,
                           std::string_view prefix) {
   PathArgument out;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     out.params.clear();
     benchmark::DoNotOptimize(parsePathArgument(argument, prefix, out));
     benchmark::DoNotOptimize(out.path.data());
@@ -132,7 +132,7 @@ void BM_DataCanonicalize(benchmark::State& state, Body kind) {
   DataCanonicalizer canon;
   std::string out;
   out.reserve(2 * piece);
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     canon.reset();
     std::string_view rest(body);
     while (!rest.empty() && !canon.done()) {
@@ -151,8 +151,9 @@ void BM_DataCanonicalize(benchmark::State& state, Body kind) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(body.size()));
   state.SetItemsProcessed(state.iterations());
 }
+constexpr std::int64_t kKiB = 1024;  // benchmark arguments are int64_t
 #define CANON_ARGS \
-  ArgsProduct({{10 * 1024, 1024 * 1024}, {4 * 1024, 64 * 1024}})->ArgNames({"size", "piece"})
+  ArgsProduct({{10 * kKiB, kKiB * kKiB}, {4 * kKiB, 64 * kKiB}})->ArgNames({"size", "piece"})
 BENCHMARK_CAPTURE(BM_DataCanonicalize, text, Body::Text)->CANON_ARGS;
 BENCHMARK_CAPTURE(BM_DataCanonicalize, long_lines, Body::LongLines)->CANON_ARGS;
 BENCHMARK_CAPTURE(BM_DataCanonicalize, leading_dots, Body::LeadingDots)->CANON_ARGS;
@@ -176,7 +177,7 @@ constexpr std::string_view kPostfixEhlo =
 
 void BM_ReplyParse(benchmark::State& state, std::string_view wire) {
   ReplyParser parser(2048);
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     parser.feed(wire);
     Reply reply;
     if (parser.next(reply) != ReplyParser::Result::Reply) {
@@ -200,7 +201,7 @@ void BM_CapabilitiesFromEhlo(benchmark::State& state) {
     state.SkipWithError("reply not parsed");
     return;
   }
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const Capabilities caps = Capabilities::fromEhloReply(reply);
     benchmark::DoNotOptimize(caps.xclient);
   }
@@ -214,7 +215,7 @@ void BM_ReplyQueueBurst(benchmark::State& state) {
   ReplyQueue queue;
   std::vector<ReplyQueue::Ticket> tickets(kSlots);
   std::string out;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     for (auto& t : tickets) {
       t = queue.reserve();
     }
@@ -235,7 +236,7 @@ void BM_ReplyQueueReverse(benchmark::State& state) {
   ReplyQueue queue;
   std::vector<ReplyQueue::Ticket> tickets(kSlots);
   std::string out;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     for (auto& t : tickets) {
       t = queue.reserve();
     }
@@ -284,7 +285,7 @@ ReceivedInfo typicalReceived() {
 void BM_ReceivedHeader(benchmark::State& state) {
   const ReceivedInfo info = typicalReceived();
   std::size_t bytes = 0;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const std::string header = buildReceivedHeader(info);
     bytes += header.size();
     benchmark::DoNotOptimize(header.data());
@@ -305,7 +306,7 @@ void BM_XclientBuild(benchmark::State& state) {
   const std::set<std::string> offered = {"NAME", "ADDR",  "PROTO",    "HELO",    "REVERSE_NAME",
                                          "PORT", "LOGIN", "DESTADDR", "DESTPORT"};
   std::size_t bytes = 0;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     const std::vector<std::string> commands = buildXclientCommands(identity, offered);
     for (const auto& c : commands) {
       bytes += c.size() + 2;

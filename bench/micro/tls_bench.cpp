@@ -26,6 +26,7 @@ using certrelay::tls::test::pki;
 using certrelay::tls::test::TestClient;
 using SessionPtr = certrelay::tls::OsslPtr<SSL_SESSION, SSL_SESSION_free>;
 using Clock = std::chrono::steady_clock;
+constexpr std::int64_t kKiB = 1024;  // benchmark arguments are int64_t
 
 // Accumulates the time spent inside server-side calls.
 class ServerTimer {
@@ -141,7 +142,7 @@ void BM_TlsFullHandshake(benchmark::State& state) {
   const ClientOptions options{.cert = &pki().client};
   ServerTimer timer;
   std::string error;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     timer.reset();
     if (!connectOnce(context, options, timer, false, nullptr, &error)) {
       state.SkipWithError(error.c_str());
@@ -169,7 +170,7 @@ void BM_TlsResumedHandshake(benchmark::State& state) {
   if (!connectOnce(context, ClientOptions{.cert = &pki().client}, timer, false, &session, &error)) {
     state.SkipWithError(error.c_str());
   }
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     timer.reset();
     SessionPtr next;
     if (!connectOnce(context, ClientOptions{.cert = &pki().client, .session = session.get()}, timer,
@@ -214,7 +215,7 @@ void BM_TlsPumpServerToClient(benchmark::State& state) {
   }
   const std::string chunk = pattern(static_cast<std::size_t>(state.range(0)));
   std::string toClient;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     link.timer.reset();
     toClient.clear();
     link.timer([&] {
@@ -234,7 +235,7 @@ void BM_TlsPumpServerToClient(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * state.range(0));
 }
 BENCHMARK(BM_TlsPumpServerToClient)
-    ->Arg(16 * 1024)
+    ->Arg(16 * kKiB)
     ->ArgName("write")
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
@@ -251,7 +252,7 @@ void BM_TlsPumpClientToServer(benchmark::State& state) {
   const auto piece = static_cast<std::size_t>(state.range(1));
   std::string plainIn;
   std::string toClient;
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     link.client.send(chunk);
     link.client.step();
     const std::string toServer = link.client.takeOutput();
@@ -267,8 +268,8 @@ void BM_TlsPumpClientToServer(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * state.range(0));
 }
 BENCHMARK(BM_TlsPumpClientToServer)
-    ->Args({16 * 1024, 0})
-    ->Args({16 * 1024, 4096})
+    ->Args({16 * kKiB, 0})
+    ->Args({16 * kKiB, 4096})
     ->ArgNames({"write", "piece"})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
@@ -315,7 +316,7 @@ void BM_TlsMessage10K(benchmark::State& state) {
     link.client.received().clear();
     return ok;
   };
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     link.timer.reset();
     if (!exchange(envelope, replies) || !exchange(body, queued)) {
       state.SkipWithError("transaction did not go through");

@@ -40,6 +40,9 @@ class Fifo {
   const_iterator begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
   const_iterator end() const { return items_.end(); }
 
+  // push_back, push_front, pop_front: std::deque's names (Fifo replaced a deque without
+  // changing its callers), not the project's camelCase.
+  // NOLINTBEGIN(readability-identifier-naming)
   void push_back(T value) { items_.push_back(std::move(value)); }
 
   void push_front(T value) {
@@ -60,6 +63,7 @@ class Fifo {
       head_ = 0;
     }
   }
+  // NOLINTEND(readability-identifier-naming)
 
   // Empties the queue and releases its storage.
   void clear() {

@@ -203,6 +203,7 @@ void checkDecision(std::string_view path, bool utf8) {
 }  // namespace
 }  // namespace certrelay::policy
 
+// NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace certrelay;
   if (size < 1) {

@@ -108,6 +108,7 @@ void checkSame(const Observed& o, const test_support::Reference& ref) {
 }  // namespace
 }  // namespace certrelay::smtp
 
+// NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace certrelay;
   if (size < 1) {

@@ -294,6 +294,7 @@ Transcript run(const std::vector<std::string_view>& pieces, std::size_t cap) {
 }  // namespace
 }  // namespace certrelay::smtp
 
+// NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace certrelay;
   if (size < 2) {

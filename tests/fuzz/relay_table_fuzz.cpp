@@ -188,6 +188,7 @@ void checkTable(std::string_view text, config::FingerprintDigest digest) {
 }  // namespace
 }  // namespace certrelay::policy
 
+// NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace certrelay;
   if (size < 1) {

@@ -101,6 +101,7 @@ std::vector<std::string> run(const std::vector<std::string_view>& pieces, std::s
 }  // namespace
 }  // namespace certrelay::smtp
 
+// NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace certrelay;
   if (size < 3) {

@@ -221,7 +221,8 @@ class Proxy:
             shutil.copy(src, tmpdir)
         config = {
             "hostname": HOSTNAME,
-            "workers": 1,
+            # scripts/test.sh --tsan sets 2: the same tests, with workers racing each other.
+            "workers": int(os.environ.get("CERTRELAY_TEST_WORKERS", "1")),
             "listener": [{"name": "mx", "address": "127.0.0.1:0", "require_tls": False}],
             "backend": {"address": f"127.0.0.1:{backend_port}", "probe_interval": "30s"},
             "tls": {"cert": os.path.basename(pki.server_chain),

@@ -39,7 +39,7 @@ class TempDir {
   const fs::path& path() const { return path_; }
 
   fs::path write(const fs::path& name, const std::string& content) const {
-    const fs::path file = path_ / name;
+    fs::path file = path_ / name;
     fs::create_directories(file.parent_path());
     std::ofstream(file, std::ios::binary) << content;
     return file;

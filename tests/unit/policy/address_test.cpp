@@ -12,7 +12,7 @@ namespace {
 
 // local.example is ours; remote.example is not; [192.0.2.1] is the proxy's own address ("[P]"
 // in hostile-inputs.md), deliberately not configured unless a test says so.
-Policy makePolicy(std::vector<std::string> domains = {"local.example"}) {
+Policy makePolicy(const std::vector<std::string>& domains = {"local.example"}) {
   Policy policy;
   policy.localDomains = LocalDomains(domains);
   return policy;
@@ -177,7 +177,9 @@ TEST_SUITE("policy") {
         {"<PostMaster>", "<postmaster>"},
         {"postmaster", "<postmaster>"},
     };
-    for (const auto& [rcpt, canonical] : cases) {
+    for (const auto& entry : cases) {
+      const auto& rcpt = entry.first;  // not a structured binding: CAPTURE is a lambda
+      const auto& canonical = entry.second;
       CAPTURE(rcpt);
       const Decision decision = decideRecipient(policy, false, rcpt, false);
       CHECK(decision.verdict == Verdict::Accept);
@@ -210,7 +212,9 @@ TEST_SUITE("policy") {
         {"u%remote.example@local.example", "<u%remote.example@local.example>"},
         {"PostMaster", "<PostMaster>"},
     };
-    for (const auto& [lax, canonical] : sameAs) {
+    for (const auto& entry : sameAs) {
+      const auto& lax = entry.first;  // not a structured binding: CAPTURE is a lambda
+      const auto& canonical = entry.second;
       CAPTURE(lax);
       const Decision a = decideRecipient(policy, false, lax, false);
       const Decision b = decideRecipient(policy, false, canonical, false);
@@ -304,7 +308,9 @@ TEST_SUITE("policy") {
         {"<\"u.v\"@d.example>", false},
         {"<@r.example:u@d.example>", false},  // source route: dropped, not routing
     };
-    for (const auto& [path, routing] : cases) {
+    for (const auto& entry : cases) {
+      const auto& path = entry.first;  // not a structured binding: CAPTURE is a lambda
+      const auto& routing = entry.second;
       CAPTURE(path);
       const ParsedAddress p = parsePath(path, false);
       REQUIRE(p.error == AddressError::None);

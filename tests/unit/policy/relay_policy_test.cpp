@@ -244,7 +244,7 @@ TEST_SUITE("policy") {
 
   TEST_CASE("table: 100,000 entries load") {
     std::string text;
-    text.reserve(100'000 * 80);
+    text.reserve(std::size_t{100'000} * 80);
     char key[65];
     for (unsigned i = 0; i < 100'000; ++i) {
       std::snprintf(key, sizeof(key), "%056x%08x", 0u, i);

@@ -253,6 +253,7 @@ class Fuzzer {
 }  // namespace
 }  // namespace certrelay::smtp
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer's entry point
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   certrelay::smtp::Fuzzer fuzzer;
   fuzzer.run(certrelay::fuzz::asText(data, size));

@@ -400,8 +400,9 @@ TEST_SUITE("smtp") {
         {"abc\r\n.\r", "abc\r\n\r\n.\r\n"},
         {"abc\r\n..", "abc\r\n..\r\n.\r\n"},
     };
-    for (const auto& [input, expected] : cases) {
-      CAPTURE(input);
+    for (const auto& testCase : cases) {
+      const auto& [input, expected] = testCase;
+      CAPTURE(testCase.first);
       DataCanonicalizer canon;
       std::string out;
       CHECK(canon.feed(input, out) == std::string_view(input).size());
@@ -534,7 +535,7 @@ TEST_SUITE("smtp") {
     Rng rng{0xD1B54A32D192ED03ULL};
     for (int iter = 0; iter < 50; ++iter) {
       std::string input;
-      while (input.size() < 10 * 1024) {
+      while (input.size() < std::size_t{10} * 1024) {
         const std::size_t len = rng.below(8) == 0 ? 0 : 60 + rng.below(20);
         if (rng.below(10) == 0) {
           input += "..";

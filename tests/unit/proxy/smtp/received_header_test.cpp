@@ -78,7 +78,7 @@ void checkWellFormed(const std::string& header, bool allow8bit = false) {
     CHECK(line.find('\r') == std::string::npos);
     CHECK(line.find('\n') == std::string::npos);
     if (i > 0) {
-      CHECK(line.rfind("\t", 0) == 0);
+      CHECK(line.rfind('\t', 0) == 0);
     }
     for (char c : line) {
       const auto u = static_cast<unsigned char>(c);

@@ -10,7 +10,7 @@ namespace {
 
 using R = ReplyParser::Result;
 
-std::vector<std::string> L(std::initializer_list<const char*> lines) {
+std::vector<std::string> linesOf(std::initializer_list<const char*> lines) {
   return {lines.begin(), lines.end()};
 }
 
@@ -21,7 +21,7 @@ TEST_SUITE("smtp") {
     Reply r;
     REQUIRE(parser.next(r) == R::Reply);
     CHECK(r.code == 250);
-    CHECK(r.lines == L({"2.1.0 Ok"}));
+    CHECK(r.lines == linesOf({"2.1.0 Ok"}));
     CHECK(r.positive());
     CHECK(r.wire() == "250 2.1.0 Ok\r\n");
     CHECK(parser.next(r) == R::NeedMore);
@@ -34,7 +34,7 @@ TEST_SUITE("smtp") {
     Reply r;
     REQUIRE(parser.next(r) == R::Reply);
     CHECK(r.code == 250);
-    CHECK(r.lines == L({"mx.lab.example", "PIPELINING", "DSN"}));
+    CHECK(r.lines == linesOf({"mx.lab.example", "PIPELINING", "DSN"}));
     CHECK(r.wire() == "250-mx.lab.example\r\n250-PIPELINING\r\n250 DSN\r\n");
     CHECK(r.text() == "mx.lab.example PIPELINING DSN");
     REQUIRE(parser.next(r) == R::Reply);
@@ -47,13 +47,13 @@ TEST_SUITE("smtp") {
     parser.feed("250\r\n250 \r\n250-x\r\n250 \r\n");
     Reply r;
     REQUIRE(parser.next(r) == R::Reply);
-    CHECK(r.lines == L({""}));
+    CHECK(r.lines == linesOf({""}));
     CHECK(r.wire() == "250\r\n");
     REQUIRE(parser.next(r) == R::Reply);
-    CHECK(r.lines == L({""}));
+    CHECK(r.lines == linesOf({""}));
     CHECK(r.wire() == "250\r\n");
     REQUIRE(parser.next(r) == R::Reply);  // smtp-sink's EHLO ends with "250 "
-    CHECK(r.lines == L({"x", ""}));
+    CHECK(r.lines == linesOf({"x", ""}));
     CHECK(r.wire() == "250-x\r\n250\r\n");
   }
 
@@ -62,7 +62,7 @@ TEST_SUITE("smtp") {
     r.code = 451;
     CHECK(r.wire() == "451\r\n");
     CHECK_FALSE(r.positive());
-    r.lines = L({"", "4.3.0 Error"});
+    r.lines = linesOf({"", "4.3.0 Error"});
     CHECK(r.wire() == "451-\r\n451 4.3.0 Error\r\n");
   }
 
@@ -72,7 +72,7 @@ TEST_SUITE("smtp") {
     Reply r;
     REQUIRE(parser.next(r) == R::Reply);
     CHECK(r.code == 220);
-    CHECK(r.lines == L({"a", "b"}));
+    CHECK(r.lines == linesOf({"a", "b"}));
   }
 
   TEST_CASE("reply: mismatched codes within one reply are Malformed, and it sticks") {
@@ -108,7 +108,7 @@ TEST_SUITE("smtp") {
     parser.feed("250 a\tb \xC3\xA9\r\n");
     Reply r;
     REQUIRE(parser.next(r) == R::Reply);
-    CHECK(r.lines == L({"a\tb \xC3\xA9"}));
+    CHECK(r.lines == linesOf({"a\tb \xC3\xA9"}));
   }
 
   TEST_CASE("reply: line over the cap is Malformed, with or without its LF") {
@@ -161,9 +161,9 @@ TEST_SUITE("smtp") {
       CHECK(last == R::NeedMore);
       REQUIRE(got.size() == 2);
       CHECK(got[0].code == 250);
-      CHECK(got[0].lines == L({"mx.lab.example", "PIPELINING", "SIZE 10240000"}));
+      CHECK(got[0].lines == linesOf({"mx.lab.example", "PIPELINING", "SIZE 10240000"}));
       CHECK(got[1].code == 220);
-      CHECK(got[1].lines == L({"2.0.0 Ready"}));
+      CHECK(got[1].lines == linesOf({"2.0.0 Ready"}));
     }
   }
 

@@ -246,13 +246,9 @@ std::string checkRuntimeConfig(const config::Config& config) {
   return {};
 }
 
-int runServer(const std::shared_ptr<const config::Config>& config) {
-  signal(SIGPIPE, SIG_IGN);
-  if (auto problem = checkRuntimeConfig(*config); !problem.empty()) {
-    log::error(problem);
-    return 1;
-  }
-  SharedState shared;
+namespace {
+
+void loadSharedState(const std::shared_ptr<const config::Config>& config, SharedState& shared) {
   shared.config = config;
   shared.tls = tls::Context::create(config->tls, config->policy.digest);
   shared.policy.store(policy::buildPolicy(config->policy));
@@ -261,17 +257,13 @@ int runServer(const std::shared_ptr<const config::Config>& config) {
     log::info("policy: loaded " + config->policy.fingerprints.string() + ": " +
               std::to_string(table.size()) + " entries, sha256 " + table.hash().substr(0, 16));
   }
+}
 
-  MainLoop main;
-  if (const int rc = uv_loop_init(&main.loop); rc != 0) {
-    log::error(std::string("uv_loop_init: ") + uv_strerror(rc));
-    return 1;
-  }
-  CapabilityProbe probe(&main.loop, shared);
-  main.probe = &probe;
-
-  // Learn the backend's capabilities before the first client asks for EHLO. A backend that is
-  // not up yet (a sidecar starting) is not fatal: the probe keeps trying.
+// Learns the backend's capabilities before the first client asks for EHLO. A backend that is not
+// up yet (a sidecar starting) is not fatal: the probe keeps trying. False: an explicit identity
+// mode the backend does not offer (logged): refuse to become ready.
+bool probeBackend(MainLoop& main, CapabilityProbe& probe, const config::Config& config,
+                  const SharedState& shared) {
   probe.start();
   // Returns when the probe is done (non-zero only after a uv_stop, which nothing calls).
   static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));
@@ -279,26 +271,29 @@ int runServer(const std::shared_ptr<const config::Config>& config) {
     log::warning(
         "backend not answering yet; EHLO offers only PIPELINING and STARTTLS until it "
         "does");
-  } else if (resolveHandoff(config->backend.identity, *shared.backendCapabilities.load()).empty()) {
-    // An explicit identity mode the backend does not offer: refuse to become ready.
-    const bool xclient = config->backend.identity == config::IdentityMode::Xclient;
-    log::error(std::string("backend.identity = ") + (xclient ? "xclient" : "xforward") +
-               " but backend " + config->backend.address.toString() + " does not offer " +
-               (xclient ? "XCLIENT" : "XFORWARD") +
-               " to the proxy; add the proxy's address to the backend's " +
-               (xclient ? "smtpd_authorized_xclient_hosts" : "smtpd_authorized_xforward_hosts") +
-               "; not starting");
-    closeLoop(main.loop);  // only the probe ran on it, and it is done
-    return 1;
+    return true;
   }
+  const smtp::HandoffChoice choice =
+      smtp::chooseIdentityHandoff(config.backend.identity, *shared.backendCapabilities.load());
+  if (choice.offered) {
+    return true;
+  }
+  log::error(
+      "backend.identity = " + std::string(config::identityModeKeyword(config.backend.identity)) +
+      " but backend " + config.backend.address.toString() + " does not offer " + choice.missing +
+      " to the proxy; add the proxy's address to the backend's " + choice.setting +
+      "; not starting");
+  return false;
+}
 
-  PolicyWatcher policyWatcher(&main.loop, shared);
-  main.policyWatcher = &policyWatcher;
-  std::vector<std::vector<ListenerSocket>> perWorker(config->workers);
+// Binds every listener once per worker and starts the main loop's handles. False on a start-up
+// error (logged; everything opened here is closed again).
+bool bindListeners(MainLoop& main, PolicyWatcher& policyWatcher, const config::Config& config,
+                   std::vector<std::vector<ListenerSocket>>& perWorker) {
   try {
-    for (const auto& listener : config->listeners) {
+    for (const auto& listener : config.listeners) {
       std::uint16_t port = listener.address.port;
-      for (unsigned w = 0; w < config->workers; ++w) {
+      for (unsigned w = 0; w < config.workers; ++w) {
         const int fd = bindListener(listener, port);
         perWorker[w].push_back(ListenerSocket{&listener, fd});
         port = boundPort(listener, fd);  // port 0: every worker joins the port the kernel chose
@@ -307,10 +302,11 @@ int runServer(const std::shared_ptr<const config::Config>& config) {
       bound.port = port;
       log::info("listening: name=" + listener.name + " address=" + bound.toString());
     }
-    startMainHandles(main, static_cast<std::uint64_t>(config->backend.probeInterval.count()));
+    startMainHandles(main, static_cast<std::uint64_t>(config.backend.probeInterval.count()));
     if (auto problem = policyWatcher.start(); !problem.empty()) {
       throw StartupError(problem);
     }
+    return true;
   } catch (const StartupError& e) {
     log::error(e.what());
     policyWatcher.stop();
@@ -322,6 +318,37 @@ int runServer(const std::shared_ptr<const config::Config>& config) {
     closeHandles(main);
     static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));  // the close callbacks
     closeLoop(main.loop);
+    return false;
+  }
+}
+
+}  // namespace
+
+int runServer(const std::shared_ptr<const config::Config>& config) {
+  signal(SIGPIPE, SIG_IGN);
+  if (auto problem = checkRuntimeConfig(*config); !problem.empty()) {
+    log::error(problem);
+    return 1;
+  }
+  SharedState shared;
+  loadSharedState(config, shared);
+
+  MainLoop main;
+  if (const int rc = uv_loop_init(&main.loop); rc != 0) {
+    log::error(std::string("uv_loop_init: ") + uv_strerror(rc));
+    return 1;
+  }
+  CapabilityProbe probe(&main.loop, shared);
+  main.probe = &probe;
+  if (!probeBackend(main, probe, *config, shared)) {
+    closeLoop(main.loop);  // only the probe ran on it, and it is done
+    return 1;
+  }
+
+  PolicyWatcher policyWatcher(&main.loop, shared);
+  main.policyWatcher = &policyWatcher;
+  std::vector<std::vector<ListenerSocket>> perWorker(config->workers);
+  if (!bindListeners(main, policyWatcher, *config, perWorker)) {
     return 1;
   }
 

@@ -129,81 +129,95 @@ AddressError parseHost(std::string_view host, bool utf8, std::string& out, bool&
   return AddressError::None;
 }
 
-// Local-part "@" Domain, where the local part may hold further '@'-separated pieces (routing),
-// or the bare "postmaster".
-AddressError parseMailbox(std::string_view s, bool utf8, Mailbox& mailbox) {
+// A Quoted-string starting at s[i] (a '"'). On success `i` is just past the closing quote.
+AddressError scanQuotedString(std::string_view s, bool utf8, std::size_t& i, bool& routing) {
+  // The content is looked at too, since `"u@remote"@local` routes just like `u%remote@local`
+  // once the backend dequotes it (Postfix resolve_dequoted_address).
+  std::size_t j = i + 1;
+  while (j < s.size()) {
+    const auto c = static_cast<unsigned char>(s[j]);
+    if (c == '"') {
+      i = j + 1;
+      return AddressError::None;
+    }
+    if (c == '\\') {
+      if (j + 1 >= s.size()) {
+        return AddressError::Syntax;
+      }
+      const auto quoted = static_cast<unsigned char>(s[j + 1]);
+      if (quoted < 32 || quoted > 126) {
+        return AddressError::Syntax;
+      }
+      routing = routing || isRoutingChar(quoted);
+      j += 2;
+      continue;
+    }
+    if (!isQtext(c, utf8)) {
+      return AddressError::Syntax;
+    }
+    routing = routing || isRoutingChar(c);
+    ++j;
+  }
+  return AddressError::Syntax;  // not closed
+}
+
+// A Dot-string from s[i] up to the next '@' or the end: atoms separated by single dots, no dot
+// at either end. On success `i` is at that '@' or the end.
+AddressError scanDotString(std::string_view s, bool utf8, std::size_t& i, bool& routing) {
+  std::size_t j = i;
+  bool expectAtom = true;
+  while (j < s.size() && s[j] != '@') {
+    const auto c = static_cast<unsigned char>(s[j]);
+    if (c == '.') {
+      if (expectAtom) {
+        return AddressError::Syntax;
+      }
+      expectAtom = true;
+    } else if (isAtext(c, utf8)) {
+      expectAtom = false;
+      // Percent hack and bang path: both are atext, both route elsewhere.
+      routing = routing || c == '%' || c == '!';
+    } else {
+      return AddressError::Syntax;
+    }
+    ++j;
+  }
+  if (expectAtom) {
+    return AddressError::Syntax;
+  }
+  i = j;
+  return AddressError::None;
+}
+
+// What scanLocalPart() found.
+struct LocalPartScan {
+  std::size_t segments = 0;                     // '@'-separated pieces
+  bool quotedOnly = true;                       // every piece is a Quoted-string
+  bool routing = false;                         // a piece holds a routing character
+  std::size_t lastAt = std::string_view::npos;  // the '@' before the domain; npos: no '@'
+};
+
+// The local part at the start of `s`: one or more '@'-separated Dot-strings or Quoted-strings,
+// up to the last '@' (or the end, when there is no '@').
+AddressError scanLocalPart(std::string_view s, bool utf8, LocalPartScan& scan) {
   std::size_t i = 0;
-  std::size_t segments = 0;
-  bool quotedOnly = true;
-  bool routing = false;
-  std::size_t lastAt = std::string_view::npos;
   while (true) {
     if (i >= s.size()) {
       return AddressError::Syntax;  // empty local part or nothing after an inner '@'
     }
-    ++segments;
+    ++scan.segments;
+    AddressError error = AddressError::None;
     if (s[i] == '"') {
-      // Quoted-string: the content is looked at too, since `"u@remote"@local` routes just like
-      // `u%remote@local` once the backend dequotes it (Postfix resolve_dequoted_address).
-      std::size_t j = i + 1;
-      bool closed = false;
-      while (j < s.size()) {
-        const auto c = static_cast<unsigned char>(s[j]);
-        if (c == '"') {
-          closed = true;
-          ++j;
-          break;
-        }
-        if (c == '\\') {
-          if (j + 1 >= s.size()) {
-            return AddressError::Syntax;
-          }
-          const auto quoted = static_cast<unsigned char>(s[j + 1]);
-          if (quoted < 32 || quoted > 126) {
-            return AddressError::Syntax;
-          }
-          routing = routing || isRoutingChar(quoted);
-          j += 2;
-          continue;
-        }
-        if (!isQtext(c, utf8)) {
-          return AddressError::Syntax;
-        }
-        routing = routing || isRoutingChar(c);
-        ++j;
-      }
-      if (!closed) {
-        return AddressError::Syntax;
-      }
-      i = j;
+      error = scanQuotedString(s, utf8, i, scan.routing);
     } else {
-      // Dot-string: atoms separated by single dots, no dot at either end.
-      quotedOnly = false;
-      std::size_t j = i;
-      bool expectAtom = true;
-      while (j < s.size() && s[j] != '@') {
-        const auto c = static_cast<unsigned char>(s[j]);
-        if (c == '.') {
-          if (expectAtom) {
-            return AddressError::Syntax;
-          }
-          expectAtom = true;
-        } else if (isAtext(c, utf8)) {
-          expectAtom = false;
-          // Percent hack and bang path: both are atext, both route elsewhere.
-          routing = routing || c == '%' || c == '!';
-        } else {
-          return AddressError::Syntax;
-        }
-        ++j;
-      }
-      if (expectAtom) {
-        return AddressError::Syntax;
-      }
-      i = j;
+      scan.quotedOnly = false;
+      error = scanDotString(s, utf8, i, scan.routing);
+    }
+    if (error != AddressError::None) {
+      return error;
     }
     if (i == s.size()) {
-      break;  // no '@' at all
+      return AddressError::None;  // no '@' at all
     }
     if (s[i] != '@') {
       return AddressError::Syntax;  // e.g. a quoted string followed by more text
@@ -211,15 +225,24 @@ AddressError parseMailbox(std::string_view s, bool utf8, Mailbox& mailbox) {
     // Domains and address literals cannot contain '@', so if another one follows, this '@'
     // separates two pieces of a routed local part.
     if (s.find('@', i + 1) == std::string_view::npos) {
-      lastAt = i;
-      break;
+      scan.lastAt = i;
+      return AddressError::None;
     }
     ++i;
   }
+}
 
+// Local-part "@" Domain, where the local part may hold further '@'-separated pieces (routing),
+// or the bare "postmaster".
+AddressError parseMailbox(std::string_view s, bool utf8, Mailbox& mailbox) {
+  LocalPartScan scan;
+  if (const AddressError error = scanLocalPart(s, utf8, scan); error != AddressError::None) {
+    return error;
+  }
+  const std::size_t lastAt = scan.lastAt;
   if (lastAt == std::string_view::npos) {
     // RFC 5321 section 4.5.1: "<Postmaster>" without a domain must be accepted.
-    if (segments == 1 && !quotedOnly && text::equalsIgnoreCase(s, "postmaster")) {
+    if (scan.segments == 1 && !scan.quotedOnly && text::equalsIgnoreCase(s, "postmaster")) {
       mailbox.localPart = std::string(s);
       mailbox.domain.clear();
       mailbox.routing = false;
@@ -241,7 +264,7 @@ AddressError parseMailbox(std::string_view s, bool utf8, Mailbox& mailbox) {
   }
   mailbox.localPart = std::string(localPart);
   mailbox.domain = std::move(domain);
-  mailbox.routing = routing || segments > 1;
+  mailbox.routing = scan.routing || scan.segments > 1;
   mailbox.ipLiteral = literal;
   return AddressError::None;
 }

@@ -110,42 +110,22 @@ int minProtocolVersion(const std::string& name) {
                  "\" (expected TLSv1.2 or TLSv1.3)");
 }
 
-}  // namespace
-
-int clientCaMarkerIndex() {
-  // Allocated once per process; the slot holds a non-null pointer on contexts that loaded a
-  // client CA, so collectPeerFacts() can tell "no trust store" from "chain did not verify".
-  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
-  return index;
+// Prove the fingerprint digest works before any client depends on it: with a provider that
+// lacks it, every fingerprint would silently come out empty and nobody would be trusted.
+const EVP_MD* usableFingerprintMd(config::FingerprintDigest digest) {
+  const EVP_MD* md = fingerprintMd(digest);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int outLen = 0;
+  if (md == nullptr || EVP_Digest("", 0, out, &outLen, md, nullptr) != 1 ||
+      outLen != config::digestSize(digest)) {
+    fail("policy.digest " + std::string(config::digestKeyword(digest)) +
+         ": OpenSSL cannot compute this digest");
+  }
+  return md;
 }
 
-std::shared_ptr<const Context> Context::create(const config::Tls& settings,
-                                               config::FingerprintDigest digest) {
-  ErrorQueueGuard guard;
-  ERR_clear_error();  // a stale error would be blamed on our files
-  if (settings.fastEcKeyDecoding) {
-    installFastEcKeyDecoding();  // process-wide; harmless when it cannot be installed
-  }
-
-  // Prove the fingerprint digest works before any client depends on it: with a provider that
-  // lacks it, every fingerprint would silently come out empty and nobody would be trusted.
-  const EVP_MD* md = fingerprintMd(digest);
-  {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int outLen = 0;
-    if (md == nullptr || EVP_Digest("", 0, out, &outLen, md, nullptr) != 1 ||
-        outLen != config::digestSize(digest)) {
-      fail("policy.digest " + std::string(config::digestKeyword(digest)) +
-           ": OpenSSL cannot compute this digest");
-    }
-  }
-
-  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
-  if (!ctx) {
-    fail("SSL_CTX_new");
-  }
-  SSL_CTX* c = ctx.get();
-
+// Protocol versions, options and modes: what every handshake and record on this context obeys.
+void configureProtocol(SSL_CTX* c, const config::Tls& settings) {
   if (SSL_CTX_set_min_proto_version(c, minProtocolVersion(settings.minVersion)) != 1) {
     fail("tls.min_version " + settings.minVersion);
   }
@@ -166,7 +146,10 @@ std::shared_ptr<const Context> Context::create(const config::Tls& settings,
   // SSL_write report progress record by record instead of all-or-nothing.
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_ENABLE_PARTIAL_WRITE);
+}
 
+// tls.cert and tls.key, which must match.
+void loadCertificateAndKey(SSL_CTX* c, const config::Tls& settings) {
   SSL_CTX_set_default_passwd_cb(c, refusePassphrase);
 
   const std::string certFile = settings.cert.string();
@@ -185,33 +168,37 @@ std::shared_ptr<const Context> Context::create(const config::Tls& settings,
   if (SSL_CTX_check_private_key(c) != 1) {
     fail("tls.key " + keyFile + " does not match tls.cert " + certFile);
   }
+}
 
-  // Ask for a client certificate, never require one, accept any chain (see acceptAnyChain).
+// Ask for a client certificate, never require one, accept any chain (see acceptAnyChain).
+void configureClientCertificates(SSL_CTX* c, const config::Tls& settings) {
   SSL_CTX_set_verify(c, SSL_VERIFY_PEER, acceptAnyChain);
 
   if (settings.clientCa.empty()) {
     SSL_CTX_set_cert_verify_callback(c, skipChainVerification, nullptr);
-  } else {
-    const std::string caFile = settings.clientCa.string();
-    if (SSL_CTX_load_verify_locations(c, caFile.c_str(), nullptr) != 1) {
-      fail("tls.client_ca " + caFile);
-    }
-    // The CA names go into the CertificateRequest so that clients holding several
-    // certificates pick one we can verify.
-    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(caFile.c_str());
-    if (names == nullptr) {
-      fail("tls.client_ca " + caFile);
-    }
-    SSL_CTX_set_client_CA_list(c, names);  // takes ownership of `names`
-    static char marker = 1;
-    if (SSL_CTX_set_ex_data(c, clientCaMarkerIndex(), &marker) != 1) {
-      fail("SSL_CTX_set_ex_data");
-    }
+    return;
   }
+  const std::string caFile = settings.clientCa.string();
+  if (SSL_CTX_load_verify_locations(c, caFile.c_str(), nullptr) != 1) {
+    fail("tls.client_ca " + caFile);
+  }
+  // The CA names go into the CertificateRequest so that clients holding several
+  // certificates pick one we can verify.
+  STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(caFile.c_str());
+  if (names == nullptr) {
+    fail("tls.client_ca " + caFile);
+  }
+  SSL_CTX_set_client_CA_list(c, names);  // takes ownership of `names`
+  static char marker = 1;
+  if (SSL_CTX_set_ex_data(c, clientCaMarkerIndex(), &marker) != 1) {
+    fail("SSL_CTX_set_ex_data");
+  }
+}
 
-  // Resumption: a server-side cache (session ids, and TLS 1.3 stateful tickets when stateless
-  // tickets are off) plus stateless tickets unless disabled. The session (client certificate
-  // included) survives resumption, so facts() stay complete on a resumed connection.
+// Resumption: a server-side cache (session ids, and TLS 1.3 stateful tickets when stateless
+// tickets are off) plus stateless tickets unless disabled. The session (client certificate
+// included) survives resumption, so facts() stay complete on a resumed connection.
+void configureResumption(SSL_CTX* c, const config::Tls& settings) {
   if (settings.sessionCacheSize == 0) {
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
   } else {
@@ -227,6 +214,10 @@ std::shared_ptr<const Context> Context::create(const config::Tls& settings,
           static_cast<unsigned int>(kSessionIdContext.size())) != 1) {
     fail("SSL_CTX_set_session_id_context");
   }
+}
+
+// How many TLS 1.3 tickets a full and a resumed handshake send.
+void configureTickets(SSL_CTX* c, const config::Tls& settings) {
   // Each TLS 1.3 ticket costs ~150 us (performance.md); OpenSSL's default is 2.
   const int tickets = settings.ticketsPerHandshake < 0 ? 0 : settings.ticketsPerHandshake;
   if (SSL_CTX_set_num_tickets(c, static_cast<std::size_t>(tickets)) != 1) {
@@ -241,6 +232,36 @@ std::shared_ptr<const Context> Context::create(const config::Tls& settings,
     }
     SSL_CTX_set_info_callback(c, adjustTicketsOnResumption);
   }
+}
+
+}  // namespace
+
+int clientCaMarkerIndex() {
+  // Allocated once per process; the slot holds a non-null pointer on contexts that loaded a
+  // client CA, so collectPeerFacts() can tell "no trust store" from "chain did not verify".
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+std::shared_ptr<const Context> Context::create(const config::Tls& settings,
+                                               config::FingerprintDigest digest) {
+  ErrorQueueGuard guard;
+  ERR_clear_error();  // a stale error would be blamed on our files
+  if (settings.fastEcKeyDecoding) {
+    installFastEcKeyDecoding();  // process-wide; harmless when it cannot be installed
+  }
+  const EVP_MD* md = usableFingerprintMd(digest);
+
+  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) {
+    fail("SSL_CTX_new");
+  }
+  SSL_CTX* c = ctx.get();
+  configureProtocol(c, settings);
+  loadCertificateAndKey(c, settings);
+  configureClientCertificates(c, settings);
+  configureResumption(c, settings);
+  configureTickets(c, settings);
 
   // collectPeerFacts() reads the digest from here, so every connection made from this SSL_CTX
   // is fingerprinted the way this Context was asked to.

@@ -37,6 +37,123 @@ std::size_t findLineEndByte(const char* data, std::size_t from, std::size_t size
   return i;
 }
 
+// Where the fast path stopped: the end of the input (at a line start or inside a line), or a byte
+// it consumed but cannot classify yet. feed() maps this onto DataCanonicalizer's State.
+enum class RunEnd : std::uint8_t {
+  LineStart,  // the input ended at a line start
+  Middle,     // the input ended inside a content line
+  HeldCr,     // a CR ended the input: whether it is CR LF is known only on the next feed
+  HeldDot,    // a '.' line start that may be the terminator: ".\r", ".\n" or '.' ending the input
+};
+
+// The fast path over one feed() call's input. Canonical lines (content, CR LF; "..x" at a line
+// start) leave exactly as they came, so they are not copied one by one: [run, i) is a stretch of
+// input that is also output and is appended in one go when something else is needed (a bare line
+// end, a deleted dot, the end of the input). The byte-wise states see only what remains: a '.'
+// line start that may be the terminator, and bytes held at the end of a feed. It lives in this
+// file's anonymous namespace so that it is inlined into feed(): the search loop then keeps its
+// SSE2 constants in registers from line to line.
+struct RunCursor {
+  const char* data;
+  std::size_t size;
+  std::size_t i;
+  std::size_t run;
+  std::size_t stuffing;  // stuffing dots inside [run, i): output but not content
+  bool crlf;             // the last line end taken was CR LF
+  std::string& out;
+  std::uint64_t& contentBytes;
+
+  void flush(std::size_t to) {
+    out.append(data + run, to - run);
+    contentBytes += to - run - stuffing;
+    stuffing = 0;
+  }
+
+  // Takes the '.' that starts a line at data[i]. Returns false when it may be the terminator:
+  // it is then consumed and left to the byte-wise states (RunEnd::HeldDot).
+  bool takeLeadingDot() {
+    const char after = i + 1 < size ? data[i + 1] : '\n';
+    if (after == '.') {
+      // ".." is a stuffed line: the receiver rule deletes one dot, the sender rule adds it back,
+      // so the bytes stay; only the count differs.
+      ++stuffing;
+      i += 2;
+      return true;
+    }
+    flush(i);
+    run = ++i;
+    // An unstuffed dot before content is deleted. (`after` is '\n' too when the dot is the last
+    // input byte.) ".\r", ".\n" or a '.' ending the input: maybe the terminator. Byte by byte.
+    return after != '\r' && after != '\n';
+  }
+
+  // Takes the CR or LF at data[end], the first one at or after i. Returns false for a CR that
+  // ends the input (RunEnd::HeldCr).
+  bool takeLineEnd(std::size_t end) {
+    if (data[end] == '\r') {
+      if (end + 1 == size) {
+        flush(end);
+        run = i = size;
+        return false;
+      }
+      if (data[end + 1] == '\n') {
+        i = end + 2;  // CR LF: copied as it is
+        crlf = true;
+      } else {
+        // Bare CR: written as CR LF. The CR stays in the run, the LF is added after it.
+        flush(end + 1);
+        out.push_back('\n');
+        ++contentBytes;
+        run = i = end + 1;
+        crlf = false;
+      }
+    } else {
+      // Bare LF (a CR before it would have been found first): a CR is inserted before it, and
+      // the LF starts the next run.
+      flush(end);
+      out.push_back('\r');
+      ++contentBytes;
+      run = end;
+      i = end + 1;
+      crlf = false;
+    }
+    return true;
+  }
+
+  // Copies lines from data[i, size) until the input ends or a byte must be held; everything up
+  // to the returned stop has been appended to `out`. `lineStart`: i is at the start of a line.
+  RunEnd scan(bool lineStart) {
+    RunEnd stop = RunEnd::Middle;
+    for (;;) {
+      if (lineStart) {
+        if (i == size) {
+          stop = RunEnd::LineStart;
+          break;
+        }
+        if (data[i] == '.' && !takeLeadingDot()) {
+          stop = RunEnd::HeldDot;
+          break;
+        }
+        // The line start is handled; every path below sets lineStart again or leaves.
+      }
+      const std::size_t end = findLineEndByte(data, i, size);
+      if (end == size) {
+        // Content up to the end of the input (or nothing after "..").
+        i = size;
+        stop = RunEnd::Middle;
+        break;
+      }
+      if (!takeLineEnd(end)) {
+        stop = RunEnd::HeldCr;
+        break;
+      }
+      lineStart = true;
+    }
+    flush(i);
+    return stop;
+  }
+};
+
 }  // namespace
 
 void DataCanonicalizer::endLine(std::string& out, bool crlf) {
@@ -58,142 +175,81 @@ std::size_t DataCanonicalizer::feed(std::string_view input, std::string& out) {
 
   std::size_t i = 0;
   while (i < size) {
-    const char c = data[i];
-    switch (state_) {
-      case State::LineStart:
-      case State::Middle: {
-        // Fast path. Canonical lines (content, CR LF; "..x" at a line start) leave exactly as
-        // they came, so they are not copied one by one: [run, i) is a stretch of input that is
-        // also output and is appended in one go when something else is needed (a bare line end,
-        // a deleted dot, the end of the input). The byte-wise states below see only what
-        // remains: a '.' line start that may be the terminator, and bytes held at the end of
-        // a feed. Locals hold the state here and are written back at the end.
-        bool lineStart = state_ == State::LineStart;
-        bool crlf = prevCrlf_;
-        std::size_t run = i;
-        std::size_t stuffing = 0;  // stuffing dots inside [run, i): output but not content
-        State next = State::Middle;
-        const auto flush = [&](std::size_t to) {
-          out.append(data + run, to - run);
-          contentBytes_ += to - run - stuffing;
-          stuffing = 0;
-        };
-        for (;;) {
-          if (lineStart) {
-            if (i == size) {
-              next = State::LineStart;
-              break;
-            }
-            if (data[i] == '.') {
-              const char after = i + 1 < size ? data[i + 1] : '\n';
-              if (after == '.') {
-                // ".." is a stuffed line: the receiver rule deletes one dot, the sender rule
-                // adds it back, so the bytes stay; only the count differs.
-                ++stuffing;
-                i += 2;
-              } else if (after != '\r' && after != '\n') {
-                // An unstuffed dot before content: deleted. (`after` is '\n' too when the dot
-                // is the last input byte, which goes to the Dot state below.)
-                flush(i);
-                run = ++i;
-              } else {
-                // ".\r", ".\n" or a '.' ending the input: maybe the terminator. Byte by byte.
-                flush(i);
-                run = ++i;
-                next = State::Dot;
-                break;
-              }
-              // The line start is handled; every path below sets lineStart again or leaves.
-            }
-          }
-          const std::size_t end = findLineEndByte(data, i, size);
-          if (end == size) {
-            // Content up to the end of the input (or nothing after "..").
-            i = size;
-            next = State::Middle;
-            break;
-          }
-          if (data[end] == '\r') {
-            if (end + 1 == size) {
-              // A CR ending the input: whether it is CR LF is known only on the next feed.
-              flush(end);
-              run = i = size;
-              next = State::MiddleCr;
-              break;
-            }
-            if (data[end + 1] == '\n') {
-              i = end + 2;  // CR LF: copied as it is
-              crlf = true;
-            } else {
-              // Bare CR: written as CR LF. The CR stays in the run, the LF is added after it.
-              flush(end + 1);
-              out.push_back('\n');
-              ++contentBytes_;
-              run = i = end + 1;
-              crlf = false;
-            }
-          } else {
-            // Bare LF (a CR before it would have been found first): a CR is inserted before
-            // it, and the LF starts the next run.
-            flush(end);
-            out.push_back('\r');
-            ++contentBytes_;
-            run = end;
-            i = end + 1;
-            crlf = false;
-          }
-          lineStart = true;
-        }
-        flush(i);
-        prevCrlf_ = crlf;
-        state_ = next;
-        break;
+    if (state_ != State::LineStart && state_ != State::Middle) {
+      i += feedHeld(data[i], out);
+      if (done_) {
+        break;  // the bytes after the terminator are not ours
       }
-
-      case State::Dot:
-        if (c == '\r') {
-          state_ = State::DotCr;
-        } else if (c == '\n') {
-          endLine(out, false);  // "." ended by bare LF: content is the empty line
-        } else {
-          if (c == '.') {
-            out.push_back('.');  // the content line starts with '.': stuff it again
-          }
-          out.push_back(c);
-          ++contentBytes_;
-          state_ = State::Middle;
-        }
-        ++i;
+      continue;
+    }
+    // Fast path. The cursor holds the state while it runs; it is written back here.
+    RunCursor cursor{data, size, i, i, 0, prevCrlf_, out, contentBytes_};
+    switch (cursor.scan(state_ == State::LineStart)) {
+      case RunEnd::LineStart:
+        state_ = State::LineStart;
         break;
-
-      case State::DotCr:
-        if (c == '\n') {
-          ++i;
-          if (prevCrlf_) {
-            // <CRLF>.<CRLF>: the only end of data. The bytes after it are not ours.
-            done_ = true;
-            state_ = State::LineStart;
-            return i;
-          }
-          endLine(out, true);  // "." after a bare line end: content, an empty line
-        } else {
-          // "." ended by a bare CR: an empty content line. `c` starts the next line, so it is
-          // not consumed here.
-          endLine(out, false);
-        }
+      case RunEnd::Middle:
+        state_ = State::Middle;
         break;
-
-      case State::MiddleCr:
-        if (c == '\n') {
-          endLine(out, true);
-          ++i;
-        } else {
-          endLine(out, false);  // bare CR; `c` belongs to the next line
-        }
+      case RunEnd::HeldCr:
+        state_ = State::MiddleCr;
+        break;
+      case RunEnd::HeldDot:
+        state_ = State::Dot;
         break;
     }
+    prevCrlf_ = cursor.crlf;
+    i = cursor.i;
   }
   return i;
+}
+
+std::size_t DataCanonicalizer::feedHeld(char c, std::string& out) {
+  switch (state_) {
+    case State::Dot:
+      if (c == '\r') {
+        state_ = State::DotCr;
+      } else if (c == '\n') {
+        endLine(out, false);  // "." ended by bare LF: content is the empty line
+      } else {
+        if (c == '.') {
+          out.push_back('.');  // the content line starts with '.': stuff it again
+        }
+        out.push_back(c);
+        ++contentBytes_;
+        state_ = State::Middle;
+      }
+      return 1;
+
+    case State::DotCr:
+      if (c == '\n') {
+        if (prevCrlf_) {
+          // <CRLF>.<CRLF>: the only end of data.
+          done_ = true;
+          state_ = State::LineStart;
+          return 1;
+        }
+        endLine(out, true);  // "." after a bare line end: content, an empty line
+        return 1;
+      }
+      // "." ended by a bare CR: an empty content line. `c` starts the next line, so it is not
+      // consumed here.
+      endLine(out, false);
+      return 0;
+
+    case State::MiddleCr:
+      if (c == '\n') {
+        endLine(out, true);
+        return 1;
+      }
+      endLine(out, false);  // bare CR; `c` belongs to the next line
+      return 0;
+
+    case State::LineStart:
+    case State::Middle:
+      break;  // the fast path's states (RunCursor), never held
+  }
+  return 0;
 }
 
 void DataCanonicalizer::finish(std::string& out) {

@@ -56,6 +56,9 @@ class DataCanonicalizer {
 
   // Ends the current line in `out` with CR LF; `crlf` says whether the input used CR LF.
   void endLine(std::string& out, bool crlf);
+  // Resolves a held state (Dot, DotCr, MiddleCr) with the next input byte `c`. Returns the bytes
+  // consumed: 0 when `c` starts the next line.
+  std::size_t feedHeld(char c, std::string& out);
 
   State state_ = State::LineStart;
   bool done_ = false;

@@ -8,7 +8,6 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
-#include "common/text.h"
 #include "config/config.h"
 #include "tls/tls_summary.h"
 
@@ -43,9 +42,5 @@ std::string certificateFingerprint(X509* cert);
 std::string certificateFingerprint(X509* cert, config::FingerprintDigest digest);
 std::string publicKeyFingerprint(X509* cert);
 std::string publicKeyFingerprint(X509* cert, config::FingerprintDigest digest);
-
-// Moved to common/text.h. The name stays for proxy/session_commands.cpp (rejectLogSuffix) until
-// that code moves; new code calls text::sanitizeComment.
-using text::sanitizeComment;
 
 }  // namespace certrelay::tls

@@ -90,7 +90,3 @@ inline std::string unsupportedParameter(std::string_view keyword) {
 }
 
 }  // namespace certrelay::smtp::replies
-
-namespace certrelay::proxy {
-namespace replies = smtp::replies;
-}  // namespace certrelay::proxy

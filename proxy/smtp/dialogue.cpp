@@ -325,9 +325,10 @@ void Dialogue::onRcpt(const Command& command) {
     reject(params.refusal);
     return;
   }
-  // The current policy snapshot decides: a revocation counts from the next RCPT on.
+  // The current policy snapshot decides, trust and recipient alike: a revocation counts from the
+  // next RCPT on, on a resumed TLS session too (nothing about trust is cached in the session).
   const auto policy = host_.policy();
-  const bool permitted = relayPermitted(nullptr);
+  const bool permitted = policy->relayAllowed(certificate_, settings_.peer.addr, nullptr);
   const policy::Decision decision =
       policy::decideRecipient(*policy, permitted, path.path, transaction_.utf8);
   switch (decision.verdict) {
@@ -456,16 +457,11 @@ void Dialogue::resetTransaction() {
   transaction_.reset();
 }
 
-bool Dialogue::relayPermitted(std::string* identity) const {
-  // Always the snapshot current now: a revoked fingerprint stops relaying at the next RCPT, on
-  // a resumed TLS session too (nothing about trust is cached in the session).
-  return host_.policy()->relayAllowed(certificate_, settings_.peer.addr, identity);
-}
-
 std::string Dialogue::listedIdentity() const {
-  // A certificate listed in the table (a client trusted by its network has no identity).
+  // The identity of a certificate listed in the current table ("" for a client trusted by its
+  // network, which has no identity to give, and for an untrusted one).
   std::string identity;
-  if (!relayPermitted(&identity)) {
+  if (!host_.policy()->relayAllowed(certificate_, settings_.peer.addr, &identity)) {
     return {};
   }
   return identity;

@@ -197,7 +197,6 @@ class Dialogue {
   void closeOnBug(const char* what);
   void forgetPreTlsState();
   void resetTransaction();
-  bool relayPermitted(std::string* identity) const;
   std::string listedIdentity() const;
   std::string messageId() const;
   std::string protocolName() const;

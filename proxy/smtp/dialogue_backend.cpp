@@ -109,9 +109,9 @@ void Dialogue::failOwed(BackendFailure failure) {
     if (lines_.buffered() > 0 && phase_ != Phase::Closing) {
       replies_.pushReady(replies::kSyncError, true);
     }
-  } else if (transaction_.open || phase_ == Phase::Data || phase_ == Phase::Chunk) {
-    transaction_.lost = true;  // its remaining commands and content get 451
-    chunk_.discard = true;
+  } else if (transaction_.open || inContent()) {
+    transaction_.lost = true;                 // its remaining commands and content get 451
+    chunk_.discard = phase_ == Phase::Chunk;  // the rest of this chunk has nowhere to go
   }
 }
 

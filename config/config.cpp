@@ -376,7 +376,7 @@ class Loader {
         failType(element, prefix, "table");
       }
       const toml::table& table = *element.as_table();
-      checkKeys(table, prefix, {"name", "address", "require_tls"});
+      checkKeys(table, prefix, {"name", "address", "require_tls", "tls_mode", "client_cert"});
       Listener listener;
       listener.name = requireString(table, "name", prefix);
       if (listener.name.empty()) {
@@ -400,7 +400,31 @@ class Loader {
       }
       listener.address = endpoint(table, prefix, true);
       listener.requireTls = getBool(table, "require_tls", prefix).value_or(false);
+      readListenerTls(table, prefix, listener);
       config.listeners.push_back(std::move(listener));
+    }
+  }
+
+  // tls_mode and client_cert of one [[listener]].
+  void readListenerTls(const toml::table& table, const std::string& prefix,
+                       Listener& listener) const {
+    if (auto mode = getString(table, "tls_mode", prefix)) {
+      if (*mode == "implicit") {
+        listener.tlsMode = TlsMode::Implicit;
+      } else if (*mode != "starttls") {
+        fail(table.get("tls_mode")->source(), prefix + ".tls_mode",
+             "expected \"starttls\" or \"implicit\", got \"" + *mode + "\"");
+      }
+    }
+    if (auto mode = getString(table, "client_cert", prefix)) {
+      if (*mode == "require") {
+        listener.clientCert = ClientCertMode::Require;
+      } else if (*mode == "none") {
+        listener.clientCert = ClientCertMode::None;
+      } else if (*mode != "request") {
+        fail(table.get("client_cert")->source(), prefix + ".client_cert",
+             "expected \"request\", \"require\" or \"none\", got \"" + *mode + "\"");
+      }
     }
   }
 
@@ -435,23 +459,66 @@ class Loader {
     config.backend.receivedHeader = getBool(table, "received_header", "backend").value_or(true);
   }
 
+  // A key that holds one file name or a list of them (tls.cert, tls.key, tls.ticket_keys): each
+  // resolved and checked readable, with the node it came from. Empty names are refused.
+  std::vector<std::filesystem::path> fileList(const toml::table& table, std::string_view name,
+                                              bool required) const {
+    const std::string key = join("tls", name);
+    const toml::node* node = table.get(name);
+    std::vector<std::filesystem::path> files;
+    if (node == nullptr) {
+      if (required) {
+        failMissing(table, false, key, "missing required key");
+      }
+      return files;
+    }
+    const auto add = [&](const toml::node& element, const std::string& elementKey) {
+      if (!element.is_string()) {
+        failType(element, elementKey, "string");
+      }
+      const std::string& value = element.as_string()->get();
+      if (value.empty()) {
+        fail(element.source(), elementKey, "must not be empty");
+      }
+      files.push_back(readableFile(element, elementKey, value));
+    };
+    if (const toml::array* array = node->as_array()) {
+      if (array->empty() && required) {
+        fail(node->source(), key, "must not be empty");
+      }
+      for (size_t i = 0; i < array->size(); ++i) {
+        add(*array->get(i), key + "[" + std::to_string(i) + "]");
+      }
+    } else if (node->is_string()) {
+      add(*node, key);
+    } else {
+      failType(*node, key, "string or array of strings");
+    }
+    return files;
+  }
+
   void readTls(const toml::table& root, Config& config) const {
     const toml::table& table = *subTable(root, "tls", true, true, "");
     checkKeys(table, "tls",
               {"cert", "key", "client_ca", "min_version", "session_cache_size", "session_timeout",
                "session_tickets", "tickets_per_handshake", "tickets_on_resumption",
-               "fast_ec_key_decoding"});
+               "fast_ec_key_decoding", "ticket_keys", "strict_sni"});
     Tls& tls = config.tls;
-    for (auto [name, target] : {std::pair{"cert", &tls.cert}, std::pair{"key", &tls.key}}) {
-      const std::string value = requireString(table, name, "tls");
-      if (value.empty()) {
-        fail(table.get(name)->source(), join("tls", name), "must not be empty");
-      }
-      *target = readableFile(*table.get(name), join("tls", name), value);
+    const std::vector<std::filesystem::path> certs = fileList(table, "cert", true);
+    const std::vector<std::filesystem::path> keys = fileList(table, "key", true);
+    if (certs.size() != keys.size()) {
+      fail(table.get("key")->source(), "tls.key",
+           "names " + std::to_string(keys.size()) + " file(s) but tls.cert names " +
+               std::to_string(certs.size()) + "; give one key per certificate, in the same order");
+    }
+    for (size_t i = 0; i < certs.size(); ++i) {
+      tls.certificates.push_back(CertificatePair{certs[i], keys[i]});
     }
     if (auto ca = getString(table, "client_ca", "tls"); ca && !ca->empty()) {
       tls.clientCa = readableFile(*table.get("client_ca"), "tls.client_ca", *ca);
     }
+    tls.ticketKeys = fileList(table, "ticket_keys", false);
+    tls.strictSni = getBool(table, "strict_sni", "tls").value_or(false);
     if (auto version = getString(table, "min_version", "tls")) {
       if (*version != "TLSv1.2" && *version != "TLSv1.3") {
         fail(table.get("min_version")->source(), "tls.min_version",
@@ -470,7 +537,13 @@ class Loader {
       }
       tls.sessionTimeout = std::chrono::duration_cast<std::chrono::seconds>(*timeout);
     }
-    tls.sessionTickets = getBool(table, "session_tickets", "tls").value_or(false);
+    // Keys from files exist to share stateless tickets: they imply session_tickets.
+    const std::optional<bool> tickets = getBool(table, "session_tickets", "tls");
+    if (tickets == false && !tls.ticketKeys.empty()) {
+      fail(table.get("session_tickets")->source(), "tls.session_tickets",
+           "is false but tls.ticket_keys is set; ticket keys need session tickets");
+    }
+    tls.sessionTickets = tickets.value_or(!tls.ticketKeys.empty());
     tls.ticketsPerHandshake =
         static_cast<int>(getInteger(table, "tickets_per_handshake", "tls", 0, 8).value_or(1));
     tls.ticketsOnResumption =

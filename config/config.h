@@ -53,10 +53,23 @@ struct Cidr {
 // Throws std::invalid_argument with a short reason.
 Cidr parseCidr(std::string_view text);
 
+// How a listener starts TLS (listener.tls_mode).
+//  Starttls  plaintext greeting, TLS after STARTTLS (port 25/587);
+//  Implicit  TLS from the first byte, then the greeting inside TLS (RFC 8314, port 465).
+enum class TlsMode { Starttls, Implicit };
+
+// Whether a listener asks for a client certificate (listener.client_cert).
+//  Request  a CertificateRequest; a client without a certificate still gets a session (untrusted);
+//  Require  a handshake without a client certificate fails (logged);
+//  None     no CertificateRequest at all (a public MX port where asking confuses some senders).
+enum class ClientCertMode { Request, Require, None };
+
 struct Listener {
   std::string name;
   Endpoint address;
   bool requireTls = false;  // MAIL before STARTTLS -> 530 5.7.0
+  TlsMode tlsMode = TlsMode::Starttls;
+  ClientCertMode clientCert = ClientCertMode::Request;
 };
 
 // How the client's identity is handed to the backend (backend.identity):
@@ -92,10 +105,22 @@ struct Backend {
   bool receivedHeader = true;
 };
 
+// One server certificate chain and its private key (tls.cert[i], tls.key[i]).
+struct CertificatePair {
+  std::filesystem::path cert;  // PEM, leaf then chain
+  std::filesystem::path key;   // PEM private key, unencrypted
+};
+
 struct Tls {
-  std::filesystem::path cert;                  // PEM, leaf then chain
-  std::filesystem::path key;                   // PEM private key
-  std::filesystem::path clientCa;              // optional PEM bundle; empty = none
+  // tls.cert / tls.key: one file each, or two lists of the same length (e.g. an ECDSA and an RSA
+  // pair, so old RSA-only clients keep working). Never empty after load.
+  std::vector<CertificatePair> certificates;
+  std::filesystem::path clientCa;  // optional PEM bundle; empty = none
+  // tls.ticket_keys: session-ticket key files (80 bytes as nginx/Envoy, or 48). The first
+  // encrypts, all decrypt. Non-empty turns stateless tickets on (session_tickets is implied).
+  std::vector<std::filesystem::path> ticketKeys;
+  // tls.strict_sni: a ClientHello whose SNI names none of our certificates is refused.
+  bool strictSni = false;
   std::string minVersion = "TLSv1.2";          // "TLSv1.2" or "TLSv1.3"
   std::size_t sessionCacheSize = 20'480;       // server-side session cache entries; 0 = off
   std::chrono::seconds sessionTimeout{3'600};  // cache and ticket lifetime

@@ -225,8 +225,8 @@ high_watermark = 8192
     CHECK(c.backend.probeInterval == seconds(45));
     CHECK(c.backend.identity == IdentityMode::Xforward);
     CHECK_FALSE(c.backend.receivedHeader);
-    CHECK(c.tls.cert == dir / "tls.crt");
-    CHECK(c.tls.key == dir / "tls.key");
+    CHECK(c.tls.certificates.at(0).cert == dir / "tls.crt");
+    CHECK(c.tls.certificates.at(0).key == dir / "tls.key");
     CHECK(c.tls.clientCa == dir / "ca.pem");
     CHECK(c.tls.minVersion == "TLSv1.3");
     CHECK(c.tls.sessionCacheSize == 0);
@@ -261,7 +261,8 @@ high_watermark = 8192
     const Config c = load(file);
     CHECK(c.hostname == "mx.example.com");
     REQUIRE(c.listeners.size() == 1);
-    CHECK(c.tls.cert == fs::path(CERTRELAY_TEST_DATA_DIR) / "config" / "tls.crt");
+    CHECK(c.tls.certificates.at(0).cert ==
+          fs::path(CERTRELAY_TEST_DATA_DIR) / "config" / "tls.crt");
     CHECK(c.backend.identity == IdentityMode::Auto);
     CHECK(c.backend.receivedHeader);
     CHECK(c.policy.fingerprints ==
@@ -343,9 +344,9 @@ high_watermark = 8192
         "[backend]\naddress = \"127.0.0.1:10025\"\n"
         "[tls]\ncert = \"sub/../sub/chain.pem\"\nkey = \"" +
         key.string() + "\"\n");
-    CHECK(c.tls.cert == f.dir().path() / "sub" / "chain.pem");
-    CHECK(c.tls.cert.is_absolute());
-    CHECK(c.tls.key == key);
+    CHECK(c.tls.certificates.at(0).cert == f.dir().path() / "sub" / "chain.pem");
+    CHECK(c.tls.certificates.at(0).cert.is_absolute());
+    CHECK(c.tls.certificates.at(0).key == key);
   }
 
   TEST_CASE("paths: resolved against the file's directory, not the working directory") {
@@ -353,7 +354,7 @@ high_watermark = 8192
     Fixture f;
     REQUIRE(fs::current_path() != f.dir().path());
     const Config c = f.parse(kBase);
-    CHECK(c.tls.cert == f.dir().path() / "tls.crt");
+    CHECK(c.tls.certificates.at(0).cert == f.dir().path() / "tls.crt");
   }
 
   TEST_CASE("missing file: cannot read with strerror") {
@@ -533,6 +534,82 @@ high_watermark = 8192
     f.dir().write("certs/x", "");
     CHECK(f.error(head + "[tls]\ncert = \"certs\"\nkey = \"tls.key\"\n") ==
           f.at(7, "tls.cert: cannot read '" + dir + "/certs': Is a directory"));
+  }
+
+  TEST_CASE("tls.cert and tls.key: lists of pairs, in order, of the same length") {
+    Fixture f;
+    f.dir().write("rsa.crt", "");
+    f.dir().write("rsa.key", "");
+    const std::string head = kBase.substr(0, kBase.find("[tls]"));
+    const Config c = f.parse(head +
+                             "[tls]\ncert = [\"tls.crt\", \"rsa.crt\"]\n"
+                             "key = [\"tls.key\", \"rsa.key\"]\n");
+    REQUIRE(c.tls.certificates.size() == 2);
+    CHECK(c.tls.certificates[0].cert == f.dir().path() / "tls.crt");
+    CHECK(c.tls.certificates[0].key == f.dir().path() / "tls.key");
+    CHECK(c.tls.certificates[1].cert == f.dir().path() / "rsa.crt");
+    CHECK(c.tls.certificates[1].key == f.dir().path() / "rsa.key");
+
+    CHECK(f.error(head + "[tls]\ncert = [\"tls.crt\", \"rsa.crt\"]\nkey = \"tls.key\"\n") ==
+          f.at(8,
+               "tls.key: names 1 file(s) but tls.cert names 2; give one key per certificate, in "
+               "the same order"));
+    CHECK(f.error(head + "[tls]\ncert = []\nkey = []\n") == f.at(7, "tls.cert: must not be empty"));
+    CHECK(f.error(head + "[tls]\ncert = [\"tls.crt\", \"\"]\nkey = \"tls.key\"\n") ==
+          f.at(7, "tls.cert[1]: must not be empty"));
+    CHECK(f.error(head + "[tls]\ncert = [\"tls.crt\", 3]\nkey = \"tls.key\"\n") ==
+          f.at(7, "tls.cert[1]: expected string, got integer"));
+    CHECK(f.error(head + "[tls]\ncert = [\"tls.crt\", \"no.crt\"]\nkey = \"tls.key\"\n") ==
+          f.at(7, "tls.cert[1]: cannot read '" + f.dir().path().string() +
+                      "/no.crt': No such file or directory"));
+  }
+
+  TEST_CASE("tls.ticket_keys: readable files, implying session tickets") {
+    Fixture f;
+    f.dir().write("tickets/current.key", "");
+    f.dir().write("tickets/previous.key", "");
+    const Config none = f.parse(kBase);
+    CHECK(none.tls.ticketKeys.empty());
+    CHECK_FALSE(none.tls.sessionTickets);
+    const Config c =
+        f.parse(kBase + "ticket_keys = [\"tickets/current.key\", \"tickets/previous.key\"]\n");
+    REQUIRE(c.tls.ticketKeys.size() == 2);
+    CHECK(c.tls.ticketKeys[0] == f.dir().path() / "tickets" / "current.key");
+    CHECK(c.tls.ticketKeys[1] == f.dir().path() / "tickets" / "previous.key");
+    CHECK(c.tls.sessionTickets);
+    CHECK(f.error(kBase + "ticket_keys = [\"tickets/next.key\"]\n") ==
+          f.at(9, "tls.ticket_keys[0]: cannot read '" + f.dir().path().string() +
+                      "/tickets/next.key': No such file or directory"));
+    CHECK(f.error(kBase + "session_tickets = false\nticket_keys = [\"tickets/current.key\"]\n") ==
+          f.at(9,
+               "tls.session_tickets: is false but tls.ticket_keys is set; ticket keys need "
+               "session tickets"));
+    CHECK(f.parse(kBase + "strict_sni = true\n").tls.strictSni);
+    CHECK_FALSE(c.tls.strictSni);
+  }
+
+  TEST_CASE("listener tls_mode and client_cert: defaults, the spellings, refusals") {
+    Fixture f;
+    const Config byDefault = f.parse(kBase);
+    CHECK(byDefault.listeners[0].tlsMode == TlsMode::Starttls);
+    CHECK(byDefault.listeners[0].clientCert == ClientCertMode::Request);
+    const std::string tail = kBase.substr(kBase.find("[backend]"));
+    const std::string listener = "[[listener]]\nname = \"mx\"\naddress = \"0.0.0.0:2525\"\n";
+    const Config implicit =
+        f.parse(listener + "tls_mode = \"implicit\"\nclient_cert = \"require\"\n" + tail);
+    CHECK(implicit.listeners[0].tlsMode == TlsMode::Implicit);
+    CHECK(implicit.listeners[0].clientCert == ClientCertMode::Require);
+    CHECK(f.parse(listener + "tls_mode = \"starttls\"\nclient_cert = \"none\"\n" + tail)
+              .listeners[0]
+              .clientCert == ClientCertMode::None);
+    CHECK(f.parse(listener + "client_cert = \"request\"\n" + tail).listeners[0].clientCert ==
+          ClientCertMode::Request);
+    CHECK(f.error(listener + "tls_mode = \"smtps\"\n" + tail) ==
+          f.at(4, "listener[0].tls_mode: expected \"starttls\" or \"implicit\", got \"smtps\""));
+    CHECK(f.error(listener + "client_cert = \"optional\"\n" + tail) ==
+          f.at(4,
+               "listener[0].client_cert: expected \"request\", \"require\" or \"none\", got "
+               "\"optional\""));
   }
 
   TEST_CASE("files: an unreadable key is refused") {

@@ -53,6 +53,17 @@ Dialogue::Dialogue(DialogueSettings settings, DialogueHost& host)
       lines_(settings_.config.limits.maxLineLength) {}
 
 void Dialogue::start(bool overConnectionLimit, bool draining) {
+  const bool implicit = settings_.listener.tlsMode == config::TlsMode::Implicit;
+  if (implicit && (overConnectionLimit || draining)) {
+    // Nothing can be said before TLS, and a handshake only to refuse would spend the CPU the
+    // limit protects: close; SMTP clients treat that as a temporary failure and retry.
+    warn(std::string(overConnectionLimit ? "too many connections" : "shutting down") +
+         ", closing " + clientName() + " before TLS (implicit TLS listener " +
+         settings_.listener.name + ")");
+    phase_ = Phase::Closing;
+    host_.closeClient();
+    return;
+  }
   if (overConnectionLimit) {
     warn("too many connections, refusing " + clientName());
     reply(replies::tooManyConnections(config_.hostname), true);
@@ -60,6 +71,14 @@ void Dialogue::start(bool overConnectionLimit, bool draining) {
   }
   if (draining) {
     reply(replies::shuttingDown(config_.hostname), true);
+    return;
+  }
+  if (implicit) {
+    // RFC 8314: TLS from the first byte; the greeting follows inside TLS.
+    tlsStarted_ = true;
+    phase_ = Phase::TlsHandshake;
+    host_.startTls();
+    host_.armTimer(config_.timeouts.tlsHandshake);
     return;
   }
   reply(replies::greeting(config_.hostname));
@@ -520,6 +539,13 @@ void Dialogue::onTlsEstablished(const tls::PeerFacts& facts) {
   logTlsEstablished(facts);
   // Pre-TLS state was forgotten at STARTTLS (RFC 3207 4.2); nothing is read during the handshake.
   phase_ = Phase::Command;
+  if (settings_.listener.tlsMode == config::TlsMode::Implicit) {
+    if (draining_) {
+      reply(replies::shuttingDown(config_.hostname), true);
+      return;
+    }
+    reply(replies::greeting(config_.hostname));
+  }
   host_.armTimer(config_.timeouts.command);
 }
 

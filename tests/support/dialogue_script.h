@@ -101,6 +101,8 @@ class Script final : public DialogueHost {
 
   Dialogue& dialogue() { return *dialogue_; }
   const config::Config& config() const { return config_; }
+  // The listener the dialogue reads its settings from: change it before start().
+  config::Listener& listener() { return listener_; }
 
   // --- driving ---
   void start(bool overLimit = false, bool draining = false) {

@@ -353,6 +353,46 @@ TEST_SUITE("dialogue") {
     CHECK(ehlo.find("B open login=client.example\n") != std::string::npos);
   }
 
+  TEST_CASE("implicit TLS: the handshake first, then the greeting inside TLS; no STARTTLS") {
+    Script s;
+    s.listener().tlsMode = config::TlsMode::Implicit;
+    s.start();
+    CHECK(s.take() == "tls\n");
+    CHECK(s.timer() == s.config().timeouts.tlsHandshake);
+    // Nothing is read as a command before the handshake completes.
+    s.client("EHLO early.test\r\n");
+    CHECK(s.take().empty());
+    s.tlsEstablished(true);
+    CHECK(s.take() == "C< 220 mx.test ESMTP certrelay\n");
+    CHECK(s.timer() == s.config().timeouts.command);
+    s.client("EHLO client.test\r\n");
+    const std::string ehlo = s.take();
+    CHECK(ehlo.find("STARTTLS") == std::string::npos);
+    CHECK(ehlo.find("B open login=client.example\n") != std::string::npos);
+    s.client("STARTTLS\r\n");
+    CHECK(s.take() == "C< 554 5.5.1 Error: TLS already active\n");
+  }
+
+  TEST_CASE("implicit TLS: over the limit or draining, closed before TLS; drain mid-handshake") {
+    Script full;
+    full.listener().tlsMode = config::TlsMode::Implicit;
+    full.start(true, false);
+    CHECK(full.take() == "close\n");
+    CHECK(full.logged("too many connections, closing unknown[192.0.2.7] before TLS"));
+    Script draining;
+    draining.listener().tlsMode = config::TlsMode::Implicit;
+    draining.start(false, true);
+    CHECK(draining.take() == "close\n");
+    Script late;
+    late.listener().tlsMode = config::TlsMode::Implicit;
+    late.start();
+    late.take();
+    late.dialogue().drain();
+    CHECK(late.take().empty());
+    late.tlsEstablished(false);
+    CHECK(late.take() == "C< 421 4.3.2 mx.test Service shutting down\nclose\n");
+  }
+
   TEST_CASE("drain while idle: 421 4.3.2 and close at once") {
     Script s;
     plainSession(s);

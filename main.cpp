@@ -71,9 +71,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (checkOnly) {
-    const std::string problem = certrelay::proxy::checkRuntimeConfig(*config);
-    if (!problem.empty()) {
-      std::fprintf(stderr, "%s\n", problem.c_str());
+    const certrelay::proxy::RuntimeCheck check = certrelay::proxy::checkRuntimeConfig(*config);
+    for (const auto& warning : check.warnings) {
+      std::fprintf(stderr, "warning: %s\n", warning.c_str());
+    }
+    if (!check.error.empty()) {
+      std::fprintf(stderr, "%s\n", check.error.c_str());
       return 1;
     }
     std::printf("%s: configuration OK\n", config->file.c_str());

@@ -15,9 +15,10 @@
 #include "policy/relay_policy.h"
 #include "proxy/backend_connection.h"
 #include "proxy/log.h"
+#include "proxy/material_watcher.h"
 #include "proxy/net_util.h"
-#include "proxy/policy_watcher.h"
 #include "proxy/shared_state.h"
+#include "proxy/watched_material.h"
 #include "proxy/worker.h"
 #include "tls/context.h"
 
@@ -161,7 +162,8 @@ struct MainLoop {
   uv_timer_t probeTimer{};
   std::vector<std::unique_ptr<Worker>>* workers = nullptr;
   CapabilityProbe* probe = nullptr;
-  PolicyWatcher* policyWatcher = nullptr;
+  // Everything read from files that reloads live (the table, the TLS generation).
+  std::vector<std::unique_ptr<MaterialWatcher>>* watchers = nullptr;
   bool stopping = false;
 };
 
@@ -197,11 +199,21 @@ void requestStop(MainLoop& main, const char* why) {
     worker->requestStop();
   }
   main.probe->stop();
-  main.policyWatcher->stop();
+  for (auto& watcher : *main.watchers) {
+    watcher->stop();
+  }
   closeHandles(main);
 }
 
-// Signals (SIGTERM and SIGINT stop, SIGHUP reloads the table) and the backend probe timer. Their
+// SIGHUP, and an operator's reload: every watched material is read again at once.
+void reloadAll(MainLoop& main, const char* reason) {
+  for (auto& watcher : *main.watchers) {
+    watcher->reloadNow(reason);
+  }
+}
+
+// Signals (SIGTERM and SIGINT stop, SIGHUP reloads what is read from files) and the backend probe
+// timer. Their
 // callbacks run only inside uv_run, once every pointer in `main` is set.
 void startMainHandles(MainLoop& main, std::uint64_t probeInterval) {
   uvCheck(uv_signal_init(&main.loop, &main.sigterm), "uv_signal_init");
@@ -220,9 +232,7 @@ void startMainHandles(MainLoop& main, std::uint64_t probeInterval) {
           "uv_signal_start(SIGINT)");
   uvCheck(uv_signal_start(
               &main.sighup,
-              [](uv_signal_t* s, int) {
-                static_cast<MainLoop*>(s->data)->policyWatcher->reloadNow("SIGHUP");
-              },
+              [](uv_signal_t* s, int) { reloadAll(*static_cast<MainLoop*>(s->data), "SIGHUP"); },
               SIGHUP),
           "uv_signal_start(SIGHUP)");
   uvCheck(uv_timer_init(&main.loop, &main.probeTimer), "uv_timer_init");
@@ -236,27 +246,38 @@ void startMainHandles(MainLoop& main, std::uint64_t probeInterval) {
 
 }  // namespace
 
-std::string checkRuntimeConfig(const config::Config& config) {
+RuntimeCheck checkRuntimeConfig(const config::Config& config) {
+  RuntimeCheck check;
   try {
-    tls::Context::create(config.tls, config.policy.digest);
+    const auto context = tls::Context::create(config.tls, config.policy.digest);
+    check.warnings = context->warnings();
     policy::buildPolicy(config.policy);
   } catch (const std::exception& e) {
-    return e.what();
+    check.error = e.what();
   }
-  return {};
+  return check;
 }
 
 namespace {
 
-void loadSharedState(const std::shared_ptr<const config::Config>& config, SharedState& shared) {
+// Loads every material into `shared` and makes its watcher (started later, with the listeners).
+// False on a load error (logged): nothing may start without a valid certificate and table.
+bool loadSharedState(uv_loop_t* loop, const std::shared_ptr<const config::Config>& config,
+                     SharedState& shared, std::vector<std::unique_ptr<MaterialWatcher>>& watchers) {
   shared.config = config;
-  shared.tls = tls::Context::create(config->tls, config->policy.digest);
-  shared.policy.store(policy::buildPolicy(config->policy));
-  if (!config->policy.fingerprints.empty()) {
-    const auto& table = shared.policy.load()->table;
-    log::info("policy: loaded " + config->policy.fingerprints.string() + ": " +
-              std::to_string(table.size()) + " entries, sha256 " + table.hash().substr(0, 16));
+  watchers.push_back(std::make_unique<MaterialWatcher>(loop, tlsMaterial(shared)));
+  if (config->policy.fingerprints.empty()) {
+    shared.policy.store(policy::buildPolicy(config->policy));
+  } else {
+    watchers.push_back(std::make_unique<MaterialWatcher>(loop, policyMaterial(shared)));
   }
+  for (auto& watcher : watchers) {
+    if (auto problem = watcher->loadNow(); !problem.empty()) {
+      log::error(problem);
+      return false;
+    }
+  }
+  return true;
 }
 
 // Learns the backend's capabilities before the first client asks for EHLO. A backend that is not
@@ -288,7 +309,7 @@ bool probeBackend(MainLoop& main, CapabilityProbe& probe, const config::Config& 
 
 // Binds every listener once per worker and starts the main loop's handles. False on a start-up
 // error (logged; everything opened here is closed again).
-bool bindListeners(MainLoop& main, PolicyWatcher& policyWatcher, const config::Config& config,
+bool bindListeners(MainLoop& main, const config::Config& config,
                    std::vector<std::vector<ListenerSocket>>& perWorker) {
   try {
     for (const auto& listener : config.listeners) {
@@ -303,13 +324,17 @@ bool bindListeners(MainLoop& main, PolicyWatcher& policyWatcher, const config::C
       log::info("listening: name=" + listener.name + " address=" + bound.toString());
     }
     startMainHandles(main, static_cast<std::uint64_t>(config.backend.probeInterval.count()));
-    if (auto problem = policyWatcher.start(); !problem.empty()) {
-      throw StartupError(problem);
+    for (auto& watcher : *main.watchers) {
+      if (auto problem = watcher->start(); !problem.empty()) {
+        throw StartupError(problem);
+      }
     }
     return true;
   } catch (const StartupError& e) {
     log::error(e.what());
-    policyWatcher.stop();
+    for (auto& watcher : *main.watchers) {
+      watcher->stop();
+    }
     for (const auto& sockets : perWorker) {
       for (const auto& socket : sockets) {
         ::close(socket.fd);
@@ -326,16 +351,16 @@ bool bindListeners(MainLoop& main, PolicyWatcher& policyWatcher, const config::C
 
 int runServer(const std::shared_ptr<const config::Config>& config) {
   signal(SIGPIPE, SIG_IGN);
-  if (auto problem = checkRuntimeConfig(*config); !problem.empty()) {
-    log::error(problem);
-    return 1;
-  }
-  SharedState shared;
-  loadSharedState(config, shared);
-
   MainLoop main;
   if (const int rc = uv_loop_init(&main.loop); rc != 0) {
     log::error(std::string("uv_loop_init: ") + uv_strerror(rc));
+    return 1;
+  }
+  SharedState shared;
+  std::vector<std::unique_ptr<MaterialWatcher>> watchers;
+  main.watchers = &watchers;
+  if (!loadSharedState(&main.loop, config, shared, watchers)) {
+    closeLoop(main.loop);  // nothing ran on it yet
     return 1;
   }
   CapabilityProbe probe(&main.loop, shared);
@@ -345,10 +370,8 @@ int runServer(const std::shared_ptr<const config::Config>& config) {
     return 1;
   }
 
-  PolicyWatcher policyWatcher(&main.loop, shared);
-  main.policyWatcher = &policyWatcher;
   std::vector<std::vector<ListenerSocket>> perWorker(config->workers);
-  if (!bindListeners(main, policyWatcher, *config, perWorker)) {
+  if (!bindListeners(main, *config, perWorker)) {
     return 1;
   }
 

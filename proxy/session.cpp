@@ -43,7 +43,7 @@ Session::Session(Worker& worker, const config::Listener& listener)
       config_(worker.config()),
       listener_(listener),
       id_(worker.nextSessionId()),
-      tlsContext_(worker.shared().tls) {
+      tlsContext_(worker.shared().tls.load()) {
   worker_.shared().connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -154,8 +154,9 @@ void Session::sendToClient(std::string_view wire) {
 }
 
 void Session::startTls() {
-  // The 220 is already in out_ as plaintext: everything from here on is the engine's.
-  tls_ = std::make_unique<tls::Engine>(tlsContext_);
+  // The 220 to STARTTLS is already in out_ as plaintext (implicit TLS: nothing was sent):
+  // everything from here on is the engine's.
+  tls_ = std::make_unique<tls::Engine>(tlsContext_, listener_.clientCert);
 }
 
 void Session::startClientWrite() {

@@ -15,7 +15,8 @@ namespace certrelay::proxy {
 
 struct SharedState {
   std::shared_ptr<const config::Config> config;
-  tls::ContextPtr tls;  // the TLS context a new session starts with
+  // The TLS generation a new session starts with (a session keeps the one it started with).
+  std::atomic<std::shared_ptr<const tls::Context>> tls;
   std::atomic<std::shared_ptr<const policy::Policy>> policy;
   // Last capabilities the backend announced to the proxy (probe or a committed session); null
   // until the backend answered once.

@@ -1,0 +1,61 @@
+#include "proxy/watched_material.h"
+
+#include "proxy/log.h"
+#include "tls/context.h"
+#include "tls/material.h"
+
+namespace certrelay::proxy {
+
+MaterialWatcher::Spec policyMaterial(SharedState& shared) {
+  const config::Config& config = *shared.config;
+  const config::Policy settings = config.policy;
+  MaterialWatcher::Spec spec;
+  spec.name = "policy";
+  spec.subject = settings.fingerprints.string();
+  spec.inForce = "the table";
+  spec.files = {settings.fingerprints};
+  spec.build = [settings](std::vector<std::string> contents) -> MaterialWatcher::Snapshot {
+    return policy::buildPolicy(
+        settings, policy::FingerprintTable::parse(contents.at(0), settings.fingerprints.string(),
+                                                  settings.digest));
+  };
+  spec.publish = [&shared](const MaterialWatcher::Snapshot& snapshot) {
+    shared.policy.store(std::static_pointer_cast<const policy::Policy>(snapshot));
+  };
+  spec.describe = [](const MaterialWatcher::Snapshot& snapshot) {
+    return std::to_string(std::static_pointer_cast<const policy::Policy>(snapshot)->table.size()) +
+           " entries";
+  };
+  spec.debounce = settings.reloadDebounce;
+  spec.poll = settings.reloadPollInterval;
+  return spec;
+}
+
+MaterialWatcher::Spec tlsMaterial(SharedState& shared) {
+  const config::Config& config = *shared.config;
+  const config::Tls settings = config.tls;
+  const config::FingerprintDigest digest = config.policy.digest;
+  MaterialWatcher::Spec spec;
+  spec.name = "tls";
+  spec.inForce = "the certificates";
+  spec.files = tls::materialPaths(settings);
+  spec.build = [settings, digest](std::vector<std::string> contents) -> MaterialWatcher::Snapshot {
+    return tls::Context::create(settings, tls::materialFromContents(settings, std::move(contents)),
+                                digest);
+  };
+  spec.publish = [&shared](const MaterialWatcher::Snapshot& snapshot) {
+    auto context = std::static_pointer_cast<const tls::Context>(snapshot);
+    for (const auto& warning : context->warnings()) {
+      log::warning("tls: " + warning);
+    }
+    shared.tls.store(std::move(context));
+  };
+  spec.describe = [](const MaterialWatcher::Snapshot& snapshot) {
+    return std::static_pointer_cast<const tls::Context>(snapshot)->summary();
+  };
+  spec.debounce = config.policy.reloadDebounce;
+  spec.poll = config.policy.reloadPollInterval;
+  return spec;
+}
+
+}  // namespace certrelay::proxy

@@ -23,15 +23,29 @@ namespace certrelay::tls {
 
 struct TicketKey {
   static constexpr std::size_t kNameSize = 16;
+
+  // The secrets are wiped (OPENSSL_cleanse) when a key is destroyed or assigned over: every
+  // copy wipes its own bytes, and a moved-from key holds none.
+  TicketKey() = default;
+  ~TicketKey() { wipe(); }
+  TicketKey(const TicketKey&) = default;
+  TicketKey(TicketKey&&) noexcept = default;
+  TicketKey& operator=(const TicketKey& other);
+  TicketKey& operator=(TicketKey&& other) noexcept;
+
   std::array<unsigned char, kNameSize> name{};
   std::vector<unsigned char> hmacSecret;  // 32 bytes (80-byte file) or 16 (48-byte file)
   std::vector<unsigned char> aesKey;      // 32 bytes: AES-256-CBC; 16 bytes: AES-128-CBC
+
+ private:
+  void wipe() noexcept;
 };
 
 class TicketKeys {
  public:
   // Parses every file, in order. Throws TlsError naming the file, e.g.
-  // "tls.ticket_keys tickets/current.key: 79 bytes, expected 80 or 48".
+  // "tls.ticket_keys tickets/current.key: 79 bytes, expected 80 or 48 (generate one with:
+  // openssl rand 80 > tickets/current.key)".
   static TicketKeys parse(const std::vector<MaterialFile>& files);
 
   const std::vector<TicketKey>& keys() const { return keys_; }
@@ -45,7 +59,8 @@ class TicketKeys {
 
 // Makes `ctx` encrypt tickets with keys->keys().front() and decrypt with any of them
 // (SSL_CTX_set_tlsext_ticket_key_evp_cb). `keys` must be non-empty and outlive `ctx`.
-// Returns false (OpenSSL's error queue says why) when OpenSSL refuses the callback.
+// Returns false for null or empty `keys`, and when OpenSSL refuses the callback (its error queue
+// says why).
 [[nodiscard]] bool installTicketKeys(SSL_CTX* ctx, const TicketKeys* keys);
 
 }  // namespace certrelay::tls

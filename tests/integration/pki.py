@@ -103,3 +103,78 @@ def write_fingerprints(path: str, entries) -> str:
         for fp, identity in entries:
             f.write(f"{fp} {identity}\n")
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# More certificates for the TLS reload, ticket-key and implicit-TLS tests (tls_support.py):
+# other CAs, server certificates with a new key or a renewed one with the same key, RSA
+# server certificates, certificates that expire soon.
+# ---------------------------------------------------------------------------------------------
+SERVER_EXTENSIONS = ["subjectAltName=DNS:localhost,DNS:" + HOSTNAME + ",IP:127.0.0.1",
+                     "extendedKeyUsage=serverAuth", "keyUsage=critical,digitalSignature"]
+CLIENT_EXTENSIONS = ["extendedKeyUsage=clientAuth", "keyUsage=critical,digitalSignature"]
+
+
+def _newkey_args(key_type: str) -> list[str]:
+    if key_type == "ec":
+        return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    if key_type == "rsa":
+        return ["-newkey", "rsa:2048", "-nodes"]
+    raise ValueError(f"unknown key type {key_type!r}")
+
+
+def make_ca(directory: str, name: str, subject: str, days: int = 30) -> Cert:
+    """Another self-signed CA (EC P-256) in `directory`: <name>.crt, <name>.key."""
+    os.makedirs(directory, exist_ok=True)
+    crt, key = (os.path.join(directory, name + s) for s in (".crt", ".key"))
+    run([OPENSSL, "req", "-x509", *_newkey_args("ec"), "-keyout", key, "-out", crt,
+         "-days", str(days), "-subj", subject,
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    return Cert(name, crt, key)
+
+
+def issue_cert(directory: str, name: str, subject: str, ca: Cert, extensions,
+               days: int = 30, key_type: str = "ec", reuse_key: str | None = None) -> Cert:
+    """A certificate signed by `ca`, valid `days` days from now: <name>.crt, <name>.key. With
+    `reuse_key` (a PEM key file) the certificate is for that key (a renewal with the same key;
+    the key is copied to <name>.key); otherwise a new key of `key_type` ("ec" or "rsa")."""
+    os.makedirs(directory, exist_ok=True)
+    crt, key, csr, ext = (os.path.join(directory, name + s)
+                          for s in (".crt", ".key", ".csr", ".ext"))
+    if reuse_key:
+        with open(reuse_key, "rb") as src, open(key, "wb") as dst:
+            dst.write(src.read())
+        run([OPENSSL, "req", "-new", "-key", key, "-out", csr, "-subj", subject])
+    else:
+        run([OPENSSL, "req", "-new", *_newkey_args(key_type), "-keyout", key, "-out", csr,
+             "-subj", subject])
+    with open(ext, "w") as f:
+        f.write("\n".join(["basicConstraints=CA:FALSE", *extensions]) + "\n")
+    run([OPENSSL, "x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key,
+         "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", str(days),
+         "-extfile", ext, "-out", crt])
+    return Cert(name, crt, key)
+
+
+def issue_server(directory: str, name: str, ca: Cert, cn: str = HOSTNAME, days: int = 30,
+                 key_type: str = "ec", reuse_key: str | None = None) -> Cert:
+    """A server certificate for the same names as Pki.server (localhost, HOSTNAME, 127.0.0.1),
+    with subject CN `cn`."""
+    return issue_cert(directory, name, "/CN=" + cn, ca, SERVER_EXTENSIONS, days, key_type,
+                      reuse_key)
+
+
+def issue_client(directory: str, name: str, cn: str, ca: Cert) -> Cert:
+    """A client certificate (clientAuth) signed by `ca`."""
+    return issue_cert(directory, name, "/CN=" + cn, ca, CLIENT_EXTENSIONS)
+
+
+def chain_bytes(*certs) -> bytes:
+    """The PEM of each certificate (a Cert or a path), concatenated: "leaf then chain"."""
+    out = b""
+    for cert in certs:
+        path = cert.cert if isinstance(cert, Cert) else cert
+        with open(path, "rb") as f:
+            out += f.read()
+    return out

@@ -69,7 +69,16 @@ const bool kPrint = std::getenv("DIALOGUE_FUZZ_PRINT") != nullptr;
 
 class Fuzzer {
  public:
-  Fuzzer() { script_.start(); }
+  // An input that starts with kImplicitPrefix runs on an implicit-TLS listener (the dictionary
+  // holds the prefix, so the fuzzer finds it), any other on a STARTTLS one.
+  static constexpr std::string_view kImplicitPrefix = "\xffIMPLICIT";
+
+  explicit Fuzzer(bool implicitTls) {
+    if (implicitTls) {
+      script_.listener().tlsMode = config::TlsMode::Implicit;
+    }
+    script_.start();
+  }
 
   void run(std::string_view input) {
     std::size_t pos = 0;
@@ -255,7 +264,12 @@ class Fuzzer {
 
 // NOLINTNEXTLINE(readability-identifier-naming): libFuzzer's entry point
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  certrelay::smtp::Fuzzer fuzzer;
-  fuzzer.run(certrelay::fuzz::asText(data, size));
+  std::string_view input = certrelay::fuzz::asText(data, size);
+  const bool implicitTls = input.starts_with(certrelay::smtp::Fuzzer::kImplicitPrefix);
+  if (implicitTls) {
+    input.remove_prefix(certrelay::smtp::Fuzzer::kImplicitPrefix.size());
+  }
+  certrelay::smtp::Fuzzer fuzzer(implicitTls);
+  fuzzer.run(input);
   return 0;
 }

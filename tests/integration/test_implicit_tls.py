@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import (HOSTNAME, LOCAL_DOMAIN, REMOTE_DOMAIN, Expect, SmtpClient,  # noqa: E402
                      TRUSTED_IDENTITY, client_context)
-from tls_support import (LOG_REQUIRE_NO_CERT, SENDER, TlsTest, s_client)  # noqa: E402
+from tls_support import (HELO, LOG_REQUIRE_NO_CERT, SENDER, TlsTest, s_client,  # noqa: E402
+                         smtps_client)
 
 VERSIONS = {"TLSv1.3": None, "TLSv1.2": ssl.TLSVersion.TLSv1_2}
 
@@ -129,7 +130,7 @@ class ImplicitTlsTest(TlsTest):
                 with self.assertRaises((ssl.SSLError, smtplib.SMTPException, OSError),
                                        msg=f"{what}: a client without a certificate got a "
                                            "session") as caught:
-                    self.no_certificate_session(name, port)
+                    self.no_certificate_session(name, port, max_version)
                 self.wait_line(proxy, LOG_REQUIRE_NO_CERT, mark, what=f"{what}: {caught.exception}")
                 self.assertFalse(self.count_lines(proxy, Expect.LOG_TLS_ESTABLISHED, mark),
                                  proxy.dump())
@@ -145,14 +146,42 @@ class ImplicitTlsTest(TlsTest):
         self.assertFalse([c for c in self.backend.all_commands() if "nocert.example" in c],
                          self.backend.dump())
 
+    def test_require_refuses_a_resumed_session_without_certificate(self):
+        # Sessions made without a certificate on a "request" listener of the same process,
+        # offered for resumption on a "require" listener: refused too (README).
+        proxy = self.start_tls_proxy(listeners=[listener("mx"),
+                                                listener("mx-req", client_cert="require")])
+        for version, max_version in VERSIONS.items():
+            with self.subTest(version=version):
+                context = client_context(None, max_version=max_version)
+                c = self.client(proxy)
+                self.assertReply(c.ehlo(HELO), 250, c)
+                c.starttls(context)
+                self.assertReply(c.ehlo(HELO), 250, c)
+                saved = c.sock.session
+                c.quit()
+                self.assertIsNotNone(saved)
+                mark = proxy.mark()
+                c = harness.connect(proxy.ports["mx-req"])
+                self.addCleanup(c.close)
+                self.assertReply(c.ehlo(HELO), 250, c)
+                with self.assertRaises((ssl.SSLError, harness.SmtpError, OSError),
+                                       msg=f"{version}: an anonymous session resumed on a "
+                                           "require listener") as caught:
+                    c.starttls(context, session=saved)
+                    c.ehlo(HELO)
+                self.wait_line(proxy, LOG_REQUIRE_NO_CERT, mark,
+                               what=f"{version}: {caught.exception}")
+                self.assertFalse(self.count_lines(proxy, Expect.LOG_TLS_ESTABLISHED, mark),
+                                 proxy.dump())
+
     def no_certificate_session(self, name: str, port: int, max_version=None):
         """A whole attempt without a client certificate, as far as the server lets it go.
         In TLS 1.3 the client finishes its side before the server checks the (empty)
         Certificate, so the refusal shows at the first read."""
         context = client_context(None, max_version=max_version)
         if name == "smtps":
-            smtp = smtplib.SMTP_SSL(local_hostname="nocert.example", timeout=10,
-                                    context=context)
+            smtp = smtps_client(context, "nocert.example")
             self.addCleanup(smtp.close)
             smtp.connect("127.0.0.1", port)
             smtp.ehlo()

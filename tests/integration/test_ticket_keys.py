@@ -85,7 +85,9 @@ class TicketKeysTest(TlsTest):
         self.assertReply(c.command(f"Subject: {what}\r\n\r\nbody\r\n."), 250, c)
         renewed = c.sock.session
         c.quit()
-        self.wait_line(proxy, Expect.LOG_TRUSTED_TLS, mark, what=f"{what}: Trusted TLS line")
+        established = self.wait_line(proxy, Expect.LOG_TRUSTED_TLS, mark,
+                                     what=f"{what}: Trusted TLS line")
+        self.assertEqual("(resumed)" in established.string, expect_reused, established.string)
         self.wait_line(proxy, re.compile(r"relay identity=" + re.escape(TRUSTED_IDENTITY) + "$"),
                        mark, what=f"{what}: relay identity")
         self.assertEqual(self.backend_login_for(rcpt), TRUSTED_IDENTITY, what)
@@ -198,6 +200,9 @@ class TicketKeysTest(TlsTest):
         result = check_config(proxy.config_path)
         self.assertEqual(result.returncode, 1, output(result))
         self.assertRegex(output(result), names_the_file)
+        # The same words at start-up and from --check-config.
+        message = next(l for l in output(result).splitlines() if names_the_file.search(l))
+        self.assertIn(message.strip(), text)
 
         # The same config with a right-sized key passes.
         write_ticket_key(os.path.join(tickets, "next.key"), 80)

@@ -63,6 +63,9 @@ class TlsReloadTest(TlsTest):
         new = self.new_server("server-v2", cn="mx-v2.test.example")
         volume, proxy = self.volume_proxy(self.server_files(old))
         loaded = self.loaded(proxy)
+        # The secret's directory is watched (the files are symlinks into `..data`).
+        self.wait_line(proxy, re.compile(r"tls: watching .*" + re.escape(volume.dir)
+                                         + r" for changes to tls\.crt, tls\.key\b"), 0)
         # A 30-day certificate is no cause for an expiry warning.
         self.assertFalse(self.count_lines(proxy, LOG_TLS_EXPIRES, 0), proxy.dump())
         self.assertEqual(self.served_fingerprint(proxy), Pki.fingerprint(old))

@@ -142,6 +142,16 @@ def peer_fingerprint(sock) -> str:
     return colon_hex(hashlib.sha256(sock.getpeercert(binary_form=True)).digest())
 
 
+def smtps_client(context, helo: str = HELO) -> smtplib.SMTP_SSL:
+    """An smtplib.SMTP_SSL not connected yet, so that connect() returns the greeting. smtplib
+    takes the TLS server name from the host given to the constructor (`_host`), which stays
+    empty without one: set it to the proxy's name, as a client that connects to
+    mx.test.example would send it (the TCP connection still goes to 127.0.0.1)."""
+    smtp = smtplib.SMTP_SSL(local_hostname=helo, timeout=10, context=context)
+    smtp._host = HOSTNAME
+    return smtp
+
+
 # ---------------------------------------------------------------------------------------------
 # openssl s_client, one handshake at a time
 # ---------------------------------------------------------------------------------------------
@@ -300,8 +310,7 @@ class TlsTest(PolicyTest):
 
     def smtps_session(self, port: int, cert, tls_version=None, context=None):
         """smtplib.SMTP_SSL (TLS from the first byte): connected, greeting checked, EHLO."""
-        smtp = smtplib.SMTP_SSL(local_hostname=HELO, timeout=10,
-                                context=context or client_context(cert, max_version=tls_version))
+        smtp = smtps_client(context or client_context(cert, max_version=tls_version))
         self.addCleanup(smtp.close)
         code, text = smtp.connect("127.0.0.1", port)
         self.assertEqual(code, 220, text)

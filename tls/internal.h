@@ -2,6 +2,7 @@
 // Helpers shared by the tls/ sources only; not part of the module's interface.
 
 #include <string>
+#include <string_view>
 
 #include "config/config.h"
 
@@ -14,6 +15,12 @@ std::string drainErrorQueue();
 
 // ex_data slot on SSL_CTX marking "a client CA was loaded" (see Context::create).
 int clientCaMarkerIndex();
+
+// The session id context of a connection in `mode`. OpenSSL resumes a session only under the
+// context it was made in, so a session made where no certificate was asked for (none), or where
+// none was sent (request), never resumes where one is required or asked for: the client does a
+// full handshake there and is asked again.
+std::string_view sessionIdContext(config::ClientCertMode mode);
 
 // ex_data slot on SSL_CTX holding the fingerprint digest of the Context that owns it (see
 // Context::create), as a pointer from digestSlotValue(). Empty slot: SHA-256.

@@ -1,7 +1,8 @@
 #pragma once
 // Test PKI generated at run time with the OpenSSL API (nothing checked in that can expire):
-// an EC P-256 CA, a server certificate and several client certificates, written as PEM files
-// into a per-process temporary directory that is removed at exit.
+// an EC P-256 CA, server certificates (good, expired, expiring, not yet valid, wrong chain
+// order, wildcard) and several client certificates, written as PEM files into a per-process
+// temporary directory that is removed at exit.
 
 #include <openssl/core_names.h>
 #include <openssl/pem.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -86,18 +88,26 @@ inline void addExtension(X509* cert, X509* issuer, int nid, const char* value) {
   X509_EXTENSION_free(ext);
 }
 
+// Validity (seconds relative to now) and extensions of a test certificate.
+struct CertOptions {
+  long notBefore = -3600;
+  long notAfter = 86400L * 30;
+  const char* subjectAltName = nullptr;  // e.g. "DNS:*.relay.example"; nullptr: none
+};
+
 // `cn` is stored as raw UTF8String bytes (V_ASN1_UTF8STRING is not an MBSTRING type, so OpenSSL
 // neither validates nor length-limits it): hostile CNs with CR, LF or NUL are possible.
 // issuer == nullptr: self-signed.
-inline X509Ptr makeCert(EVP_PKEY* key, std::string_view cn, const Credential* issuer, bool isCa) {
+inline X509Ptr makeCert(EVP_PKEY* key, std::string_view cn, const Credential* issuer, bool isCa,
+                        const CertOptions& options = {}) {
   static long serial = 1;
   X509Ptr cert(X509_new());
   check(cert != nullptr, "X509_new");
   X509* c = cert.get();
   check(X509_set_version(c, X509_VERSION_3) == 1, "version");
   check(ASN1_INTEGER_set(X509_get_serialNumber(c), serial++) == 1, "serial");
-  check(X509_gmtime_adj(X509_getm_notBefore(c), -3600) != nullptr, "notBefore");
-  check(X509_gmtime_adj(X509_getm_notAfter(c), 86400L * 30) != nullptr, "notAfter");
+  check(X509_gmtime_adj(X509_getm_notBefore(c), options.notBefore) != nullptr, "notBefore");
+  check(X509_gmtime_adj(X509_getm_notAfter(c), options.notAfter) != nullptr, "notAfter");
   check(X509_set_pubkey(c, key) == 1, "pubkey");
   X509_NAME* name = X509_get_subject_name(c);
   check(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
@@ -116,6 +126,9 @@ inline X509Ptr makeCert(EVP_PKEY* key, std::string_view cn, const Credential* is
     addExtension(c, issuerCert, NID_key_usage, "critical,keyCertSign,cRLSign");
   }
   addExtension(c, issuerCert, NID_subject_key_identifier, "hash");
+  if (options.subjectAltName != nullptr) {
+    addExtension(c, issuerCert, NID_subject_alt_name, options.subjectAltName);
+  }
   // Ed25519 and Ed448 sign without a separate digest.
   const int issuerType = EVP_PKEY_get_id(issuerKey);
   const EVP_MD* md =
@@ -163,7 +176,16 @@ struct Pki {
   // Alternative server certificates (leaf + CA, like `server`), for settingsFor().
   Credential rsaServer;  // RSA-2048: rsaClient's key (one RSA keygen per process is enough)
   Credential edServer;   // Ed25519, signed by ca
-  std::filesystem::path encryptedKey;  // server key, encrypted with a passphrase
+  // More server certificates, all leaf + CA files. The ones below reuse server's key (a renewal
+  // keeps the key) unless said otherwise.
+  Credential rsaServerMx;   // RSA (rsaClient's key) with server's CN: the RSA half of a dual pair
+  Credential expired;       // expired a day ago
+  Credential expiringSoon;  // expires in 3 days and 1 hour
+  Credential notYetValid;   // valid from tomorrow
+  Credential wildcard;      // CN mx-wild.certrelay.test, SAN DNS:*.relay.certrelay.test
+  std::filesystem::path wrongOrderChain;  // CA first, then server's leaf
+  std::filesystem::path encryptedKey;     // server key, encrypted with a passphrase (PKCS#8)
+  std::filesystem::path encryptedTraditionalKey;  // the same, "Proc-Type: 4,ENCRYPTED" form
 
   Pki() {
     std::string tmpl = (std::filesystem::temp_directory_path() / "certrelay-tls-XXXXXX").string();
@@ -189,8 +211,18 @@ struct Pki {
     writePem(rsaServer.certFile, rsaServer.cert.get(), ca.cert.get());
     make(edServer, "ed-server", makeEd25519Key(), "mx-ed.certrelay.test", &ca, false);
     writePem(edServer.certFile, edServer.cert.get(), ca.cert.get());
+    makeServers();
     encryptedKey = dir / "server-encrypted.key";
     writeKeyPem(encryptedKey, server.key.get(), "secret");
+    encryptedTraditionalKey = dir / "server-encrypted-traditional.key";
+    BioPtr bio(BIO_new_file(encryptedTraditionalKey.c_str(), "w"));
+    check(bio != nullptr, "open key file");
+    const std::string_view pass = "secret";
+    check(
+        PEM_write_bio_PrivateKey_traditional(bio.get(), server.key.get(), EVP_aes_256_cbc(),
+                                             reinterpret_cast<const unsigned char*>(pass.data()),
+                                             static_cast<int>(pass.size()), nullptr, nullptr) == 1,
+        "write traditional key");
   }
   ~Pki() {
     std::error_code ec;
@@ -202,11 +234,23 @@ struct Pki {
   // Settings for Context::create with this PKI's server certificate.
   config::Tls settings(bool withClientCa) const { return settingsFor(server, withClientCa); }
 
-  // The same with another server certificate (server, rsaServer or edServer).
+  // The same with another server certificate (server, rsaServer, edServer, ...).
   config::Tls settingsFor(const Credential& serverCred, bool withClientCa = true) const {
     config::Tls tls;
-    tls.cert = serverCred.certFile;
-    tls.key = serverCred.keyFile;
+    tls.certificates.push_back({serverCred.certFile, serverCred.keyFile});
+    if (withClientCa) {
+      tls.clientCa = ca.certFile;
+    }
+    return tls;
+  }
+
+  // Settings with several server certificates, in this order.
+  config::Tls settingsFor(std::initializer_list<const Credential*> serverCreds,
+                          bool withClientCa = true) const {
+    config::Tls tls;
+    for (const Credential* cred : serverCreds) {
+      tls.certificates.push_back({cred->certFile, cred->keyFile});
+    }
     if (withClientCa) {
       tls.clientCa = ca.certFile;
     }
@@ -214,9 +258,30 @@ struct Pki {
   }
 
  private:
+  // A server certificate signed by ca, written as leaf + CA.
+  void makeServer(Credential& out, const std::string& stem, EvpPkeyPtr key, std::string_view cn,
+                  const CertOptions& options = {}) {
+    make(out, stem, std::move(key), cn, &ca, false, options);
+    writePem(out.certFile, out.cert.get(), ca.cert.get());
+  }
+
+  void makeServers() {
+    makeServer(rsaServerMx, "rsa-server-mx", shareKey(rsaClient.key.get()), "mx.certrelay.test");
+    makeServer(expired, "expired", shareKey(server.key.get()), "mx.certrelay.test",
+               {.notBefore = -86400L * 30, .notAfter = -86400L});
+    makeServer(expiringSoon, "expiring", shareKey(server.key.get()), "mx.certrelay.test",
+               {.notAfter = 86400L * 3 + 3600});
+    makeServer(notYetValid, "not-yet-valid", shareKey(server.key.get()), "mx.certrelay.test",
+               {.notBefore = 86400L, .notAfter = 86400L * 30});
+    makeServer(wildcard, "wildcard", shareKey(server.key.get()), "mx-wild.certrelay.test",
+               {.subjectAltName = "DNS:*.relay.certrelay.test"});
+    wrongOrderChain = dir / "wrong-order.pem";
+    writePem(wrongOrderChain, ca.cert.get(), server.cert.get());
+  }
+
   void make(Credential& out, const std::string& stem, EvpPkeyPtr key, std::string_view cn,
-            const Credential* issuer, bool isCa) {
-    out.cert = makeCert(key.get(), cn, issuer, isCa);
+            const Credential* issuer, bool isCa, const CertOptions& options = {}) {
+    out.cert = makeCert(key.get(), cn, issuer, isCa, options);
     out.key = std::move(key);
     out.certFile = dir / (stem + ".pem");
     out.keyFile = dir / (stem + ".key");

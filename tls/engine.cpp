@@ -44,7 +44,8 @@ BIO* newMemBio() {
 
 }  // namespace
 
-Engine::Engine(ContextPtr context) : context_(std::move(context)) {
+Engine::Engine(ContextPtr context, config::ClientCertMode clientCert)
+    : context_(std::move(context)), clientCert_(clientCert) {
   ErrorQueueGuard guard;
   ERR_clear_error();
   if (!context_ || context_->get() == nullptr) {
@@ -67,6 +68,25 @@ Engine::Engine(ContextPtr context) : context_(std::move(context)) {
   wbio_ = wbio.release();
   SSL_set_bio(ssl_.get(), rbio_, wbio_);  // ownership of both BIOs passes to ssl_
   SSL_set_accept_state(ssl_.get());
+  applyClientCertMode();
+}
+
+void Engine::applyClientCertMode() {
+  if (clientCert_ == config::ClientCertMode::Request) {
+    return;  // the context's settings: ask, accept any chain
+  }
+  // Same verify callback as the context (accept any chain: the fingerprint decides); only the
+  // mode changes.
+  const int mode = clientCert_ == config::ClientCertMode::Require
+                       ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                       : SSL_VERIFY_NONE;
+  SSL_set_verify(ssl_.get(), mode, SSL_get_verify_callback(ssl_.get()));
+  const std::string_view sidContext = sessionIdContext(clientCert_);
+  if (SSL_set_session_id_context(ssl_.get(),
+                                 reinterpret_cast<const unsigned char*>(sidContext.data()),
+                                 static_cast<unsigned int>(sidContext.size())) != 1) {
+    fail("SSL_set_session_id_context", SSL_ERROR_SSL);
+  }
 }
 
 Engine::~Engine() = default;
@@ -142,16 +162,35 @@ void Engine::handshake() {
   const int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), rc);
   drainWbio();
   if (rc == 1) {
-    state_ = State::Established;
-    facts_ = collectPeerFacts(ssl_.get());
-    justCompleted_ = true;
+    handshakeCompleted();
     return;
   }
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
     return;
   }
   // The alert OpenSSL queued for the peer is already in ciphertextOut_ (drained above).
+  const unsigned long last = ERR_peek_last_error();
+  if (clientCert_ == config::ClientCertMode::Require && ERR_GET_LIB(last) == ERR_LIB_SSL &&
+      ERR_GET_REASON(last) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    failNoClientCertificate(drainErrorQueue());
+    return;
+  }
   fail("SSL_do_handshake", err);
+}
+
+void Engine::handshakeCompleted() {
+  // SSL_VERIFY_FAIL_IF_NO_PEER_CERT is checked only when a Certificate message is processed; a
+  // resumed session skips that message, so its (absent) certificate is checked here. The
+  // session id context per mode keeps such sessions out; this is the last line.
+  if (clientCert_ == config::ClientCertMode::Require &&
+      SSL_get0_peer_certificate(ssl_.get()) == nullptr) {
+    failNoClientCertificate(SSL_session_reused(ssl_.get()) == 1 ? "the resumed session has none"
+                                                                : std::string());
+    return;
+  }
+  state_ = State::Established;
+  facts_ = collectPeerFacts(ssl_.get());
+  justCompleted_ = true;
 }
 
 void Engine::writePending() {
@@ -267,6 +306,15 @@ void Engine::fail(const char* op, int sslError) {
                                            : "SSL error " + std::to_string(sslError);
   }
   error_ = std::string(op) + ": " + reason;
+  state_ = State::Failed;
+  releaseIdleBuffer(pendingPlaintextOut_);
+}
+
+void Engine::failNoClientCertificate(const std::string& reason) {
+  error_ = "no client certificate (client_cert = require)";
+  if (!reason.empty()) {
+    error_ += ": " + reason;
+  }
   state_ = State::Failed;
   releaseIdleBuffer(pendingPlaintextOut_);
 }

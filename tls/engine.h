@@ -5,6 +5,10 @@
 // writes out takeCiphertext() and consumes takePlaintext(). pump() is guarded against
 // re-entrancy and always drains the write BIO after any SSL call (reads too: TLS 1.3 tickets
 // and alerts are produced by reads). Renegotiation is refused by the context.
+//
+// Security role: applies the listener's client_cert mode to this one connection (the context is
+// shared by every listener). With `require`, a connection ends without a client certificate,
+// whether the handshake was full or resumed.
 
 #include <cstddef>
 #include <string>
@@ -25,8 +29,13 @@ class Engine {
     Failed,       // fatal error; error() says why; send takeCiphertext() (an alert) then close
   };
 
-  // Keeps `context` alive for the engine's lifetime.
-  explicit Engine(ContextPtr context);
+  // Keeps `context` alive for the engine's lifetime. `clientCert` (the listener's client_cert):
+  //  Request  a CertificateRequest; no certificate is fine (the context's default);
+  //  Require  a handshake that ends without a client certificate fails, error() starting with
+  //           "no client certificate (client_cert = require)";
+  //  None     no CertificateRequest.
+  explicit Engine(ContextPtr context,
+                  config::ClientCertMode clientCert = config::ClientCertMode::Request);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -59,7 +68,11 @@ class Engine {
   std::size_t bufferCapacity() const;
 
  private:
+  void applyClientCertMode();
   void handshake();
+  // The handshake completed: records the facts, or fails a `require` connection without a
+  // client certificate.
+  void handshakeCompleted();
   void writePending();
   void readAvailable();
   void sendCloseNotify();
@@ -69,8 +82,11 @@ class Engine {
   void drainWbio();
   // Records a fatal error: `op` plus the drained error queue (or the SSL_get_error code).
   void fail(const char* op, int sslError);
+  // Records that a `require` connection has no client certificate; `reason` may be empty.
+  void failNoClientCertificate(const std::string& reason);
 
   ContextPtr context_;  // the snapshot this connection started with
+  config::ClientCertMode clientCert_;
   SslPtr ssl_;
   BIO* rbio_ = nullptr;  // owned by ssl_ (SSL_set_bio transfers ownership)
   BIO* wbio_ = nullptr;  // owned by ssl_

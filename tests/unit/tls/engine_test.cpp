@@ -1,5 +1,5 @@
 // Engine against a real OpenSSL client over memory BIOs: handshakes, facts, data, close,
-// garbage, ALPN, resumption and renegotiation.
+// garbage, ALPN, resumption and renegotiation. The client_cert modes: client_cert_test.cpp.
 
 #include "tls/engine.h"
 
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "common/idle_buffer.h"
 #include "tests/unit/tls/test_peer.h"
@@ -441,8 +442,10 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("engine: ALPN smtp is selected, no ALPN is accepted") {
-    {
-      Link link(makeContext(), ClientOptions{.alpn = {"h2", "smtp"}});
+    for (const std::vector<std::string>& offered :
+         {std::vector<std::string>{"smtp"}, std::vector<std::string>{"h2", "smtp"}}) {
+      CAPTURE(offered.size());
+      Link link(makeContext(), ClientOptions{.alpn = offered});
       link.run();
       REQUIRE(link.established());
       const unsigned char* proto = nullptr;

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,6 +75,8 @@ class TestClient {
     }
     ssl_.reset(SSL_new(ctx_.get()));
     check(ssl_ != nullptr, "client SSL_new");
+    SSL_set_msg_callback(ssl_.get(), recordHandshakeMessage);
+    SSL_set_msg_callback_arg(ssl_.get(), &handshakeReceived_);
     BIO* rbio = BIO_new(BIO_s_mem());
     BIO* wbio = BIO_new(BIO_s_mem());
     check(rbio != nullptr && wbio != nullptr, "client BIO_new");
@@ -97,6 +100,12 @@ class TestClient {
   bool gotCloseNotify() const { return gotCloseNotify_; }
   std::string& received() { return received_; }
   void send(std::string_view data) { toSend_.append(data); }
+  // Whether the server sent a handshake message of `type` (e.g. SSL3_MT_CERTIFICATE_REQUEST),
+  // TLS 1.3's encrypted ones included.
+  bool receivedHandshakeMessage(int type) const {
+    return std::find(handshakeReceived_.begin(), handshakeReceived_.end(), type) !=
+           handshakeReceived_.end();
+  }
 
   // Runs the client as far as its input allows: handshake, then writes and reads.
   void step() {
@@ -161,6 +170,13 @@ class TestClient {
   }
 
  private:
+  static void recordHandshakeMessage(int writeP, int /*version*/, int contentType, const void* buf,
+                                     std::size_t len, SSL* /*ssl*/, void* arg) {
+    if (writeP == 0 && contentType == SSL3_RT_HANDSHAKE && len > 0) {
+      static_cast<std::vector<int>*>(arg)->push_back(*static_cast<const unsigned char*>(buf));
+    }
+  }
+
   // True for WANT_READ/WANT_WRITE; otherwise records the failure.
   bool retryable(int rc, const char* op) {
     const int err = SSL_get_error(ssl_.get(), rc);
@@ -182,12 +198,14 @@ class TestClient {
   std::string error_;
   std::string toSend_;
   std::string received_;
+  std::vector<int> handshakeReceived_;  // types of the handshake messages the server sent
 };
 
 // An Engine and a TestClient wired together.
 struct Link {
-  Link(ContextPtr context, const ClientOptions& options)
-      : engine(std::move(context)), client(options) {}
+  Link(ContextPtr context, const ClientOptions& options,
+       config::ClientCertMode clientCert = config::ClientCertMode::Request)
+      : engine(std::move(context), clientCert), client(options) {}
 
   // Shuttles bytes until a round moves nothing (or `maxRounds` is hit). Returns the number of
   // rounds that moved bytes; plaintext the engine decrypts accumulates in serverReceived.

@@ -40,8 +40,9 @@ MaterialWatcher::Spec tlsMaterial(SharedState& shared) {
   spec.inForce = "the certificates";
   spec.files = tls::materialPaths(settings);
   spec.build = [settings, digest](std::vector<std::string> contents) -> MaterialWatcher::Snapshot {
-    return tls::Context::create(settings, tls::materialFromContents(settings, std::move(contents)),
-                                digest);
+    tls::Material material = tls::materialFromContents(settings, std::move(contents));
+    const tls::SecretsWiper wiper(material);
+    return tls::Context::create(settings, material, digest);
   };
   spec.publish = [&shared](const MaterialWatcher::Snapshot& snapshot) {
     auto context = std::static_pointer_cast<const tls::Context>(snapshot);

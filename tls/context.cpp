@@ -260,7 +260,9 @@ Context::Context(config::FingerprintDigest digest, const EVP_MD* md) : digest_(d
 Context::~Context() = default;
 
 ContextPtr Context::create(const config::Tls& settings, config::FingerprintDigest digest) {
-  return create(settings, readMaterial(settings), digest);
+  Material material = readMaterial(settings);
+  const SecretsWiper wiper(material);
+  return create(settings, material, digest);
 }
 
 ContextPtr Context::create(const config::Tls& settings, const Material& material,

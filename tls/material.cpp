@@ -2,6 +2,8 @@
 
 #include "tls/material.h"
 
+#include <openssl/crypto.h>
+
 #include <utility>
 
 #include "config/read_file.h"
@@ -83,6 +85,19 @@ Material readMaterial(const config::Tls& settings) {
     }
   }
   return materialFromContents(settings, std::move(contents));
+}
+
+void wipeSecrets(Material& material) {
+  const auto wipe = [](MaterialFile& file) {
+    OPENSSL_cleanse(file.content.data(), file.content.size());
+    file.content.clear();
+  };
+  for (Material::Pair& pair : material.pairs) {
+    wipe(pair.key);
+  }
+  for (MaterialFile& file : material.ticketKeys) {
+    wipe(file);
+  }
 }
 
 }  // namespace certrelay::tls

@@ -24,9 +24,9 @@ struct Material {
     MaterialFile cert;  // leaf then chain, PEM
     MaterialFile key;   // private key, PEM
   };
-  std::vector<Pair> pairs;                // tls.cert[i] with tls.key[i]; never empty
-  std::optional<MaterialFile> clientCa;   // tls.client_ca
-  std::vector<MaterialFile> ticketKeys;   // tls.ticket_keys, first encrypts
+  std::vector<Pair> pairs;               // tls.cert[i] with tls.key[i]; never empty
+  std::optional<MaterialFile> clientCa;  // tls.client_ca
+  std::vector<MaterialFile> ticketKeys;  // tls.ticket_keys, first encrypts
 };
 
 // Every file `settings` names, in the order materialFromContents() expects: cert 0, key 0,
@@ -39,5 +39,22 @@ Material materialFromContents(const config::Tls& settings, std::vector<std::stri
 // Reads every file now (start-up, --check-config, tests). Throws TlsError naming the file that
 // cannot be read.
 Material readMaterial(const config::Tls& settings);
+
+// Overwrites the secrets read with `material` (private keys, ticket keys) once they are parsed,
+// so they do not linger in freed memory. The parsed copies live in the Context (ticket keys are
+// wiped there when it goes).
+void wipeSecrets(Material& material);
+
+// Calls wipeSecrets() when the scope ends, exception or not.
+class SecretsWiper {
+ public:
+  explicit SecretsWiper(Material& material) : material_(material) {}
+  ~SecretsWiper() { wipeSecrets(material_); }
+  SecretsWiper(const SecretsWiper&) = delete;
+  SecretsWiper& operator=(const SecretsWiper&) = delete;
+
+ private:
+  Material& material_;
+};
 
 }  // namespace certrelay::tls

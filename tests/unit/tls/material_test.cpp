@@ -106,6 +106,19 @@ TEST_SUITE("tls") {
     CHECK(readError(settings) == "tls.ticket_keys " + (pki().dir / "missing.key").string() +
                                      ": cannot read: No such file or directory");
   }
+
+  TEST_CASE("material: the private keys and ticket keys are wiped, certificates are kept") {
+    Material material;
+    material.pairs.push_back({{"c", "certificate"}, {"k", "private key"}});
+    material.clientCa = MaterialFile{"ca", "ca bundle"};
+    material.ticketKeys.push_back({"t", std::string(80, 'x')});
+    { const SecretsWiper wiper(material); }
+    CHECK(material.pairs[0].cert.content == "certificate");
+    CHECK(material.pairs[0].key.content.empty());
+    CHECK(material.clientCa->content == "ca bundle");
+    CHECK(material.ticketKeys[0].content.empty());
+    CHECK(material.ticketKeys[0].name == "t");
+  }
 }
 
 }  // namespace

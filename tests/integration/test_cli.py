@@ -3,6 +3,7 @@
 daemon that refuses a bad config instead of half-starting, and a clean SIGTERM exit."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,9 +11,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import pki as pki_module  # noqa: E402
 from harness import Expect, Proxy  # noqa: E402
 
 CONFIG_ERROR = Expect.CONFIG_ERROR
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class CliTest(harness.IntegrationTest):
@@ -68,6 +75,39 @@ class CliTest(harness.IntegrationTest):
                 match = CONFIG_ERROR.search(output)
                 self.assertIsNotNone(match, f"{what}: no 'file:line: reason' in {output!r}")
                 self.assertEqual(int(match.group("line")), line, f"{what}: {output!r}")
+
+    def check_tls_files(self, chain: bytes | None = None, key: bytes | None = None):
+        """--check-config after replacing the proxy's server chain and/or key; (exit, output)."""
+        proxy = self.config()
+        for name, content in ((os.path.basename(self.pki.server_chain), chain),
+                              (os.path.basename(self.pki.server.key), key)):
+            if content is not None:
+                with open(os.path.join(proxy.dir, name), "wb") as f:
+                    f.write(content)
+        result = self.cli("--check-config", "-c", proxy.config_path)
+        return result.returncode, (result.stdout + result.stderr).decode(), proxy
+
+    def test_check_config_reports_tls_material(self):
+        # A certificate expiring in 3 days: fine today, with a warning naming the file.
+        soon = pki_module.issue_server(self._subdir("soon"), "soon", self.pki.ca, days=3)
+        code, output, proxy = self.check_tls_files(pki_module.chain_bytes(soon, self.pki.ca),
+                                                   read_bytes(soon.key))
+        chain = os.path.join(proxy.dir, os.path.basename(self.pki.server_chain))
+        self.assertEqual(code, 0, output)
+        self.assertRegex(output, r"warning: tls\.cert " + re.escape(chain) +
+                         r": certificate expires in [23] days \(\d{4}-\d\d-\d\d ")
+        # The key of another certificate: an error naming both files.
+        code, output, proxy = self.check_tls_files(key=read_bytes(self.pki.untrusted.key))
+        self.assertEqual(code, 1, output)
+        self.assertIn(" does not match tls.cert ", output)
+        # An encrypted key: one sentence, none of OpenSSL's error lines.
+        encrypted = os.path.join(self.tmpdir, "encrypted.key")
+        harness.run([harness.OPENSSL, "pkey", "-in", self.pki.server.key, "-aes256",
+                     "-passout", "pass:secret", "-out", encrypted])
+        code, output, proxy = self.check_tls_files(key=read_bytes(encrypted))
+        self.assertEqual(code, 1, output)
+        self.assertRegex(output.strip(), r"^tls\.key \S+: the private key is encrypted; certrelay "
+                         r"needs it unencrypted \(it reads keys without a passphrase\)$")
 
     def test_daemon_refuses_bad_config(self):
         proxy = self.config()

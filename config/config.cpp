@@ -76,9 +76,9 @@ class Loader {
 
     Config config;
     config.file = std::filesystem::absolute(origin_).lexically_normal();
-    checkKeys(
-        root, "",
-        {"hostname", "workers", "listener", "backend", "tls", "policy", "timeouts", "limits"});
+    checkKeys(root, "",
+              {"hostname", "workers", "listener", "backend", "tls", "policy", "timeouts", "limits",
+               "admin", "log", "shutdown", "metrics"});
 
     readHostname(root, config);
     readWorkers(root, config);
@@ -88,6 +88,7 @@ class Loader {
     readPolicy(root, config);
     readTimeouts(root, config);
     readLimits(root, config);
+    readOperations(root, config);
     return config;
   }
 
@@ -659,7 +660,8 @@ class Loader {
         {"backend_connect", &t.backendConnect},
         {"backend_reply", &t.backendReply},
         {"backend_idle", &t.backendIdle},
-        {"shutdown", &t.shutdown},
+        // The old name of shutdown.timeout, still accepted.
+        {"shutdown", &config.shutdown.timeout},
     };
     checkKeys(*table, "timeouts",
               {"command", "tls_handshake", "data", "backend_connect", "backend_reply",
@@ -668,6 +670,68 @@ class Loader {
       if (auto value = getDuration(*table, name, "timeouts")) {
         *target = *value;
       }
+    }
+  }
+
+  // Picks one of `names` (the config spellings of `values`, same order) for a string key.
+  template <class Enum>
+  std::optional<Enum> keyword(const toml::table& table, std::string_view name,
+                              const std::string& prefix,
+                              std::initializer_list<std::pair<const char*, Enum>> choices) const {
+    const auto value = getString(table, name, prefix);
+    if (!value) {
+      return std::nullopt;
+    }
+    std::string expected;
+    for (const auto& [spelling, choice] : choices) {
+      if (*value == spelling) {
+        return choice;
+      }
+      expected += std::string(expected.empty() ? "" : ", ") + "\"" + spelling + "\"";
+    }
+    fail(table.get(name)->source(), join(prefix, name),
+         "expected one of " + expected + ", got \"" + *value + "\"");
+  }
+
+  // [admin], [log], [shutdown], [metrics]: how the process is operated.
+  void readOperations(const toml::table& root, Config& config) const {
+    if (const toml::table* admin = subTable(root, "admin", false, true, "")) {
+      checkKeys(*admin, "admin", {"address", "stall_timeout"});
+      config.admin.enabled = true;
+      config.admin.address = endpoint(*admin, "admin", true);
+      if (auto stall = getDuration(*admin, "stall_timeout", "admin")) {
+        config.admin.stallTimeout = *stall;
+      }
+    }
+    if (const toml::table* log = subTable(root, "log", false, true, "")) {
+      checkKeys(*log, "log", {"format", "level"});
+      config.log.format = keyword(*log, "format", "log",
+                                  {std::pair{"text", LogFormat::Text}, {"json", LogFormat::Json}})
+                              .value_or(LogFormat::Text);
+      config.log.level = keyword(*log, "level", "log",
+                                 {std::pair{"debug", LogLevel::Debug},
+                                  {"info", LogLevel::Info},
+                                  {"warning", LogLevel::Warning},
+                                  {"error", LogLevel::Error}})
+                             .value_or(LogLevel::Info);
+    }
+    if (const toml::table* shutdown = subTable(root, "shutdown", false, true, "")) {
+      checkKeys(*shutdown, "shutdown", {"delay", "timeout"});
+      if (auto delay = getDuration(*shutdown, "delay", "shutdown")) {
+        config.shutdown.delay = *delay;
+      }
+      if (auto timeout = getDuration(*shutdown, "timeout", "shutdown")) {
+        const toml::table* timeouts = subTable(root, "timeouts", false, true, "");
+        if (timeouts != nullptr && timeouts->get("shutdown") != nullptr) {
+          fail(shutdown->get("timeout")->source(), "shutdown.timeout",
+               "set twice: timeouts.shutdown is its old name; keep one");
+        }
+        config.shutdown.timeout = *timeout;
+      }
+    }
+    if (const toml::table* metrics = subTable(root, "metrics", false, true, "")) {
+      checkKeys(*metrics, "metrics", {"per_identity"});
+      config.metrics.perIdentity = getBool(*metrics, "per_identity", "metrics").value_or(false);
     }
   }
 

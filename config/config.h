@@ -186,7 +186,7 @@ struct Timeouts {
   // A client idle this long outside a transaction gives its backend connection back (QUIT);
   // its next MAIL opens a new one. Idle clients must not pin backend processes.
   std::chrono::milliseconds backendIdle{1'000};
-  std::chrono::milliseconds shutdown{30'000};  // drain time on SIGTERM
+  // timeouts.shutdown is read as shutdown.timeout (its old name).
 };
 
 struct Limits {
@@ -195,6 +195,37 @@ struct Limits {
   unsigned maxErrors = 20;                   // per session -> 421 4.7.0
   std::size_t maxConnections = 10'000;       // per process -> 421 4.7.0 at accept
   std::size_t highWatermark = 256UL * 1024;  // outgoing bytes queued before the other side pauses
+};
+
+// [admin]: the HTTP endpoint for probes, metrics, drain and reload (absent = off).
+struct Admin {
+  bool enabled = false;  // admin.address was given
+  Endpoint address;      // numeric IP and port; port 0 = any (logged)
+  // /livez fails when a worker loop has not turned for this long (a stuck loop).
+  std::chrono::milliseconds stallTimeout{10'000};
+};
+
+// [log]: how lines are written.
+enum class LogFormat { Text, Json };
+enum class LogLevel { Debug, Info, Warning, Error };
+struct Log {
+  LogFormat format = LogFormat::Text;
+  LogLevel level = LogLevel::Info;
+};
+
+// [shutdown]: the graceful drain (SIGTERM, SIGQUIT, POST /drain).
+struct Shutdown {
+  // Keep accepting this long after readiness turns 503, so that endpoint removal (a Kubernetes
+  // Service, a load balancer) catches up before the listeners close.
+  std::chrono::milliseconds delay{5'000};
+  // Hard stop: whatever still runs this long after the drain began is closed.
+  std::chrono::milliseconds timeout{30'000};
+};
+
+// [metrics]
+struct Metrics {
+  // Per-identity counters (labels bounded by the fingerprint table's identities).
+  bool perIdentity = false;
 };
 
 struct Config {
@@ -207,6 +238,10 @@ struct Config {
   Policy policy;
   Timeouts timeouts;
   Limits limits;
+  Admin admin;
+  Log log;
+  Shutdown shutdown;
+  Metrics metrics;
 };
 
 // `file:line: reason`, or `file: reason` when no line applies.

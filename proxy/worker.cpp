@@ -107,7 +107,7 @@ void Worker::onStopRequested() {
   }
   uv_timer_start(
       &shutdownTimer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->onShutdownDeadline(); },
-      static_cast<std::uint64_t>(shared_.config->timeouts.shutdown.count()), 0);
+      static_cast<std::uint64_t>(shared_.config->shutdown.timeout.count()), 0);
   // The deadline timer must not keep an otherwise finished loop alive.
   uv_unref(reinterpret_cast<uv_handle_t*>(&shutdownTimer_));
 }

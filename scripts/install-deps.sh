@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs what certrelay needs to build, test and run its demo, from Debian 12 packages only
-# (clang-format, clang-tidy and shellcheck: the checks in .ci/run).
+# (clang-format, clang-tidy and shellcheck: the checks in .ci/run; prometheus: promtool and a
+# private server for the metrics tests).
 # Does nothing (and needs no network) when everything is already there.
 set -eu
 
 PACKAGES="g++ cmake ninja-build pkg-config make libuv1-dev libssl-dev libmimalloc-dev
 libtomlplusplus-dev doctest-dev libbenchmark-dev openssl python3 python3-cryptography postfix swaks procps
-clang libfuzzer-14-dev clang-format clang-tidy shellcheck"
+clang libfuzzer-14-dev clang-format clang-tidy shellcheck prometheus-cpp-dev libhttp-parser-dev
+prometheus"
 
 missing=""
 for p in $PACKAGES; do

@@ -248,7 +248,7 @@ high_watermark = 8192
     CHECK(c.timeouts.backendConnect == milliseconds(1500));
     CHECK(c.timeouts.backendReply == seconds(3600));
     CHECK(c.timeouts.backendIdle == milliseconds(250));
-    CHECK(c.timeouts.shutdown == seconds(29));
+    CHECK(c.shutdown.timeout == seconds(29));
     CHECK(c.limits.maxLineLength == 4096);
     CHECK(c.limits.maxRecipients == 50);
     CHECK(c.limits.maxErrors == 7);
@@ -304,7 +304,7 @@ high_watermark = 8192
     CHECK(c.timeouts.backendConnect == seconds(30));
     CHECK(c.timeouts.backendReply == seconds(300));
     CHECK(c.timeouts.backendIdle == seconds(1));
-    CHECK(c.timeouts.shutdown == seconds(30));
+    CHECK(c.shutdown.timeout == seconds(30));
     CHECK(c.limits.maxLineLength == 2048);
     CHECK(c.limits.maxRecipients == 1000);
     CHECK(c.limits.maxErrors == 20);
@@ -430,7 +430,8 @@ high_watermark = 8192
     CHECK(f.error(kBase + "ciphers = \"ALL\"\n") == f.at(9, "tls.ciphers: unknown key"));
     CHECK(f.error(kBase + "[limits]\nmax_recipient = 5\n") ==
           f.at(10, "limits.max_recipient: unknown key"));
-    CHECK(f.error(kBase + "[admin]\nport = 9901\n") == f.at(9, "admin: unknown key"));
+    CHECK(f.error(kBase + "[stats]\nport = 9901\n") == f.at(9, "stats: unknown key"));
+    CHECK(f.error(kBase + "[admin]\nport = 9901\n") == f.at(10, "admin.port: unknown key"));
     CHECK(f.error("[[listener]]\nname = \"mx\"\naddress = \"0.0.0.0:25\"\nport = 25\n" +
                   kBase.substr(kBase.find("[backend]"))) ==
           f.at(4, "listener[0].port: unknown key"));
@@ -612,6 +613,41 @@ high_watermark = 8192
                "\"optional\""));
   }
 
+  TEST_CASE("operations: [admin], [log], [shutdown], [metrics] with their defaults") {
+    Fixture f;
+    const Config byDefault = f.parse(kBase);
+    CHECK_FALSE(byDefault.admin.enabled);
+    CHECK(byDefault.admin.stallTimeout == std::chrono::seconds(10));
+    CHECK(byDefault.log.format == LogFormat::Text);
+    CHECK(byDefault.log.level == LogLevel::Info);
+    CHECK(byDefault.shutdown.delay == std::chrono::seconds(5));
+    CHECK(byDefault.shutdown.timeout == std::chrono::seconds(30));
+    CHECK_FALSE(byDefault.metrics.perIdentity);
+    const Config c = f.parse(kBase +
+                             "[admin]\naddress = \"127.0.0.1:9901\"\nstall_timeout = \"3s\"\n"
+                             "[log]\nformat = \"json\"\nlevel = \"warning\"\n"
+                             "[shutdown]\ndelay = \"1s\"\ntimeout = \"20s\"\n"
+                             "[metrics]\nper_identity = true\n");
+    CHECK(c.admin.enabled);
+    CHECK(c.admin.address.toString() == "127.0.0.1:9901");
+    CHECK(c.admin.stallTimeout == std::chrono::seconds(3));
+    CHECK(c.log.format == LogFormat::Json);
+    CHECK(c.log.level == LogLevel::Warning);
+    CHECK(c.shutdown.delay == std::chrono::seconds(1));
+    CHECK(c.shutdown.timeout == std::chrono::seconds(20));
+    CHECK(c.metrics.perIdentity);
+    CHECK(f.parse(kBase + "[timeouts]\nshutdown = \"9s\"\n").shutdown.timeout ==
+          std::chrono::seconds(9));
+    CHECK(f.error(kBase + "[timeouts]\nshutdown = \"9s\"\n[shutdown]\ntimeout = \"8s\"\n") ==
+          f.at(12, "shutdown.timeout: set twice: timeouts.shutdown is its old name; keep one"));
+    CHECK(f.error(kBase + "[log]\nlevel = \"trace\"\n") ==
+          f.at(10,
+               "log.level: expected one of \"debug\", \"info\", \"warning\", \"error\", got "
+               "\"trace\""));
+    CHECK(f.error(kBase + "[admin]\nstall_timeout = \"3s\"\n") ==
+          f.at(9, "admin.address: missing required key"));
+  }
+
   TEST_CASE("files: an unreadable key is refused") {
     if (geteuid() == 0) {
       // root reads a mode-000 file anyway; the refusal cannot be provoked.
@@ -654,7 +690,7 @@ high_watermark = 8192
     CHECK(c.timeouts.data == seconds(120));
     CHECK(c.timeouts.backendConnect == seconds(1));
     CHECK(c.timeouts.backendReply == seconds(3600));
-    CHECK(c.timeouts.shutdown == std::chrono::hours(168));
+    CHECK(c.shutdown.timeout == std::chrono::hours(168));
   }
 
   TEST_CASE("durations: malformed, zero, negative and too large") {

@@ -143,7 +143,8 @@ std::string MaterialWatcher::start() {
     for (const auto& name : names) {
       list += (list.empty() ? "" : ", ") + name;
     }
-    watching += (watching.empty() ? "" : "; ") + path + " for changes to " + list;
+    watching.append(watching.empty() ? "" : "; ").append(path).append(" for changes to ");
+    watching += list;
     directories_.push_back(std::move(directory));
   }
   const auto poll = static_cast<std::uint64_t>(spec_.poll.count());

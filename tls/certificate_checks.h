@@ -15,7 +15,7 @@
 namespace certrelay::tls {
 
 // A leaf that expires within this long of `now` gets a warning.
-inline constexpr std::time_t kExpiryWarningSeconds = 7 * 86'400;
+inline constexpr std::time_t kExpiryWarningSeconds = std::time_t{7} * 86'400;
 
 // One tls.cert / tls.key pair, parsed and checked.
 struct ServerCertificate {

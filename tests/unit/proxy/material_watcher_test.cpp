@@ -30,7 +30,7 @@ void write(const fs::path& file, const std::string& content) {
 // by '|'; content starting with "bad" fails to build, naming the file.
 class Fixture {
  public:
-  explicit Fixture(std::vector<std::string> relativeFiles = {"table"}) {
+  explicit Fixture(const std::vector<std::string>& relativeFiles = {"table"}) {
     char pattern[] = "/tmp/certrelay-watcher-XXXXXX";
     REQUIRE(::mkdtemp(pattern) != nullptr);
     dir_ = pattern;
@@ -59,7 +59,7 @@ class Fixture {
     spec.name = "test";
     spec.inForce = "the snapshot";
     spec.files = files.empty() ? files_ : std::move(files);
-    spec.build = [](std::vector<std::string> contents) -> MaterialWatcher::Snapshot {
+    spec.build = [](const std::vector<std::string>& contents) -> MaterialWatcher::Snapshot {
       std::string joined;
       for (const auto& content : contents) {
         if (content.rfind("bad", 0) == 0) {

@@ -4,13 +4,19 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
-#include <cstdio>
+#include <charconv>
+#include <cstring>
 #include <ctime>
 #include <string>
 
+#include "config/config.h"
+
 namespace certrelay::log {
 namespace {
+
+std::atomic<config::LogFormat> format{config::LogFormat::Text};
 
 // Lines above this are flushed without waiting for the loop iteration to end.
 constexpr std::size_t kBatchLimit = std::size_t{64} * 1024;
@@ -18,6 +24,7 @@ constexpr std::size_t kBatchLimit = std::size_t{64} * 1024;
 struct ThreadState {
   bool batching = false;
   std::string pending;
+  std::string scratch;  // the line being formatted
   // The formatted "YYYY-mm-ddTHH:MM:SS" of lastSecond: a busy worker logs many lines a second.
   time_t lastSecond = -1;
   char stamp[32] = {};
@@ -66,7 +73,18 @@ void writeLines(const std::string& text) {
   }
 }
 
-void appendTimestamp(std::string& out) {
+// Appends `value` as exactly `width` (at most 6) decimal digits.
+void appendDigits(std::string& out, unsigned long value, std::size_t width) {
+  char digits[6];
+  for (std::size_t i = width; i > 0; --i) {
+    digits[i - 1] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  }
+  out.append(digits, width);
+}
+
+// "YYYY-mm-ddTHH:MM:SS.ffffffZ", or with milliseconds only.
+void appendTimestamp(std::string& out, bool milliseconds) {
   timeval tv{};
   gettimeofday(&tv, nullptr);
   if (tv.tv_sec != state.lastSecond) {
@@ -76,22 +94,167 @@ void appendTimestamp(std::string& out) {
     state.lastSecond = tv.tv_sec;
   }
   out.append(state.stamp, state.stampLength);
-  char frac[16];
-  const int n = std::snprintf(frac, sizeof frac, ".%06ldZ", static_cast<long>(tv.tv_usec));
-  out.append(frac, n > 0 ? static_cast<std::size_t>(n) : 0);
+  out.push_back('.');
+  const auto micros = static_cast<unsigned long>(tv.tv_usec);
+  if (milliseconds) {
+    appendDigits(out, micros / 1000, 3);
+  } else {
+    appendDigits(out, micros, 6);
+  }
+  out.push_back('Z');
 }
 
-}  // namespace
+// How each ASCII byte is written inside a JSON string: 0 as is, otherwise the character after
+// the backslash ('u' for \u00xx).
+constexpr std::array<char, 128> kAsciiEscapes = [] {
+  std::array<char, 128> table{};
+  for (std::size_t c = 0; c < 0x20; ++c) {
+    table[c] = 'u';
+  }
+  table['\b'] = 'b';
+  table['\f'] = 'f';
+  table['\n'] = 'n';
+  table['\r'] = 'r';
+  table['\t'] = 't';
+  table['"'] = '"';
+  table['\\'] = '\\';
+  return table;
+}();
 
-void line(Level level, std::string_view sessionId, std::string_view message) {
-  std::string out;
-  out.reserve(96 + message.size());
-  appendTimestamp(out);
+void appendEscape(std::string& out, unsigned char c) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const char kind = kAsciiEscapes[c];
+  out.push_back('\\');
+  out.push_back(kind);
+  if (kind == 'u') {
+    out.append("00");
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+  }
+}
+
+// Whether none of the 8 bytes in `word` needs a look: no byte below 0x20, no '"', no '\\', none
+// from 0x80 (the "has less than" and "has zero byte" bit tricks: exact for "any", the only use).
+bool plainWord(std::uint64_t word) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101;
+  constexpr std::uint64_t kHigh = kOnes * 0x80;
+  const std::uint64_t quotes = word ^ (kOnes * '"');
+  const std::uint64_t backslashes = word ^ (kOnes * '\\');
+  const std::uint64_t found = ((word - kOnes * 0x20) & ~word) | ((quotes - kOnes) & ~quotes) |
+                              ((backslashes - kOnes) & ~backslashes) | word;
+  return (found & kHigh) == 0;
+}
+
+// The length of the well-formed UTF-8 sequence at p[0], a byte >= 0x80 (the Unicode standard's
+// table 3-7: no overlong form, no surrogate, nothing above U+10FFFF); or 0, and in `invalid` the
+// length of its maximal subpart (at least 1), which one U+FFFD replaces.
+std::size_t utf8Length(const unsigned char* p, std::size_t left, std::size_t& invalid) {
+  const unsigned char lead = p[0];
+  std::size_t length = 0;
+  unsigned char low = 0x80;  // the second byte's range; later ones are 0x80-0xbf
+  unsigned char high = 0xbf;
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    low = lead == 0xe0 ? 0xa0 : 0x80;
+    high = lead == 0xed ? 0x9f : 0xbf;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    low = lead == 0xf0 ? 0x90 : 0x80;
+    high = lead == 0xf4 ? 0x8f : 0xbf;
+  } else {
+    invalid = 1;
+    return 0;
+  }
+  std::size_t i = 1;
+  for (; i < length && i < left; ++i) {
+    const unsigned char b = p[i];
+    if (i == 1 ? (b < low || b > high) : (b < 0x80 || b > 0xbf)) {
+      break;
+    }
+  }
+  if (i == length) {
+    return length;
+  }
+  invalid = i;
+  return 0;
+}
+
+std::string_view levelName(Level level) {
+  switch (level) {
+    case Level::Debug:
+      return "debug";
+    case Level::Info:
+      return "info";
+    case Level::Warning:
+      return "warning";
+    case Level::Error:
+      return "error";
+  }
+  return "info";
+}
+
+void appendJsonValue(std::string& out, const Field& field) {
+  char digits[24];
+  std::to_chars_result end{};
+  switch (field.kind) {
+    case Field::Kind::Text:
+      out.push_back('"');
+      appendJsonString(out, field.text);
+      out.push_back('"');
+      return;
+    case Field::Kind::Bool:
+      out.append(field.number != 0 ? "true" : "false");
+      return;
+    case Field::Kind::Signed:
+      end = std::to_chars(digits, digits + sizeof digits, static_cast<std::int64_t>(field.number));
+      break;
+    case Field::Kind::Unsigned:
+      end = std::to_chars(digits, digits + sizeof digits, field.number);
+      break;
+  }
+  out.append(digits, end.ptr);
+}
+
+bool reservedKey(std::string_view key) {
+  return key == "ts" || key == "level" || key == "session" || key == "msg";
+}
+
+void formatJson(std::string& out, Level level, std::string_view sessionId, std::string_view message,
+                std::initializer_list<Field> fields) {
+  out.append("{\"ts\":\"");
+  appendTimestamp(out, true);
+  out.append("\",\"level\":\"");
+  out.append(levelName(level));
+  out.push_back('"');
+  if (!sessionId.empty()) {
+    out.append(",\"session\":\"");
+    appendJsonString(out, sessionId);
+    out.push_back('"');
+  }
+  out.append(",\"msg\":\"");
+  appendJsonString(out, message);
+  out.push_back('"');
+  for (const Field& field : fields) {
+    out.append(",\"");
+    if (reservedKey(field.key)) {
+      out.append("field_");
+    }
+    appendJsonString(out, field.key);
+    out.append("\":");
+    appendJsonValue(out, field);
+  }
+  out.append("}\n");
+}
+
+void formatText(std::string& out, Level level, std::string_view sessionId,
+                std::string_view message) {
+  appendTimestamp(out, false);
   out.append(programTag());
-  if (level == Level::Warning) {
-    out.append("warning: ");
-  } else if (level == Level::Error) {
-    out.append("error: ");
+  if (level != Level::Info) {
+    out.append(levelName(level));
+    out.append(": ");
   }
   if (!sessionId.empty()) {
     out.append(sessionId);
@@ -99,15 +262,90 @@ void line(Level level, std::string_view sessionId, std::string_view message) {
   }
   out.append(message);
   out.push_back('\n');
-  if (state.batching && level == Level::Info) {
+}
+
+}  // namespace
+
+void configure(const config::Log& settings) {
+  format.store(settings.format, std::memory_order_relaxed);
+  Level level = Level::Info;
+  switch (settings.level) {
+    case config::LogLevel::Debug:
+      level = Level::Debug;
+      break;
+    case config::LogLevel::Info:
+      level = Level::Info;
+      break;
+    case config::LogLevel::Warning:
+      level = Level::Warning;
+      break;
+    case config::LogLevel::Error:
+      level = Level::Error;
+      break;
+  }
+  detail::threshold.store(level, std::memory_order_relaxed);
+}
+
+void detail::emit(Level level, std::string_view sessionId, std::string_view message,
+                  std::initializer_list<Field> fields) {
+  std::string& out = state.scratch;
+  out.clear();
+  if (format.load(std::memory_order_relaxed) == config::LogFormat::Json) {
+    formatJson(out, level, sessionId, message, fields);
+  } else {
+    formatText(out, level, sessionId, message);
+  }
+  if (state.batching && level <= Level::Info) {
     state.pending.append(out);
     if (state.pending.size() >= kBatchLimit) {
       flush();
     }
-    return;
+  } else {
+    flush();
+    writeAll(out.data(), out.size());
   }
-  flush();
-  writeAll(out.data(), out.size());
+  if (out.capacity() > kBatchLimit * 2) {
+    std::string().swap(out);
+  }
+}
+
+void appendJsonString(std::string& out, std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t copied = 0;  // text[copied, i) goes out as is when the run ends
+  std::size_t i = 0;
+  while (i < n) {
+    std::uint64_t word = 0;
+    if (n - i >= sizeof word) {
+      std::memcpy(&word, p + i, sizeof word);
+      if (plainWord(word)) {
+        i += sizeof word;
+        continue;
+      }
+    }
+    const unsigned char c = p[i];
+    if (c < 0x80 && kAsciiEscapes[c] == 0) {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      std::size_t invalid = 0;
+      const std::size_t length = utf8Length(p + i, n - i, invalid);
+      if (length != 0) {
+        i += length;
+        continue;
+      }
+      out.append(text.data() + copied, i - copied);
+      out.append("\xef\xbf\xbd");  // U+FFFD
+      i += invalid;
+      copied = i;
+      continue;
+    }
+    out.append(text.data() + copied, i - copied);
+    appendEscape(out, c);
+    copied = ++i;
+  }
+  out.append(text.data() + copied, n - copied);
 }
 
 void beginBatching() {

@@ -1,4 +1,5 @@
-// proxy/log: line layout, batching per thread, and whole lines in pipe-atomic writes.
+// proxy/log: line layout (text and JSON), levels, JSON escaping against nlohmann::json, batching
+// per thread, and whole lines in pipe-atomic writes.
 
 #include "proxy/log.h"
 
@@ -8,8 +9,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
+#include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
+
+#include "config/config.h"
 
 namespace certrelay::log {
 namespace {
@@ -72,6 +78,39 @@ std::string suffixAfterTag(const std::string& line) {
   const std::size_t at = line.find(tag);
   REQUIRE(at != std::string::npos);
   return line.substr(at + tag.size());
+}
+
+// Sets [log] for the life of the object; the defaults (text, info) come back after.
+class Configured {
+ public:
+  Configured(config::LogFormat format, config::LogLevel level) {
+    config::Log settings;
+    settings.format = format;
+    settings.level = level;
+    configure(settings);
+  }
+  ~Configured() { configure(config::Log{}); }
+  Configured(const Configured&) = delete;
+  Configured& operator=(const Configured&) = delete;
+};
+
+// What nlohmann::json writes for a string, the reference for the log's escaping.
+std::string nlohmannString(const std::string& text) {
+  return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string logString(const std::string& text) {
+  std::string out = "\"";
+  appendJsonString(out, text);
+  out.push_back('"');
+  return out;
+}
+
+nlohmann::ordered_json parseLine(const std::string& text) {
+  nlohmann::ordered_json parsed;
+  REQUIRE_NOTHROW(parsed = nlohmann::ordered_json::parse(text));
+  REQUIRE(parsed.is_object());
+  return parsed;
 }
 
 }  // namespace
@@ -170,6 +209,252 @@ TEST_CASE("log: a line longer than PIPE_BUF is written whole, on its own") {
   REQUIRE(writes.size() == 3);
   CHECK(splitLines(writes[1]).size() == 1);
   CHECK(suffixAfterTag(lines[1]) == std::string(PIPE_BUF + 100, 'L'));
+}
+
+TEST_CASE("log: lines below the configured level are not written") {
+  CapturedStdout out;
+  {
+    const Configured settings(config::LogFormat::Text, config::LogLevel::Warning);
+    CHECK_FALSE(enabled(Level::Debug));
+    CHECK_FALSE(enabled(Level::Info));
+    CHECK(enabled(Level::Warning));
+    CHECK(enabled(Level::Error));
+    debug("d");
+    info("i");
+    line(Level::Info, "S1", "i2", {{"key", "value"}});
+    warning("w");
+    error("e");
+    const auto lines = splitLines(out.drain());
+    REQUIRE(lines.size() == 2);
+    CHECK(suffixAfterTag(lines[0]) == "warning: w");
+    CHECK(suffixAfterTag(lines[1]) == "error: e");
+  }
+  {
+    const Configured settings(config::LogFormat::Text, config::LogLevel::Error);
+    warning("w");
+    error("e");
+    const auto lines = splitLines(out.drain());
+    REQUIRE(lines.size() == 1);
+    CHECK(suffixAfterTag(lines[0]) == "error: e");
+  }
+  debug("not by default");
+  CHECK(out.drain().empty());
+  CHECK(enabled(Level::Info));
+}
+
+TEST_CASE("log: debug lines, when enabled, say so and are batched like info lines") {
+  CapturedStdout out;
+  const Configured settings(config::LogFormat::Text, config::LogLevel::Debug);
+  beginBatching();
+  debug("detail");
+  line(Level::Debug, "S1", "more");
+  CHECK(out.drain().empty());
+  flush();
+  const auto lines = splitLines(out.drain());
+  endBatching();
+  REQUIRE(lines.size() == 2);
+  CHECK(suffixAfterTag(lines[0]) == "debug: detail");
+  CHECK(suffixAfterTag(lines[1]) == "debug: S1: more");
+}
+
+TEST_CASE("log: text lines do not print fields") {
+  CapturedStdout out;
+  line(Level::Info, "S1", "message accepted: from=<a@b.example> size=12",
+       {{"from", "a@b.example"}, {"size", 12}, {"tls", true}});
+  const auto lines = splitLines(out.drain());
+  REQUIRE(lines.size() == 1);
+  CHECK(suffixAfterTag(lines[0]) == "S1: message accepted: from=<a@b.example> size=12");
+}
+
+TEST_CASE("log: a JSON line is one object: ts, level, session, msg, then the fields") {
+  CapturedStdout out;
+  const Configured settings(config::LogFormat::Json, config::LogLevel::Info);
+  const std::string sender = "alice@client.example";
+  line(Level::Info, "0A1B2C000001", "message accepted by backend: from=<alice@client.example>",
+       {{"from", sender},
+        {"size", std::size_t{1432}},
+        {"delta", -7},
+        {"big", std::uint64_t{18446744073709551615U}},
+        {"trusted", true}});
+  const auto lines = splitLines(out.drain());
+  REQUIRE(lines.size() == 1);
+  const auto parsed = parseLine(lines[0]);
+  std::vector<std::string> keys;
+  for (const auto& item : parsed.items()) {
+    keys.push_back(item.key());
+  }
+  CHECK(keys == std::vector<std::string>{"ts", "level", "session", "msg", "from", "size", "delta",
+                                         "big", "trusted"});
+  const std::string ts = parsed["ts"].get<std::string>();
+  REQUIRE(ts.size() == 24);  // 2026-12-02T11:00:00.123Z
+  CHECK(ts[4] == '-');
+  CHECK(ts[10] == 'T');
+  CHECK(ts[19] == '.');
+  CHECK(ts[23] == 'Z');
+  CHECK(parsed["level"] == "info");
+  CHECK(parsed["session"] == "0A1B2C000001");
+  CHECK(parsed["msg"] == "message accepted by backend: from=<alice@client.example>");
+  CHECK(parsed["from"] == sender);
+  CHECK(parsed["size"] == 1432);
+  CHECK(parsed["delta"] == -7);
+  CHECK(parsed["big"].get<std::uint64_t>() == 18446744073709551615U);
+  CHECK(parsed["trusted"] == true);
+}
+
+TEST_CASE("log: JSON without a session has no session key; the level is a key, not a prefix") {
+  CapturedStdout out;
+  const Configured settings(config::LogFormat::Json, config::LogLevel::Debug);
+  debug("d");
+  warning("w");
+  error("e");
+  const auto lines = splitLines(out.drain());
+  REQUIRE(lines.size() == 3);
+  const std::array<const char*, 3> levels = {"debug", "warning", "error"};
+  const std::array<const char*, 3> messages = {"d", "w", "e"};
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto parsed = parseLine(lines[i]);
+    CHECK(parsed.size() == 3);
+    CHECK_FALSE(parsed.contains("session"));
+    CHECK(parsed["level"] == levels[i]);
+    CHECK(parsed["msg"] == messages[i]);
+  }
+}
+
+TEST_CASE("log: a field named like a fixed JSON key is written as field_<name>") {
+  CapturedStdout out;
+  const Configured settings(config::LogFormat::Json, config::LogLevel::Info);
+  line(Level::Info, "S1", "the message", {{"msg", "other"}, {"session", 1}, {"ts", "t"}});
+  const auto lines = splitLines(out.drain());
+  REQUIRE(lines.size() == 1);
+  const auto parsed = parseLine(lines[0]);
+  CHECK(parsed["msg"] == "the message");
+  CHECK(parsed["session"] == "S1");
+  CHECK(parsed["field_msg"] == "other");
+  CHECK(parsed["field_session"] == 1);
+  CHECK(parsed["field_ts"] == "t");
+}
+
+TEST_CASE("log: hostile bytes in a message, a session id or a field stay one valid JSON line") {
+  CapturedStdout out;
+  const Configured settings(config::LogFormat::Json, config::LogLevel::Info);
+  using namespace std::string_literals;
+  const std::vector<std::string> hostile = {
+      "nul\0inside"s,
+      "cr\rlf\ncrlf\r\n",
+      "\"quoted\" \\back\\slash\\",
+      "\xff\xfe invalid \xc0\x80 overlong \xed\xa0\x80 surrogate \xe2\x82 truncated",
+      "\x01\x1f\x7f \xe2\x82\xac euro \xf0\x9f\x93\xa7 mail",
+      // Longer than PIPE_BUF once escaped, five times over (the capture takes 64 KiB a write).
+      std::string(1000, '\n') + std::string(1000, '"') + std::string(1000, '\xff'),
+      "ends mid-sequence \xf0\x9f\x93",
+  };
+  for (const std::string& bad : hostile) {
+    line(Level::Warning, bad, bad, {{bad, bad}, {"k", bad}});
+    const std::string written = out.drain();
+    REQUIRE(written.size() > 1);
+    CHECK(written.find('\n') == written.size() - 1);
+    const auto parsed = parseLine(written.substr(0, written.size() - 1));
+    const auto expected = nlohmann::ordered_json::parse(nlohmannString(bad));
+    CHECK(parsed["session"] == expected);
+    CHECK(parsed["msg"] == expected);
+    CHECK(parsed["k"] == expected);
+    CHECK(parsed[expected.get<std::string>()] == expected);
+    CHECK(written.find(logString(bad)) != std::string::npos);
+  }
+}
+
+TEST_CASE("log: JSON escaping is nlohmann::json's, byte for byte (every 1-2 byte string)") {
+  std::string text;
+  CHECK(logString(text) == nlohmannString(text));
+  for (unsigned a = 0; a < 256; ++a) {
+    for (unsigned b = 0; b < 256; ++b) {
+      text.assign({static_cast<char>(a), static_cast<char>(b)});
+      REQUIRE(logString(text) == nlohmannString(text));
+      text.resize(1);
+      REQUIRE(logString(text) == nlohmannString(text));
+    }
+  }
+}
+
+TEST_CASE("log: JSON escaping is nlohmann::json's, byte for byte (any byte in a long ASCII run)") {
+  // Plain runs are scanned 8 bytes at a time: every byte value at every offset of two words,
+  // alone and followed by a continuation byte.
+  for (std::size_t at = 0; at < 17; ++at) {
+    for (unsigned b = 0; b < 256; ++b) {
+      std::string text(17, 'a');
+      text[at] = static_cast<char>(b);
+      REQUIRE(logString(text) == nlohmannString(text));
+      text.insert(at + 1, 1, '\x80');
+      REQUIRE(logString(text) == nlohmannString(text));
+    }
+  }
+}
+
+TEST_CASE("log: JSON escaping is nlohmann::json's, byte for byte (3-4 byte boundary strings)") {
+  // Every kind of byte for the UTF-8 decoder: controls, escapes, ASCII, continuation ranges,
+  // the lead bytes with narrowed second-byte ranges (E0, ED, F0, F4) and the never-valid ones.
+  const std::vector<unsigned char> bytes = {
+      0x00, 0x0a, 0x1f, 0x20, '"',  '\\', 'A',  0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0,
+      0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff};
+  std::string text(4, '\0');
+  std::size_t mismatches = 0;
+  for (unsigned char a : bytes) {
+    for (unsigned char b : bytes) {
+      for (unsigned char c : bytes) {
+        text.resize(3);
+        text[0] = static_cast<char>(a);
+        text[1] = static_cast<char>(b);
+        text[2] = static_cast<char>(c);
+        mismatches += logString(text) != nlohmannString(text) ? 1 : 0;
+        text.resize(4);
+        for (unsigned char d : bytes) {
+          text[3] = static_cast<char>(d);
+          mismatches += logString(text) != nlohmannString(text) ? 1 : 0;
+        }
+      }
+    }
+  }
+  CHECK(mismatches == 0);
+}
+
+TEST_CASE("log: JSON escaping is nlohmann::json's, byte for byte (random strings)") {
+  std::mt19937 random(20261202);
+  // Half the bytes from the interesting end (controls, high bytes), half anything.
+  std::uniform_int_distribution<int> length(0, 200);
+  std::uniform_int_distribution<int> anyByte(0, 255);
+  std::uniform_int_distribution<int> highByte(0x80, 0xff);
+  std::uniform_int_distribution<int> kind(0, 3);
+  std::string text;
+  for (int round = 0; round < 20000; ++round) {
+    text.resize(static_cast<std::size_t>(length(random)));
+    for (char& c : text) {
+      const int k = kind(random);
+      c = static_cast<char>(k == 0   ? highByte(random)
+                            : k == 1 ? anyByte(random) % 0x21
+                                     : anyByte(random));
+    }
+    REQUIRE(logString(text) == nlohmannString(text));
+  }
+  const std::string valid = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa7 \xf4\x8f\xbf\xbf";
+  CHECK(logString(valid) == "\"" + valid + "\"");  // valid UTF-8 is kept as is
+}
+
+TEST_CASE("log: JSON lines batch like text lines") {
+  CapturedStdout out;
+  const Configured settings(config::LogFormat::Json, config::LogLevel::Info);
+  beginBatching();
+  info("one");
+  info("two");
+  CHECK(out.drain().empty());
+  error("now");
+  std::vector<std::string> writes;
+  const auto lines = splitLines(out.drain(&writes));
+  endBatching();
+  CHECK(writes.size() == 2);  // the batch, then the error
+  REQUIRE(lines.size() == 3);
+  CHECK(parseLine(lines[0])["msg"] == "one");
+  CHECK(parseLine(lines[1])["msg"] == "two");
+  CHECK(parseLine(lines[2])["level"] == "error");
 }
 
 }  // namespace certrelay::log

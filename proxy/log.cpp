@@ -17,28 +17,10 @@ namespace certrelay::log {
 namespace {
 
 std::atomic<config::LogFormat> format{config::LogFormat::Text};
+std::atomic<Clock> testClock{nullptr};
 
-// Lines above this are flushed without waiting for the loop iteration to end.
-constexpr std::size_t kBatchLimit = std::size_t{64} * 1024;
-
-struct ThreadState {
-  bool batching = false;
-  std::string pending;
-  std::string scratch;  // the line being formatted
-  // The formatted "YYYY-mm-ddTHH:MM:SS" of lastSecond: a busy worker logs many lines a second.
-  time_t lastSecond = -1;
-  char stamp[32] = {};
-  std::size_t stampLength = 0;
-};
-
-thread_local ThreadState state;
-
-const std::string& programTag() {
-  // The process never forks after start-up, so the pid is read once (it was one getpid(2) per
-  // line before).
-  static const std::string tag = " certrelay[" + std::to_string(getpid()) + "]: ";
-  return tag;
-}
+// A thread's buffers are given back once a burst or a long line grew them beyond this.
+constexpr std::size_t kKeptCapacity = std::size_t{64} * 1024;
 
 void writeAll(const char* p, std::size_t left) {
   while (left > 0) {
@@ -71,6 +53,37 @@ void writeLines(const std::string& text) {
     writeAll(text.data() + start, end - start);
     start = end;
   }
+}
+
+struct ThreadState {
+  ThreadState() = default;
+  ThreadState(const ThreadState&) = delete;
+  ThreadState& operator=(const ThreadState&) = delete;
+  // A thread that ends while batching still gets its lines out.
+  ~ThreadState() { writeLines(pending); }
+
+  bool batching = false;
+  std::string pending;
+  std::chrono::steady_clock::time_point pendingSince;  // when the oldest pending line came
+  std::string scratch;                                 // the line being formatted
+  // The formatted "YYYY-mm-ddTHH:MM:SS" of lastSecond: a busy worker logs many lines a second.
+  time_t lastSecond = -1;
+  char stamp[32] = {};
+  std::size_t stampLength = 0;
+};
+
+thread_local ThreadState state;
+
+std::chrono::steady_clock::time_point now() {
+  const Clock clock = testClock.load(std::memory_order_relaxed);
+  return clock != nullptr ? clock() : std::chrono::steady_clock::now();
+}
+
+const std::string& programTag() {
+  // The process never forks after start-up, so the pid is read once (it was one getpid(2) per
+  // line before).
+  static const std::string tag = " certrelay[" + std::to_string(getpid()) + "]: ";
+  return tag;
 }
 
 // Appends `value` as exactly `width` (at most 6) decimal digits.
@@ -264,6 +277,21 @@ void formatText(std::string& out, Level level, std::string_view sessionId,
   out.push_back('\n');
 }
 
+// Adds a debug or info line to the batch; the batch is written before it would pass
+// kBatchBytes, so that a batch is one write(2) of at most PIPE_BUF bytes.
+void batch(const std::string& text) {
+  if (!state.pending.empty() && state.pending.size() + text.size() > kBatchBytes) {
+    flush();
+  }
+  if (state.pending.empty()) {
+    state.pendingSince = now();
+  }
+  state.pending.append(text);
+  if (state.pending.size() >= kBatchBytes) {
+    flush();
+  }
+}
+
 }  // namespace
 
 void configure(const config::Log& settings) {
@@ -296,15 +324,12 @@ void detail::emit(Level level, std::string_view sessionId, std::string_view mess
     formatText(out, level, sessionId, message);
   }
   if (state.batching && level <= Level::Info) {
-    state.pending.append(out);
-    if (state.pending.size() >= kBatchLimit) {
-      flush();
-    }
+    batch(out);
   } else {
     flush();
     writeAll(out.data(), out.size());
   }
-  if (out.capacity() > kBatchLimit * 2) {
+  if (out.capacity() > kKeptCapacity) {
     std::string().swap(out);
   }
 }
@@ -363,9 +388,30 @@ void flush() {
   }
   writeLines(state.pending);
   state.pending.clear();
-  if (state.pending.capacity() > kBatchLimit * 2) {
-    state.pending.shrink_to_fit();  // a burst must not pin its buffer for the process's life
+  if (state.pending.capacity() > kKeptCapacity) {
+    state.pending.shrink_to_fit();  // a long line must not pin its buffer for the process's life
   }
+}
+
+bool flushDue() {
+  return !state.pending.empty() &&
+         (state.pending.size() >= kBatchBytes || now() - state.pendingSince >= kBatchDelay);
+}
+
+std::optional<std::chrono::milliseconds> flushIfDue() {
+  if (state.pending.empty()) {
+    return std::nullopt;
+  }
+  const auto waited = now() - state.pendingSince;
+  if (state.pending.size() >= kBatchBytes || waited >= kBatchDelay) {
+    flush();
+    return std::nullopt;
+  }
+  return std::chrono::ceil<std::chrono::milliseconds>(kBatchDelay - waited);
+}
+
+void setClockForTesting(Clock clock) {
+  testClock.store(clock, std::memory_order_relaxed);
 }
 
 }  // namespace certrelay::log

@@ -26,18 +26,20 @@
 // Lines never interleave: each reaches stdout whole, in one write(2) of at most PIPE_BUF bytes
 // where it fits (a pipe write that size is atomic even with several writers).
 //
-// Event-loop threads may batch: between beginBatching() and endBatching() a thread's debug and
-// info lines collect in a thread-local buffer that flush() writes in as few write(2) calls as
-// possible. A worker flushes once per loop iteration, just before it waits for I/O, so a
-// line is delayed by one iteration at most and a session's several lines cost one system
-// call instead of one each (bench/RESULTS.md). Warnings and errors flush at once, after
-// whatever was batched before them, so the order within a thread is kept.
+// Event-loop threads batch: between beginBatching() and endBatching() a thread's debug and info
+// lines collect in a thread-local buffer. The buffer is written (one write(2), at most PIPE_BUF
+// bytes unless one line is longer) before it would exceed kBatchBytes, and otherwise when the
+// thread's loop finds it due: flushIfDue() once per loop iteration, plus a timer for the delay
+// it returns, so that no line waits more than about kBatchDelay. Warnings and errors are
+// written at once, after whatever was batched before them, so the order within a thread is kept.
 
 #include <atomic>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -106,12 +108,24 @@ inline void error(std::string_view message) {
 }
 
 // Batching for the calling thread (see above). endBatching() flushes.
+constexpr std::size_t kBatchBytes = 4096;
+constexpr std::chrono::milliseconds kBatchDelay{50};
 void beginBatching();
 void endBatching();
 // Writes the calling thread's batched lines now; a no-op when there are none.
 void flush();
+// Whether the calling thread's batched lines should be written now: kBatchBytes pending, or the
+// oldest of them waiting for kBatchDelay or more.
+bool flushDue();
+// flush() if flushDue(). Returns how long until the lines still pending are due (whole
+// milliseconds, rounded up, at least 1), or nullopt when none are pending.
+std::optional<std::chrono::milliseconds> flushIfDue();
 
 // Appends `text` as the contents of a JSON string (without the quotes), escaped as above.
 void appendJsonString(std::string& out, std::string_view text);
+
+// Tests: the clock that dates batched lines (nullptr: std::chrono::steady_clock::now).
+using Clock = std::chrono::steady_clock::time_point (*)();
+void setClockForTesting(Clock clock);
 
 }  // namespace certrelay::log

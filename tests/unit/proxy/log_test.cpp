@@ -1,5 +1,5 @@
 // proxy/log: line layout (text and JSON), levels, JSON escaping against nlohmann::json, batching
-// per thread, and whole lines in pipe-atomic writes.
+// per thread (4 KiB, 50 ms), and whole lines in pipe-atomic writes.
 
 #include "proxy/log.h"
 
@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config/config.h"
@@ -92,6 +94,23 @@ class Configured {
   ~Configured() { configure(config::Log{}); }
   Configured(const Configured&) = delete;
   Configured& operator=(const Configured&) = delete;
+};
+
+// The clock that dates batched lines, moved by hand for the life of the object.
+std::chrono::steady_clock::time_point fakeTime;
+std::chrono::steady_clock::time_point fakeNow() {
+  return fakeTime;
+}
+class FakeClock {
+ public:
+  FakeClock() {
+    fakeTime = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+    setClockForTesting(&fakeNow);
+  }
+  ~FakeClock() { setClockForTesting(nullptr); }
+  FakeClock(const FakeClock&) = delete;
+  FakeClock& operator=(const FakeClock&) = delete;
+  void advance(std::chrono::microseconds by) { fakeTime += by; }
 };
 
 // What nlohmann::json writes for a string, the reference for the log's escaping.
@@ -439,6 +458,59 @@ TEST_CASE("log: JSON escaping is nlohmann::json's, byte for byte (random strings
   CHECK(logString(valid) == "\"" + valid + "\"");  // valid UTF-8 is kept as is
 }
 
+TEST_CASE("log: batched lines are written before they would pass 4 KiB, one write per batch") {
+  CapturedStdout out;
+  const std::string message(300, 'm');
+  info(message);
+  const std::size_t lineSize = out.drain().size();
+  const std::size_t fit = kBatchBytes / lineSize;
+  REQUIRE(fit * lineSize < kBatchBytes);  // so the batch is written when the next line comes
+  beginBatching();
+  for (std::size_t i = 0; i < fit; ++i) {
+    info(message);
+  }
+  CHECK(out.drain().empty());
+  info(message);
+  std::vector<std::string> writes;
+  out.drain(&writes);
+  REQUIRE(writes.size() == 1);
+  CHECK(writes[0].size() == fit * lineSize);
+  CHECK(writes[0].size() <= PIPE_BUF);
+  CHECK_FALSE(flushDue());  // the last line waits
+  flush();
+  CHECK(out.drain().size() == lineSize);
+  endBatching();
+}
+
+TEST_CASE("log: batched lines are due 50 ms after the oldest of them (injected clock)") {
+  CapturedStdout out;
+  FakeClock clock;
+  beginBatching();
+  CHECK_FALSE(flushDue());
+  CHECK_FALSE(flushIfDue().has_value());  // nothing pending: no timer needed
+  info("oldest");
+  clock.advance(std::chrono::milliseconds(30));
+  info("newer");
+  CHECK_FALSE(flushDue());
+  CHECK(flushIfDue() == std::chrono::milliseconds(20));
+  clock.advance(std::chrono::microseconds(19'500));
+  CHECK(flushIfDue() == std::chrono::milliseconds(1));  // rounded up, never 0
+  CHECK(out.drain().empty());
+  clock.advance(std::chrono::microseconds(500));
+  CHECK(flushDue());
+  CHECK_FALSE(flushIfDue().has_value());
+  CHECK(splitLines(out.drain()).size() == 2);
+  // The next batch counts from its own first line.
+  info("later");
+  clock.advance(std::chrono::milliseconds(49));
+  CHECK(flushIfDue() == std::chrono::milliseconds(1));
+  CHECK(out.drain().empty());
+  clock.advance(std::chrono::milliseconds(1));
+  CHECK_FALSE(flushIfDue().has_value());
+  CHECK(splitLines(out.drain()).size() == 1);
+  endBatching();
+}
+
 TEST_CASE("log: JSON lines batch like text lines") {
   CapturedStdout out;
   const Configured settings(config::LogFormat::Json, config::LogLevel::Info);
@@ -455,6 +527,17 @@ TEST_CASE("log: JSON lines batch like text lines") {
   CHECK(parseLine(lines[0])["msg"] == "one");
   CHECK(parseLine(lines[1])["msg"] == "two");
   CHECK(parseLine(lines[2])["level"] == "error");
+}
+
+TEST_CASE("log: a thread that ends while batching still writes its lines") {
+  CapturedStdout out;
+  std::thread([] {
+    beginBatching();
+    info("left behind");
+  }).join();
+  const auto lines = splitLines(out.drain());
+  REQUIRE(lines.size() == 1);
+  CHECK(suffixAfterTag(lines[0]) == "left behind");
 }
 
 }  // namespace certrelay::log

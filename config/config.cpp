@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "common/text.h"
+#include "config/cpus.h"
 #include "config/read_file.h"
 
 namespace certrelay::config {
@@ -206,9 +207,11 @@ class Loader {
   }
 
   // Integer = seconds; string = "<digits><unit>" with unit ms, s, m or h. Must be > 0.
+  // `allowZero`: 0 is a meaningful value (shutdown.delay), not a mistake.
   std::optional<std::chrono::milliseconds> getDuration(const toml::table& table,
                                                        std::string_view name,
-                                                       const std::string& prefix) const {
+                                                       const std::string& prefix,
+                                                       bool allowZero = false) const {
     const toml::node* node = table.get(name);
     if (node == nullptr) {
       return std::nullopt;
@@ -219,8 +222,8 @@ class Loader {
     int64_t ms = 0;
     if (node->is_integer()) {
       const int64_t seconds = node->as_integer()->get();
-      if (seconds <= 0) {
-        fail(node->source(), key, "must be greater than 0");
+      if (seconds < 0 || (seconds == 0 && !allowZero)) {
+        fail(node->source(), key, allowZero ? "must not be negative" : "must be greater than 0");
       }
       ms = seconds > kMaxDurationMs / 1000 ? kMaxDurationMs + 1 : seconds * 1000;
     } else if (node->is_string()) {
@@ -250,7 +253,7 @@ class Loader {
         const int64_t count = std::stoll(text.substr(0, digits));
         ms = count > kMaxDurationMs / scale ? kMaxDurationMs + 1 : count * scale;
       }
-      if (ms == 0) {
+      if (ms == 0 && !allowZero) {
         fail(node->source(), key, "must be greater than 0");
       }
     } else {
@@ -325,9 +328,8 @@ class Loader {
   void readWorkers(const toml::table& root, Config& config) const {
     const int64_t workers = getInteger(root, "workers", "", 0, kMaxWorkers).value_or(0);
     if (workers == 0) {
-      // hardware_concurrency() may return 0 when unknown; the cap applies to the guess too.
-      const unsigned cores = std::thread::hardware_concurrency();
-      config.workers = std::clamp<unsigned>(cores, 1, kMaxWorkers);
+      // The CPUs this process may use (affinity, cgroup quota); the cap applies to them too.
+      config.workers = std::clamp<unsigned>(availableCpus(), 1, kMaxWorkers);
     } else {
       config.workers = static_cast<unsigned>(workers);
     }
@@ -717,7 +719,7 @@ class Loader {
     }
     if (const toml::table* shutdown = subTable(root, "shutdown", false, true, "")) {
       checkKeys(*shutdown, "shutdown", {"delay", "timeout"});
-      if (auto delay = getDuration(*shutdown, "delay", "shutdown")) {
+      if (auto delay = getDuration(*shutdown, "delay", "shutdown", true)) {
         config.shutdown.delay = *delay;
       }
       if (auto timeout = getDuration(*shutdown, "timeout", "shutdown")) {

@@ -4,6 +4,7 @@
 #include "config/config.h"
 
 #include <doctest/doctest.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,8 @@
 #include <fstream>
 #include <string>
 #include <thread>
+
+#include "config/cpus.h"
 
 namespace certrelay::config {
 namespace {
@@ -104,7 +107,17 @@ std::string systemHostName() {
 }
 
 unsigned expectedCores() {
-  const unsigned cores = std::thread::hardware_concurrency();
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  REQUIRE(sched_getaffinity(0, sizeof set, &set) == 0);
+  unsigned cores = static_cast<unsigned>(CPU_COUNT(&set));
+  std::ifstream limit("/sys/fs/cgroup/cpu.max");
+  std::string line;
+  if (limit && std::getline(limit, line)) {
+    if (const auto cpus = cpusFromCgroupMax(line); cpus && *cpus < cores) {
+      cores = *cpus;
+    }
+  }
   return cores == 0 ? 1 : (cores > 256 ? 256 : cores);
 }
 
@@ -613,6 +626,19 @@ high_watermark = 8192
                "\"optional\""));
   }
 
+  TEST_CASE("workers = 0: the cgroup v2 cpu.max quota, rounded up; no limit is none") {
+    CHECK(cpusFromCgroupMax("max 100000") == std::nullopt);
+    CHECK(cpusFromCgroupMax("max 100000\n") == std::nullopt);
+    CHECK(cpusFromCgroupMax("100000 100000\n") == 1U);
+    CHECK(cpusFromCgroupMax("150000 100000") == 2U);
+    CHECK(cpusFromCgroupMax("50000 100000") == 1U);
+    CHECK(cpusFromCgroupMax("400000 100000") == 4U);
+    CHECK(cpusFromCgroupMax("") == std::nullopt);
+    CHECK(cpusFromCgroupMax("abc 100000") == std::nullopt);
+    CHECK(cpusFromCgroupMax("100000 0") == std::nullopt);
+    CHECK(availableCpus() >= 1U);
+  }
+
   TEST_CASE("operations: [admin], [log], [shutdown], [metrics] with their defaults") {
     Fixture f;
     const Config byDefault = f.parse(kBase);
@@ -636,6 +662,10 @@ high_watermark = 8192
     CHECK(c.shutdown.delay == std::chrono::seconds(1));
     CHECK(c.shutdown.timeout == std::chrono::seconds(20));
     CHECK(c.metrics.perIdentity);
+    CHECK(f.parse(kBase + "[shutdown]\ndelay = 0\n").shutdown.delay.count() == 0);
+    CHECK(f.parse(kBase + "[shutdown]\ndelay = \"0s\"\n").shutdown.delay.count() == 0);
+    CHECK(f.error(kBase + "[shutdown]\ndelay = -1\n") ==
+          f.at(10, "shutdown.delay: must not be negative"));
     CHECK(f.parse(kBase + "[timeouts]\nshutdown = \"9s\"\n").shutdown.timeout ==
           std::chrono::seconds(9));
     CHECK(f.error(kBase + "[timeouts]\nshutdown = \"9s\"\n[shutdown]\ntimeout = \"8s\"\n") ==

@@ -14,10 +14,13 @@
 #include "common/assert.h"
 #include "policy/relay_policy.h"
 #include "proxy/backend_connection.h"
+#include "proxy/capability_probe.h"
 #include "proxy/log.h"
 #include "proxy/material_watcher.h"
 #include "proxy/net_util.h"
+#include "proxy/process_admin.h"
 #include "proxy/shared_state.h"
+#include "proxy/supervisor.h"
 #include "proxy/watched_material.h"
 #include "proxy/worker.h"
 #include "tls/context.h"
@@ -30,77 +33,10 @@ class StartupError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// What backend.identity resolves to with these capabilities; "" when an explicit mode is not
-// offered (a configuration error: the proxy must not carry on under its own address).
-[[nodiscard]] std::string resolveHandoff(config::IdentityMode mode,
-                                         const smtp::Capabilities& caps) {
-  const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(mode, caps);
-  return choice.offered ? choice.describe() : std::string();
-}
-
-// Asks the backend for its EHLO keywords and publishes them for every worker's EHLO replies.
-class CapabilityProbe final : public BackendEvents {
- public:
-  CapabilityProbe(uv_loop_t* loop, SharedState& shared) : loop_(loop), shared_(shared) {}
-
-  void start() {
-    if (connection_ != nullptr) {
-      return;  // the previous probe is still running
-    }
-    connection_ = BackendConnection::start(loop_, *shared_.config, this,
-                                           BackendConnection::Mode::Probe, {}, "probe");
-  }
-  void stop() {
-    if (connection_ != nullptr) {
-      std::exchange(connection_, nullptr)->detachAndClose();
-    }
-  }
-  bool answeredOnce() const { return answered_; }
-
-  void onBackendReady(const smtp::Capabilities& capabilities) override {
-    auto published = std::make_shared<const smtp::Capabilities>(capabilities);
-    shared_.backendCapabilities.store(published);
-    const std::string handoff = resolveHandoff(shared_.config->backend.identity, capabilities);
-    if (!answered_ || !healthy_ || handoff != handoff_) {
-      if (handoff.empty()) {
-        log::error("backend " + shared_.config->backend.address.toString() +
-                   " does not offer the configured backend.identity; sessions will be refused "
-                   "with 421 4.3.0 until it does");
-      } else {
-        log::info("backend " + shared_.config->backend.address.toString() +
-                  " answered the capability probe; identity hand-off: " + handoff +
-                  (capabilities.chunking ? ", CHUNKING relayed" : ""));
-      }
-    }
-    handoff_ = handoff;
-    answered_ = true;
-    healthy_ = true;
-    stop();
-  }
-  void onBackendReply(BackendPurpose, std::uint64_t, const smtp::Reply&) override {}
-  void onBackendFailure(BackendFailure failure, const std::string& detail) override {
-    connection_ = nullptr;
-    if (healthy_ || !reportedFailure_) {
-      log::warning("backend probe " + shared_.config->backend.address.toString() + " " +
-                   toString(failure) + ": " + detail);
-    }
-    reportedFailure_ = true;
-    healthy_ = false;
-  }
-  void onBackendWritable() override {}
-
- private:
-  uv_loop_t* loop_;
-  SharedState& shared_;
-  BackendConnection* connection_ = nullptr;
-  bool answered_ = false;
-  bool healthy_ = false;
-  std::string handoff_;
-  bool reportedFailure_ = false;
-};
-
-// A listening socket (the caller owns it), or StartupError.
-[[nodiscard]] int bindListener(const config::Listener& listener, std::uint16_t port) {
+// A listening socket (the caller owns it), or StartupError. `sharePort`: SO_REUSEPORT, so that
+// every worker gets its own socket on the port and the kernel spreads connections between them.
+[[nodiscard]] int bindListener(const config::Listener& listener, std::uint16_t port,
+                               bool sharePort) {
   config::Endpoint endpoint = listener.address;
   endpoint.port = port;
   sockaddr_storage addr{};
@@ -116,14 +52,13 @@ class CapabilityProbe final : public BackendEvents {
     const int saved = errno;
     ::close(fd);
     throw StartupError("listener " + listener.name + ": " + what + " " + endpoint.toString() +
-                       ": " + std::strerror(saved));
+                       ": " + (saved == EADDRINUSE ? "address in use" : std::strerror(saved)));
   };
   const int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
     fail("SO_REUSEADDR on");
   }
-  // One socket per worker on the same port: the kernel spreads connections between them.
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+  if (sharePort && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
     fail("SO_REUSEPORT on");
   }
   if (addr.ss_family == AF_INET6 &&
@@ -131,10 +66,30 @@ class CapabilityProbe final : public BackendEvents {
     fail("IPV6_V6ONLY on");
   }
   const socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 1024) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    fail("cannot listen on");
+  }
+  if (sharePort && ::listen(fd, 1024) != 0) {
     fail("cannot listen on");
   }
   return fd;
+}
+
+// SO_REUSEPORT would let a second certrelay (same user) bind the same address silently and take
+// part of the traffic. A plain bind first proves that nobody serves it: it fails with
+// EADDRINUSE against any listening socket, shared or not. Returns the port (the kernel's choice
+// for port 0), which the workers' sockets then share.
+[[nodiscard]] std::uint16_t claimAddress(const config::Listener& listener) {
+  const int fd = bindListener(listener, listener.address.port, false);
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  const bool named = getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  const int saved = errno;
+  ::close(fd);
+  if (!named) {
+    throw StartupError("listener " + listener.name + ": getsockname: " + std::strerror(saved));
+  }
+  return fromSockaddr(addr).port;
 }
 
 // The port a bound socket got (the kernel's choice for port 0), or StartupError.
@@ -156,27 +111,19 @@ void uvCheck(int rc, const char* what) {
 
 struct MainLoop {
   uv_loop_t loop{};
-  uv_signal_t sigterm{};
-  uv_signal_t sigint{};
-  uv_signal_t sighup{};
   uv_timer_t probeTimer{};
-  std::vector<std::unique_ptr<Worker>>* workers = nullptr;
   CapabilityProbe* probe = nullptr;
+  std::unique_ptr<admin::AdminServer> admin;  // when [admin] is configured
   // Everything read from files that reloads live (the table, the TLS generation).
   std::vector<std::unique_ptr<MaterialWatcher>>* watchers = nullptr;
-  bool stopping = false;
 };
 
 // Closes the main loop's own handles, those that were initialised (a zeroed handle has no loop)
 // and are not closing already.
 void closeHandles(MainLoop& main) {
-  for (uv_handle_t* h :
-       {reinterpret_cast<uv_handle_t*>(&main.sigterm), reinterpret_cast<uv_handle_t*>(&main.sigint),
-        reinterpret_cast<uv_handle_t*>(&main.sighup),
-        reinterpret_cast<uv_handle_t*>(&main.probeTimer)}) {
-    if (h->loop != nullptr && uv_is_closing(h) == 0) {
-      uv_close(h, nullptr);
-    }
+  auto* timer = reinterpret_cast<uv_handle_t*>(&main.probeTimer);
+  if (timer->loop != nullptr && uv_is_closing(timer) == 0) {
+    uv_close(timer, nullptr);
   }
 }
 
@@ -189,14 +136,11 @@ void closeLoop(uv_loop_t& loop) {
   }
 }
 
-void requestStop(MainLoop& main, const char* why) {
-  if (main.stopping) {
-    return;
-  }
-  main.stopping = true;
-  log::info(std::string("stopping (") + why + "): draining sessions");
-  for (auto& worker : *main.workers) {
-    worker->requestStop();
+// Everything on the main loop but the supervisor: the probe and its timer, the watchers. Called
+// once the workers are done (or when start-up fails after they were started).
+void stopBackground(MainLoop& main) {
+  if (main.admin) {
+    main.admin->stop();  // joins the admin thread: no request reaches the supervisor after this
   }
   main.probe->stop();
   for (auto& watcher : *main.watchers) {
@@ -205,36 +149,9 @@ void requestStop(MainLoop& main, const char* why) {
   closeHandles(main);
 }
 
-// SIGHUP, and an operator's reload: every watched material is read again at once.
-void reloadAll(MainLoop& main, const char* reason) {
-  for (auto& watcher : *main.watchers) {
-    watcher->reloadNow(reason);
-  }
-}
-
-// Signals (SIGTERM and SIGINT stop, SIGHUP reloads what is read from files) and the backend probe
-// timer. Their
-// callbacks run only inside uv_run, once every pointer in `main` is set.
+// The backend probe timer. Its callback runs only inside uv_run, once every pointer in `main` is
+// set.
 void startMainHandles(MainLoop& main, std::uint64_t probeInterval) {
-  uvCheck(uv_signal_init(&main.loop, &main.sigterm), "uv_signal_init");
-  uvCheck(uv_signal_init(&main.loop, &main.sigint), "uv_signal_init");
-  uvCheck(uv_signal_init(&main.loop, &main.sighup), "uv_signal_init");
-  main.sigterm.data = main.sigint.data = main.sighup.data = &main;
-  uvCheck(uv_signal_start(
-              &main.sigterm,
-              [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGTERM"); },
-              SIGTERM),
-          "uv_signal_start(SIGTERM)");
-  uvCheck(uv_signal_start(
-              &main.sigint,
-              [](uv_signal_t* s, int) { requestStop(*static_cast<MainLoop*>(s->data), "SIGINT"); },
-              SIGINT),
-          "uv_signal_start(SIGINT)");
-  uvCheck(uv_signal_start(
-              &main.sighup,
-              [](uv_signal_t* s, int) { reloadAll(*static_cast<MainLoop*>(s->data), "SIGHUP"); },
-              SIGHUP),
-          "uv_signal_start(SIGHUP)");
   uvCheck(uv_timer_init(&main.loop, &main.probeTimer), "uv_timer_init");
   main.probeTimer.data = &main;
   uvCheck(
@@ -313,9 +230,9 @@ bool bindListeners(MainLoop& main, const config::Config& config,
                    std::vector<std::vector<ListenerSocket>>& perWorker) {
   try {
     for (const auto& listener : config.listeners) {
-      std::uint16_t port = listener.address.port;
+      std::uint16_t port = claimAddress(listener);
       for (unsigned w = 0; w < config.workers; ++w) {
-        const int fd = bindListener(listener, port);
+        const int fd = bindListener(listener, port, true);
         perWorker[w].push_back(ListenerSocket{&listener, fd});
         port = boundPort(listener, fd);  // port 0: every worker joins the port the kernel chose
       }
@@ -351,6 +268,7 @@ bool bindListeners(MainLoop& main, const config::Config& config,
 
 int runServer(const std::shared_ptr<const config::Config>& config) {
   signal(SIGPIPE, SIG_IGN);
+  log::configure(config->log);  // before any other thread exists
   MainLoop main;
   if (const int rc = uv_loop_init(&main.loop); rc != 0) {
     log::error(std::string("uv_loop_init: ") + uv_strerror(rc));
@@ -375,15 +293,30 @@ int runServer(const std::shared_ptr<const config::Config>& config) {
     return 1;
   }
 
+  Supervisor supervisor(&main.loop, shared);
   std::vector<std::unique_ptr<Worker>> workers;
   for (unsigned w = 0; w < config->workers; ++w) {
     workers.push_back(std::make_unique<Worker>(w, shared, std::move(perWorker[w])));
-    workers.back()->startThread();
+    workers.back()->startThread([&supervisor] { supervisor.workerFinished(); });
   }
-  main.workers = &workers;
-
+  ProcessAdmin adminHandler(shared, workers, probe, supervisor);
+  std::string problem = supervisor.start(workers, watchers, [&main] { stopBackground(main); });
+  if (problem.empty() && config->admin.enabled) {
+    main.admin = admin::AdminServer::start(config->admin, adminHandler, problem);
+  }
+  if (!problem.empty()) {
+    // Nothing may stay half-started (an admin address in use, a failed signal handle).
+    log::error(problem + "; not starting");
+    for (auto& worker : workers) {
+      worker->requestStop(std::chrono::milliseconds(0), true);
+      worker->join();
+    }
+    stopBackground(main);
+    static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));
+    return 1;
+  }
   log::info("ready: workers=" + std::to_string(config->workers));
-  // Returns once requestStop closed every handle (nothing calls uv_stop).
+  // Returns once the supervisor and stopBackground() closed every handle (nothing calls uv_stop).
   static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));
   for (auto& worker : workers) {
     worker->join();

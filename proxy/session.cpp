@@ -281,12 +281,12 @@ void Session::closeClient() {
   }
 }
 
-void Session::drain() {
+void Session::drain(bool fast) {
   if (tornDown_ || !dialogue_) {
     return;
   }
   ++clientCork_;
-  dialogue_->drain();
+  dialogue_->drain(fast);
   uncorkClient();
   updateReading();
 }

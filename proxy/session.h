@@ -35,7 +35,8 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   static void accept(Worker& worker, const config::Listener& listener, uv_stream_t* server);
 
   // Graceful stop: an idle session is told 421 4.3.2 at once, a busy one when it is done.
-  void drain();
+  // `fast`: only a message in flight is waited for (smtp::Dialogue::drain).
+  void drain(bool fast);
   // Shutdown deadline passed: close now, whatever the state.
   void forceClose();
 

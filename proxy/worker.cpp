@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 
 #include "proxy/log.h"
@@ -18,18 +19,28 @@ Worker::~Worker() {
   join();
 }
 
-void Worker::startThread() {
+void Worker::startThread(std::function<void()> onFinished) {
+  onFinished_ = std::move(onFinished);
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &stopAsync_,
                 [](uv_async_t* async) { static_cast<Worker*>(async->data)->onStopRequested(); });
   stopAsync_.data = this;
   uv_timer_init(&loop_, &shutdownTimer_);
   shutdownTimer_.data = this;
-  // Batched log lines go out once per loop iteration, just before the loop waits for I/O.
-  // Unreferenced: it must not keep a stopping worker alive.
+  // Batched log lines go out at 4 KiB (log::line does that) or once the oldest has waited
+  // log::kBatchDelay: checked before the loop waits for I/O, with a timer for a quiet loop.
+  // Unreferenced: neither may keep a stopping worker alive.
+  uv_timer_init(&loop_, &logTimer_);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&logTimer_));
   uv_prepare_init(&loop_, &logFlush_);
-  uv_prepare_start(&logFlush_, [](uv_prepare_t*) { log::flush(); });
+  logFlush_.data = this;
+  uv_prepare_start(&logFlush_,
+                   [](uv_prepare_t* p) { static_cast<Worker*>(p->data)->onLogFlush(); });
   uv_unref(reinterpret_cast<uv_handle_t*>(&logFlush_));
+  if (const int rc = heartbeat_.start(&loop_); rc != 0) {
+    log::warning("worker " + std::to_string(index_) + ": heartbeat: " + uv_strerror(rc) +
+                 "; /livez will report this loop as stalled");
+  }
   for (const auto& socket : sockets_) {
     auto handle = std::make_unique<ListenHandle>();
     handle->listener = socket.listener;
@@ -69,9 +80,28 @@ void Worker::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
   log::endBatching();
+  if (onFinished_) {
+    onFinished_();
+  }
 }
 
-void Worker::requestStop() {
+void Worker::onLogFlush() {
+  const auto wait = log::flushIfDue();
+  if (!wait) {
+    uv_timer_stop(&logTimer_);
+  } else if (uv_is_active(reinterpret_cast<uv_handle_t*>(&logTimer_)) == 0) {
+    // flush(), not flushIfDue(): the loop's cached time may fire this a little early.
+    uv_timer_start(
+        &logTimer_, [](uv_timer_t*) { log::flush(); }, static_cast<std::uint64_t>(wait->count()),
+        0);
+  }
+}
+
+void Worker::requestStop(std::chrono::milliseconds hardStopIn, bool fast) {
+  hardStopInMs_.store(hardStopIn.count());
+  if (fast) {
+    fastRequested_.store(true);
+  }
   uv_async_send(&stopAsync_);
 }
 
@@ -90,26 +120,35 @@ std::string Worker::nextSessionId() {
 }
 
 void Worker::onStopRequested() {
-  if (draining_) {
+  const bool fast = fastRequested_.load();
+  if (draining_ && (fast_ || !fast)) {
     return;
   }
-  draining_ = true;
-  for (auto& handle : listeners_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&handle->tcp), nullptr);
+  fast_ = fast;
+  if (!draining_) {
+    draining_ = true;
+    for (auto& handle : listeners_) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&handle->tcp), nullptr);
+    }
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&stopAsync_), nullptr);
+  drainSessions(fast);
+  // (Re)arm the hard stop: a fast stop may shorten it, never lengthen it.
+  uv_timer_start(
+      &shutdownTimer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->onShutdownDeadline(); },
+      static_cast<std::uint64_t>(std::max<std::int64_t>(hardStopInMs_.load(), 0)), 0);
+  // Neither the deadline timer nor the wake-up may keep an otherwise finished loop alive.
+  uv_unref(reinterpret_cast<uv_handle_t*>(&shutdownTimer_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&stopAsync_));
+}
+
+void Worker::drainSessions(bool fast) {
   // Copy: drain() may end a session, which removes it from the set.
   const std::vector<Session*> sessions(sessions_.begin(), sessions_.end());
   for (Session* session : sessions) {
     if (sessions_.count(session) != 0) {
-      session->drain();
+      session->drain(fast);
     }
   }
-  uv_timer_start(
-      &shutdownTimer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->onShutdownDeadline(); },
-      static_cast<std::uint64_t>(shared_.config->shutdown.timeout.count()), 0);
-  // The deadline timer must not keep an otherwise finished loop alive.
-  uv_unref(reinterpret_cast<uv_handle_t*>(&shutdownTimer_));
 }
 
 void Worker::onShutdownDeadline() {

@@ -4,13 +4,17 @@
 
 #include <uv.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "proxy/admin/liveness.h"
 #include "proxy/shared_state.h"
 
 namespace certrelay::proxy {
@@ -30,9 +34,12 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  void startThread();
-  // Thread-safe: close the listeners, drain sessions, exit the loop by the shutdown deadline.
-  void requestStop();
+  // `onFinished` runs on the worker's thread once its loop has ended.
+  void startThread(std::function<void()> onFinished = {});
+  // Thread-safe: close the listeners, drain the sessions, and close whatever is left after
+  // `hardStopIn`. `fast`: sessions without a message in DATA close at once (a message being
+  // received, or waiting for its final reply, still gets it). A second call may make it fast.
+  void requestStop(std::chrono::milliseconds hardStopIn, bool fast);
   void join();
 
   // Loop-thread only.
@@ -45,6 +52,8 @@ class Worker {
   void add(Session* session) { sessions_.insert(session); }
   void remove(Session* session) { sessions_.erase(session); }
   bool draining() const { return draining_; }
+  // Any thread: proof that this worker's loop turns (/livez).
+  const admin::LoopHeartbeat& heartbeat() const { return heartbeat_; }
 
  private:
   struct ListenHandle {
@@ -55,6 +64,8 @@ class Worker {
 
   void run();
   void onStopRequested();
+  void drainSessions(bool fast);
+  void onLogFlush();
   void onShutdownDeadline();
 
   unsigned index_;
@@ -62,8 +73,15 @@ class Worker {
   std::vector<ListenerSocket> sockets_;
   uv_loop_t loop_{};
   uv_async_t stopAsync_{};
+  // Set by requestStop() on another thread, read by onStopRequested() on this one.
+  std::atomic<std::int64_t> hardStopInMs_{0};
+  std::atomic<bool> fastRequested_{false};
+  bool fast_ = false;
+  std::function<void()> onFinished_;
   uv_timer_t shutdownTimer_{};
   uv_prepare_t logFlush_{};
+  uv_timer_t logTimer_{};  // writes a batch whose oldest line waited log::kBatchDelay
+  admin::LoopHeartbeat heartbeat_;
   std::vector<std::unique_ptr<ListenHandle>> listeners_;
   std::unordered_set<Session*> sessions_;  // live sessions, not owned
   bool draining_ = false;

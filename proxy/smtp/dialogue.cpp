@@ -500,8 +500,16 @@ std::string Dialogue::rejectLogSuffix(const std::string& rcpt) const {
          " proto=" + (esmtp_ ? "ESMTP" : "SMTP") + " helo=<" + text::sanitizeComment(helo_) + ">";
 }
 
-void Dialogue::drain() {
+void Dialogue::drain(bool fast) {
   draining_ = true;
+  if (fast && !messageInFlight() && phase_ != Phase::Closing) {
+    // A fast stop waits only for a message whose content is on its way or whose final reply is
+    // owed; anything else ends now (owed replies get 451 from dropBackend, then the 421).
+    dropBackend();
+    info("fast stop: closing " + clientName());
+    reply(replies::shuttingDown(config_.hostname), true);
+    return;
+  }
   closeIfDrainedIdle();
 }
 

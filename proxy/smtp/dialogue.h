@@ -126,7 +126,9 @@ class Dialogue {
   void onBackendIdle();
   void onTimer();
   // Graceful stop: an idle session is told 421 4.3.2 at once; a transaction runs to its end.
-  void drain();
+  // `fast`: only a message in flight (content being received, or its final reply owed) runs to
+  // its end; the session is told 421 4.3.2 and closed otherwise.
+  void drain(bool fast = false);
 
   // --- what the host asks ---
   // Whether the host should read from the client now (the host adds its own write backpressure).
@@ -134,6 +136,8 @@ class Dialogue {
   // Message content is being read: the backend's outgoing queue paces the client.
   [[nodiscard]] bool inContent() const { return phase_ == Phase::Data || phase_ == Phase::Chunk; }
   [[nodiscard]] bool closing() const { return phase_ == Phase::Closing; }
+  // Content is being received, or the final reply of a message is owed by the backend.
+  [[nodiscard]] bool messageInFlight() const;
   [[nodiscard]] unsigned messages() const { return messages_; }
   [[nodiscard]] std::size_t bufferedInput() const { return lines_.buffered(); }
 

@@ -245,6 +245,18 @@ void Dialogue::resumeInput() {
   closeIfDrainedIdle();
 }
 
+bool Dialogue::messageInFlight() const {
+  if (phase_ == Phase::Data || phase_ == Phase::Chunk) {
+    return true;
+  }
+  for (const Owed& owed : owed_) {
+    if (isFinal(owed.purpose)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void Dialogue::closeIfDrainedIdle() {
   if (draining_ && phase_ == Phase::Command && replies_.empty() && !transaction_.open &&
       lines_.buffered() == 0 && !deferredLine_) {

@@ -231,6 +231,9 @@ class Proxy:
             "policy": {"fingerprints": "relay_clientcerts", "local_domains": [LOCAL_DOMAIN]},
             "timeouts": {"command": "300s", "tls_handshake": "60s", "data": "180s",
                          "backend_connect": "30s", "backend_reply": "300s", "shutdown": "5s"},
+            # No endpoint removal to wait for: listeners close at SIGTERM (tests of the delay
+            # set it).
+            "shutdown": {"delay": "0s"},
             "limits": {"max_line_length": 2048, "max_recipients": 1000, "max_errors": 20,
                        "max_connections": 10000},
         }

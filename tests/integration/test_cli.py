@@ -47,7 +47,8 @@ class CliTest(harness.IntegrationTest):
     def test_version(self):
         result = self.cli("--version")
         self.assertEqual(result.returncode, 0, result)
-        self.assertRegex(result.stdout.decode().strip(), r"^certrelay \d+\.\d+(\.\d+)?\S*$")
+        first = result.stdout.decode().splitlines()[0]
+        self.assertRegex(first, r"^certrelay \d+\.\d+(\.\d+)?\S* \(revision \S+\)$")
 
     def test_check_config_ok(self):
         proxy = self.config()

@@ -393,6 +393,37 @@ TEST_SUITE("dialogue") {
     CHECK(late.take() == "C< 421 4.3.2 mx.test Service shutting down\nclose\n");
   }
 
+  TEST_CASE("fast drain: a message in DATA gets its reply; a transaction without one ends now") {
+    Script s;
+    plainSession(s);
+    s.client("MAIL FROM:<a@sender.example>\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.client("RCPT TO:<b@local.example>\r\n");
+    s.backend("250 2.1.5 Ok");
+    s.take();
+    CHECK_FALSE(s.dialogue().messageInFlight());
+    s.dialogue().drain(true);
+    CHECK(s.take() == "B close\nC< 421 4.3.2 mx.test Service shutting down\nclose\n");
+
+    Script d;
+    plainSession(d);
+    d.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\nDATA\r\n");
+    d.backend("250 2.1.0 Ok");
+    d.backend("250 2.1.5 Ok");
+    d.backend("354 End data with <CR><LF>.<CR><LF>");
+    d.client("Subject: x\r\n\r\nbody\r\n");
+    d.take();
+    CHECK(d.dialogue().messageInFlight());
+    d.dialogue().drain(true);
+    CHECK(d.take().empty());  // the message goes on
+    d.client(".\r\n");
+    CHECK(d.dialogue().messageInFlight());  // its final reply is owed
+    d.take();
+    d.backend("250 2.0.0 Ok: queued as ABC");
+    CHECK(d.take() ==
+          "C< 250 2.0.0 Ok: queued as ABC\nC< 421 4.3.2 mx.test Service shutting down\nclose\n");
+  }
+
   TEST_CASE("drain while idle: 421 4.3.2 and close at once") {
     Script s;
     plainSession(s);

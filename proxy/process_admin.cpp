@@ -1,0 +1,42 @@
+#include "proxy/process_admin.h"
+
+#include <ctime>
+
+namespace certrelay::proxy {
+
+std::vector<admin::Check> ProcessAdmin::liveness() {
+  // Never the backend: a backend outage must not get the proxy restarted (operations.md).
+  std::vector<admin::Check> checks;
+  const auto stall = shared_.config->admin.stallTimeout;
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    const auto silent = workers_[i]->heartbeat().sinceLastBeat();
+    const bool ok = silent <= stall;
+    checks.push_back({"worker-" + std::to_string(i), ok,
+                      ok ? std::string()
+                         : "loop stalled for " + std::to_string(silent.count()) + " ms (limit " +
+                               std::to_string(stall.count()) + " ms)"});
+  }
+  return checks;
+}
+
+std::vector<admin::Check> ProcessAdmin::readiness() {
+  std::vector<admin::Check> checks;
+  const auto context = shared_.tls.load();
+  const bool expired = context && context->notAfter() < std::time(nullptr);
+  checks.push_back({"certificate", context != nullptr && !expired,
+                    context == nullptr ? "no certificate loaded"
+                                       : (expired ? "the certificate in force has expired" : "")});
+  // The listeners are bound before the admin endpoint starts (a bind failure stops start-up).
+  checks.push_back({"listeners", true, ""});
+  const std::string backend = probe_.lastProblem();
+  checks.push_back({"backend", backend.empty(), backend});
+  const bool draining = supervisor_.draining();
+  checks.push_back({"draining", !draining, draining ? "draining: no new sessions wanted" : ""});
+  return checks;
+}
+
+std::string ProcessAdmin::metrics() {
+  return {};  // filled in when the metrics registry is wired
+}
+
+}  // namespace certrelay::proxy

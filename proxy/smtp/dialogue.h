@@ -58,6 +58,19 @@ using Ticket = ReplyQueue::Ticket;
 // the client's first content bytes so that both leave in one write).
 enum class ContentTiming : std::uint8_t { Now, WithNextWrite };
 
+// What became of one recipient or one message (for metrics), reported once, when it is known.
+// A message is content the client sent to its end (the final dot, or BDAT LAST's chunk).
+enum class Outcome : std::uint8_t {
+  RcptRelayed,          // a non-local recipient (a trusted client): the backend said 2xx
+  RcptLocal,            // a local recipient: the backend said 2xx
+  RcptRelayDenied,      // the proxy's 454 Relay access denied
+  RcptBackendRejected,  // the backend said 4xx or 5xx
+  MessageAccepted,      // the backend said 2xx to the end of data
+  MessageRejected,      // the backend said 5xx
+  MessageDeferred,      // 4xx: the backend's, or the proxy's when the backend was lost before
+  MessageUnknown,       // the final reply never came: the backend was lost after the end of data
+};
+
 class DialogueHost {
  public:
   virtual ~DialogueHost() = default;

@@ -42,6 +42,8 @@ Session::Session(Worker& worker, const config::Listener& listener)
     : worker_(worker),
       config_(worker.config()),
       listener_(listener),
+      metrics_(worker.shared().metrics.get()),
+      listenerMetrics_(metrics_ != nullptr ? metrics_->listener(listener.name) : nullptr),
       id_(worker.nextSessionId()),
       tlsContext_(worker.shared().tls.load()) {
   worker_.shared().connections.fetch_add(1, std::memory_order_relaxed);
@@ -378,6 +380,12 @@ std::shared_ptr<const smtp::Capabilities> Session::backendCapabilities() {
 
 std::time_t Session::wallClock() {
   return std::time(nullptr);
+}
+
+void Session::outcome(smtp::Outcome what, std::string_view identity, std::uint64_t bytes) {
+  if (metrics_ != nullptr) {
+    metrics_->outcome(what, identity, bytes);
+  }
 }
 
 // --- backend events ---

@@ -21,6 +21,7 @@
 
 #include "config/config.h"
 #include "proxy/backend_connection.h"
+#include "proxy/metrics.h"
 #include "proxy/net_util.h"
 #include "proxy/smtp/dialogue.h"
 #include "tls/engine.h"
@@ -80,6 +81,7 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   std::shared_ptr<const policy::Policy> policy() override;
   std::shared_ptr<const smtp::Capabilities> backendCapabilities() override;
   std::time_t wallClock() override;
+  void outcome(smtp::Outcome what, std::string_view identity, std::uint64_t bytes) override;
 
   // --- BackendEvents ---
   void onBackendReady(const smtp::Capabilities& capabilities) override;
@@ -94,6 +96,8 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   Worker& worker_;
   const config::Config& config_;
   const config::Listener& listener_;
+  Metrics* metrics_;                          // null: nothing is counted
+  const Metrics::Listener* listenerMetrics_;  // null without metrics
   std::string id_;
   PeerAddress peer_;
 

@@ -13,6 +13,8 @@
 
 namespace certrelay::proxy {
 
+class Metrics;
+
 struct SharedState {
   std::shared_ptr<const config::Config> config;
   // The TLS generation a new session starts with (a session keeps the one it started with).
@@ -23,6 +25,9 @@ struct SharedState {
   std::atomic<std::shared_ptr<const smtp::Capabilities>> backendCapabilities;
   // Open client connections across all workers (limits.max_connections).
   std::atomic<std::size_t> connections{0};
+  // The process's metrics (proxy/metrics.h): set once before the workers start, never replaced.
+  // Null where nobody counts (unit tests); every user tolerates that.
+  std::shared_ptr<Metrics> metrics;
 };
 
 }  // namespace certrelay::proxy

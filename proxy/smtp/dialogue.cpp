@@ -314,7 +314,7 @@ void Dialogue::onMail(const Command& command) {
   transaction_.from = sender.null ? "<>" : sender.mailbox.canonical();
   ensureBackend();
   const Ticket ticket = replies_.reserve();
-  owed_.push_back(Owed{BackendPurpose::Mail, ticket, transaction_.utf8});
+  owed_.push_back(Owed{BackendPurpose::Mail, ticket, transaction_.utf8, false, 0, {}});
   host_.backendMail("MAIL FROM:" + transaction_.from + params.wire, ticket, messageId(),
                     protocolName());
 }
@@ -347,19 +347,30 @@ void Dialogue::onRcpt(const Command& command) {
   // The current policy snapshot decides, trust and recipient alike: a revocation counts from the
   // next RCPT on, on a resumed TLS session too (nothing about trust is cached in the session).
   const auto policy = host_.policy();
-  const bool permitted = policy->relayAllowed(certificate_, settings_.peer.addr, nullptr);
+  std::string identity;
+  const bool permitted = policy->relayAllowed(certificate_, settings_.peer.addr,
+                                              config_.metrics.perIdentity ? &identity : nullptr);
   const policy::Decision decision =
       policy::decideRecipient(*policy, permitted, path.path, transaction_.utf8);
   switch (decision.verdict) {
-    case policy::Verdict::Accept:
+    case policy::Verdict::Accept: {
       if (++transaction_.forwarded == 1) {
         transaction_.firstRecipient = decision.canonical;
       }
-      sendToBackend("RCPT TO:" + decision.canonical + params.wire, BackendPurpose::Rcpt);
+      // For the outcome report only (relayed or local): the decision above is the one that
+      // counts. A trusted client's recipient is local when anyone could have sent to it.
+      const bool relayed =
+          permitted &&
+          policy::decideRecipient(*policy, false, path.path, transaction_.utf8).verdict !=
+              policy::Verdict::Accept;
+      sendToBackend("RCPT TO:" + decision.canonical + params.wire, BackendPurpose::Rcpt,
+                    Owed{.relayed = relayed, .identity = std::move(identity)});
       return;
+    }
     case policy::Verdict::RelayDenied:
       info("NOQUEUE: reject: RCPT from " + clientName() + ": " + decision.reply +
            rejectLogSuffix(decision.canonical));
+      host_.outcome(Outcome::RcptRelayDenied, {}, 0);  // not trusted: no identity to report
       reject(decision.reply + "\r\n");
       return;
     case policy::Verdict::BadAddress:
@@ -474,6 +485,7 @@ void Dialogue::forgetPreTlsState() {
 
 void Dialogue::resetTransaction() {
   transaction_.reset();
+  chunkedBytes_ = 0;
 }
 
 std::string Dialogue::listedIdentity() const {
@@ -484,6 +496,10 @@ std::string Dialogue::listedIdentity() const {
     return {};
   }
   return identity;
+}
+
+std::string Dialogue::reportIdentity() const {
+  return config_.metrics.perIdentity ? listedIdentity() : std::string();
 }
 
 std::string Dialogue::messageId() const {

@@ -103,6 +103,13 @@ class DialogueHost {
   // What the backend last announced to the proxy; null until it answered once.
   virtual std::shared_ptr<const Capabilities> backendCapabilities() = 0;
   virtual std::time_t wallClock() = 0;
+
+  // --- reports ---
+  // A recipient's or a message's result, once, when it is known (see Outcome). `identity`: with
+  // config.metrics.perIdentity, the listed identity of a client trusted by its certificate, else
+  // "". `bytes`: a message's content bytes (DATA after canonicalisation, or the BDAT chunks), 0
+  // for a recipient.
+  virtual void outcome(Outcome what, std::string_view identity, std::uint64_t bytes) = 0;
 };
 
 struct DialogueSettings {
@@ -164,9 +171,14 @@ class Dialogue {
   };
   // A reply the backend owes, in the order the commands went out.
   struct Owed {
-    BackendPurpose purpose;
-    Ticket ticket;
-    bool utf8;  // the transaction declared SMTPUTF8: UTF-8 reply text is allowed
+    BackendPurpose purpose = BackendPurpose::Internal;
+    Ticket ticket = 0;
+    bool utf8 = false;  // the transaction declared SMTPUTF8: UTF-8 reply text is allowed
+    // What the outcome report needs once the reply is in: a RCPT's recipient is not local; a
+    // message's content bytes; the identity to report (see DialogueHost::outcome).
+    bool relayed = false;
+    std::uint64_t bytes = 0;
+    std::string identity{};
   };
   struct Chunk {
     std::uint64_t remaining = 0;
@@ -199,9 +211,14 @@ class Dialogue {
   void ensureBackend();
   void dropBackend();
   void sendToBackend(std::string_view line, BackendPurpose purpose);
+  // `report`: what the outcome report needs (Owed's last three members; the rest is set here).
+  void sendToBackend(std::string_view line, BackendPurpose purpose, Owed report);
   void failOwed(BackendFailure failure);
   void lostBackend(BackendFailure failure, std::string_view detail);
   void onDataReply(Ticket ticket, const Reply& reply);
+  // The outcome of a RCPT or a message whose reply (`code`) the backend sent.
+  void reportReply(const Owed& owed, int code);
+  void report(const Owed& owed, Outcome what) { host_.outcome(what, owed.identity, owed.bytes); }
   void logFinalReply(const Reply& reply);
   void resumeInput();
   void closeIfDrainedIdle();
@@ -215,6 +232,8 @@ class Dialogue {
   void forgetPreTlsState();
   void resetTransaction();
   std::string listedIdentity() const;
+  // The identity an outcome is reported with: listedIdentity() with metrics.per_identity only.
+  std::string reportIdentity() const;
   std::string messageId() const;
   std::string protocolName() const;
   std::string clientName() const { return clientLogName(settings_.peer); }
@@ -244,6 +263,7 @@ class Dialogue {
   std::string helo_;
   bool esmtp_ = false;
   Transaction transaction_;
+  std::uint64_t chunkedBytes_ = 0;  // BDAT bytes of the transaction, for the outcome report
   Chunk chunk_;
 
   // A command that must end its pipelining group (EHLO, HELO, STARTTLS, QUIT) and arrived while

@@ -68,8 +68,15 @@ void Dialogue::dropBackend() {
 }
 
 void Dialogue::sendToBackend(std::string_view line, BackendPurpose purpose) {
+  sendToBackend(line, purpose, Owed{});
+}
+
+void Dialogue::sendToBackend(std::string_view line, BackendPurpose purpose, Owed report) {
   const Ticket ticket = replies_.reserve();
-  owed_.push_back(Owed{purpose, ticket, transaction_.utf8});
+  report.purpose = purpose;
+  report.ticket = ticket;
+  report.utf8 = transaction_.utf8;
+  owed_.push_back(std::move(report));
   host_.backendCommand(line, purpose, ticket);
 }
 
@@ -78,9 +85,12 @@ void Dialogue::failOwed(BackendFailure failure) {
   bool first = true;
   bool dataRefused = false;
   while (!owed_.empty()) {
-    const Owed owed = owed_.front();
+    const Owed owed = std::move(owed_.front());
     owed_.pop_front();
     if (configuration) {
+      if (isFinal(owed.purpose)) {
+        report(owed, Outcome::MessageDeferred);  // setup failed: the backend never saw it
+      }
       // Never continue under the proxy's own identity: fail closed and hang up.
       fill(owed.ticket,
            first ? replies::backendConfiguration(config_.hostname)
@@ -94,6 +104,7 @@ void Dialogue::failOwed(BackendFailure failure) {
       }
       warn("message status unknown (backend lost after end of data)" + envelope +
            "; client told 451");
+      report(owed, Outcome::MessageUnknown);
       fill(owed.ticket, replies::kOutcomeUnknown);
     } else {
       dataRefused = dataRefused || owed.purpose == BackendPurpose::Data;
@@ -153,7 +164,7 @@ void Dialogue::onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply
                         owed_.front().ticket == ticket)) {
     return closeOnBug("a backend reply out of order");
   }
-  const Owed owed = owed_.front();
+  const Owed owed = owed_.front();  // a copy: a protocol error fails it with the rest still owed
   switch (classifyBackendReply(purpose, reply, owed.utf8)) {
     case ReplyFit::ProtocolError:
       // Not relayed: the backend's state is unknown from here on. This reply's slot is failed
@@ -170,6 +181,9 @@ void Dialogue::onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply
                                        reply.text() +
                                        "; the backend must accept the proxy without AUTH (check "
                                        "smtpd_authorized_xclient_hosts or mynetworks)");
+      if (isFinal(purpose)) {
+        report(owed, Outcome::MessageDeferred);  // the client is told 421
+      }
       fill(ticket, replies::backendRefusedProxy(config_.hostname), true);
       dropBackend();
       flushReplies();
@@ -177,6 +191,7 @@ void Dialogue::onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply
     case ReplyFit::Closing:
       owed_.pop_front();
       warn("backend closing the session: " + std::to_string(reply.code) + " " + reply.text());
+      reportReply(owed, reply.code);
       fill(ticket, reply.wire(), true);
       dropBackend();
       flushReplies();
@@ -194,6 +209,7 @@ void Dialogue::onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply
     if (isFinal(purpose)) {
       logFinalReply(reply);
     }
+    reportReply(owed, reply.code);
     fill(ticket, reply.wire());
   }
   flushReplies();
@@ -222,6 +238,19 @@ void Dialogue::onDataReply(Ticket ticket, const Reply& reply) {
     transaction_.headerSent = true;
   }
   host_.armTimer(config_.timeouts.data);
+}
+
+void Dialogue::reportReply(const Owed& owed, int code) {
+  const bool accepted = code / 100 == 2;
+  if (owed.purpose == BackendPurpose::Rcpt) {
+    report(owed, !accepted      ? Outcome::RcptBackendRejected
+                 : owed.relayed ? Outcome::RcptRelayed
+                                : Outcome::RcptLocal);
+  } else if (isFinal(owed.purpose)) {
+    report(owed, accepted          ? Outcome::MessageAccepted
+                 : code / 100 == 5 ? Outcome::MessageRejected
+                                   : Outcome::MessageDeferred);
+  }
 }
 
 void Dialogue::logFinalReply(const Reply& reply) {

@@ -33,6 +33,10 @@ void Dialogue::onBdat(const Command& command) {
     reject(replies::kNeedMail);
   } else if (transaction_.lost) {
     chunk_.discard = true;
+    if (last) {
+      // The message ends here, and its 451 is this one (BDAT LAST with no backend).
+      host_.outcome(Outcome::MessageDeferred, reportIdentity(), chunkedBytes_ + size);
+    }
     reply(replies::kBackendUnavailable);
   } else if (transaction_.forwarded == 0) {
     chunk_.discard = true;
@@ -46,8 +50,11 @@ void Dialogue::onBdat(const Command& command) {
       host_.backendContent(header, ContentTiming::Now);
       transaction_.headerSent = true;
     }
+    chunkedBytes_ += size;
+    // The message's bytes and identity wait for the final reply, to be reported with it.
     sendToBackend("BDAT " + std::to_string(size) + (last ? " LAST" : ""),
-                  last ? BackendPurpose::BdatLast : BackendPurpose::Bdat);
+                  last ? BackendPurpose::BdatLast : BackendPurpose::Bdat,
+                  last ? Owed{.bytes = chunkedBytes_, .identity = reportIdentity()} : Owed{});
     if (last) {
       messageLogs_.push_back("from=" + transaction_.from + " (BDAT)");
     }
@@ -98,12 +105,14 @@ void Dialogue::endData(std::size_t used, std::string_view bytes) {
   if (!transaction_.lost) {
     data_.finish(scratch_);
     const Ticket ticket = replies_.reserve();
-    owed_.push_back(Owed{BackendPurpose::EndOfData, ticket, transaction_.utf8});
+    owed_.push_back(Owed{BackendPurpose::EndOfData, ticket, transaction_.utf8, false,
+                         data_.contentBytes(), reportIdentity()});
     host_.backendEndContent(scratch_, ticket);
     ++messages_;
     messageLogs_.push_back(envelope);  // logged with the backend's verdict: one line per message
   } else {
     info("end of data from " + clientName() + ": " + envelope + " (discarded: backend lost)");
+    host_.outcome(Outcome::MessageDeferred, reportIdentity(), data_.contentBytes());
     reply(replies::kDataLost);
   }
   resetTransaction();

@@ -158,6 +158,9 @@ class Script final : public DialogueHost {
   void popOwed() { owed_.pop_front(); }
   // Every byte the client was sent, in order.
   const std::string& clientWire() const { return clientWire_; }
+  // The outcomes reported since the last takeOutcomes(), one line each: "rcpt local",
+  // "message accepted bytes=21 identity=client.example".
+  std::string takeOutcomes() { return std::exchange(outcomes_, {}); }
 
   // --- DialogueHost ---
   void sendToClient(std::string_view wire) override {
@@ -211,6 +214,20 @@ class Script final : public DialogueHost {
   std::shared_ptr<const policy::Policy> policy() override { return policy_; }
   std::shared_ptr<const Capabilities> backendCapabilities() override { return capabilities_; }
   std::time_t wallClock() override { return 1'800'000'000; }
+  void outcome(Outcome what, std::string_view identity, std::uint64_t bytes) override {
+    static constexpr const char* kNames[] = {
+        "rcpt relayed",     "rcpt local",       "rcpt relay_denied", "rcpt backend_rejected",
+        "message accepted", "message rejected", "message deferred",  "message unknown",
+    };
+    std::string line = kNames[static_cast<std::size_t>(what)];
+    if (what >= Outcome::MessageAccepted) {
+      line += " bytes=" + std::to_string(bytes);
+    }
+    if (!identity.empty()) {
+      line += " identity=" + std::string(identity);
+    }
+    outcomes_ += line + "\n";
+  }
 
   void setCapabilities(const Capabilities& capabilities) {
     capabilities_ = std::make_shared<const Capabilities>(capabilities);
@@ -225,6 +242,7 @@ class Script final : public DialogueHost {
   std::unique_ptr<Dialogue> dialogue_;
   std::string transcript_;
   std::string clientWire_;
+  std::string outcomes_;
   std::vector<std::string> logs_;
   std::deque<Owed> owed_;
   std::chrono::milliseconds timer_{0};

@@ -627,5 +627,187 @@ TEST_SUITE("dialogue") {
   }
 }
 
+// The outcome reports (DialogueHost::outcome, for metrics): each exactly once, when it is known.
+TEST_SUITE("dialogue outcomes") {
+  TEST_CASE(
+      "recipients: relay_denied at the 454; local, relayed, rejected at the backend's reply") {
+    Script s;
+    tlsSession(s, true);
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\n");
+    s.client("RCPT TO:<x@remote.example>\r\nRCPT TO:<y@remote.example>\r\n");
+    CHECK(s.takeOutcomes().empty());  // nothing is known before the backend answers
+    s.backend("250 2.1.0 Ok");
+    s.backend("250 2.1.5 Ok");
+    CHECK(s.takeOutcomes() == "rcpt local\n");
+    s.backend("250 2.1.5 Ok");
+    CHECK(s.takeOutcomes() == "rcpt relayed\n");
+    s.backend("550 5.1.1 <y@remote.example>: Recipient address rejected");
+    CHECK(s.takeOutcomes() == "rcpt backend_rejected\n");
+    // An untrusted client: the 454 is reported as it is decided, before MAIL's reply is in.
+    Script u;
+    plainSession(u);
+    u.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<x@remote.example>\r\n");
+    CHECK(u.takeOutcomes() == "rcpt relay_denied\n");
+    u.client("RCPT TO:<b@local.example>\r\n");
+    u.backend("250 2.1.0 Ok");
+    u.backend("451 4.3.0 Try again");
+    CHECK(u.takeOutcomes() == "rcpt backend_rejected\n");
+  }
+
+  TEST_CASE("recipients: a backend lost or closing with RCPT in flight") {
+    Script s;
+    plainSession(s);
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.backendFails();
+    CHECK(s.takeOutcomes().empty());  // our 451 says nothing about the recipient
+    Script c;
+    plainSession(c);
+    c.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\n");
+    c.backend("250 2.1.0 Ok");
+    c.backend("421 4.3.0 mx.backend Server shutting down");
+    CHECK(c.takeOutcomes() == "rcpt backend_rejected\n");  // the backend's own 421
+  }
+
+  TEST_CASE("messages: accepted with their bytes only at the backend's 2xx; 5xx and 4xx") {
+    Script s;
+    plainSession(s);
+    openTransaction(s);
+    s.takeOutcomes();
+    s.client("DATA\r\n");
+    s.backend("354 go ahead");
+    s.client("Subject: hi\r\n\r\nbody\r\n.\r\n");
+    CHECK(s.takeOutcomes().empty());  // the dot is not an acceptance
+    s.backend("250 2.0.0 Ok: queued as ABC");
+    CHECK(s.takeOutcomes() == "message accepted bytes=21\n");
+    for (const char* verdict : {"554 5.7.1 Rejected", "452 4.3.1 Insufficient storage"}) {
+      CAPTURE(verdict);
+      s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\nDATA\r\n");
+      s.backend("250 2.1.0 Ok");
+      s.backend("250 2.1.5 Ok");
+      s.backend("354 go ahead");
+      s.client("x\r\n.\r\n");
+      s.takeOutcomes();
+      s.backend(verdict);
+      CHECK(s.takeOutcomes() ==
+            (verdict[0] == '5' ? "message rejected bytes=3\n" : "message deferred bytes=3\n"));
+    }
+    // A DATA the backend refuses is no message: the client never sent its content.
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\nDATA\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.backend("250 2.1.5 Ok");
+    s.takeOutcomes();
+    s.backend("554 5.5.1 Error: no valid recipients");
+    CHECK(s.takeOutcomes().empty());
+  }
+
+  TEST_CASE(
+      "messages: backend lost after the dot is unknown, never accepted; before it, deferred") {
+    Script s;
+    plainSession(s);
+    openTransaction(s);
+    s.takeOutcomes();
+    s.client("DATA\r\n");
+    s.backend("354 go ahead");
+    s.client("body\r\n.\r\n");
+    s.backendFails();
+    CHECK(s.takeOutcomes() == "message unknown bytes=6\n");
+    s.client("MAIL FROM:<a@sender.example>\r\n");
+    CHECK(s.takeOutcomes().empty());
+    // Lost during the content: the 451 at the dot defers it.
+    Script d;
+    plainSession(d);
+    openTransaction(d);
+    d.takeOutcomes();
+    d.client("DATA\r\n");
+    d.backend("354 go ahead");
+    d.client("part\r\n");
+    d.backendFails();
+    CHECK(d.takeOutcomes().empty());  // not over yet: the client is still sending
+    d.client("more\r\n.\r\n");
+    CHECK(d.takeOutcomes() == "message deferred bytes=12\n");
+  }
+
+  TEST_CASE("messages: the backend's 421 or 530 to the end of data defers it") {
+    for (const char* verdict : {"421 4.3.0 mx.backend Server shutting down", "530 5.7.0 Auth"}) {
+      CAPTURE(verdict);
+      Script s;
+      plainSession(s);
+      openTransaction(s);
+      s.takeOutcomes();
+      s.client("DATA\r\n");
+      s.backend("354 go ahead");
+      s.client("body\r\n.\r\n");
+      s.backend(verdict);
+      CHECK(s.takeOutcomes() == "message deferred bytes=6\n");
+      CHECK(s.closed());
+    }
+  }
+
+  TEST_CASE("messages: BDAT LAST accepted with every chunk's bytes; lost in flight or before") {
+    Script s;
+    plainSession(s);
+    openTransaction(s);
+    s.takeOutcomes();
+    s.client("BDAT 5\r\nhelloBDAT 6 LAST\r\n world");
+    s.backend("250 2.0.0 Ok");  // the first chunk
+    CHECK(s.takeOutcomes().empty());
+    s.backend("250 2.0.0 Ok: queued");
+    CHECK(s.takeOutcomes() == "message accepted bytes=11\n");
+    // BDAT LAST in flight when the backend is lost: unknown, once.
+    openTransaction(s);
+    s.takeOutcomes();
+    s.client("BDAT 10 LAST\r\nhello");
+    s.backendFails();
+    s.client("world");
+    CHECK(s.takeOutcomes() == "message unknown bytes=10\n");
+    // A transaction whose backend was lost before BDAT LAST: that BDAT's 451 defers it.
+    openTransaction(s);
+    s.takeOutcomes();
+    s.client("BDAT 3\r\nabc");
+    s.backendFails();
+    s.client("BDAT 2 LAST\r\nde");
+    CHECK(s.takeOutcomes() == "message deferred bytes=5\n");
+  }
+
+  TEST_CASE("per identity: the listed certificate's identity, with metrics.per_identity only") {
+    config::Config config = testing::scriptConfig();
+    config.metrics.perIdentity = true;
+    Script s(config);
+    tlsSession(s, true);
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<x@remote.example>\r\nDATA\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.backend("250 2.1.5 Ok");
+    s.backend("354 go ahead");
+    s.client("body\r\n.\r\n");
+    s.backend("250 2.0.0 Ok: queued");
+    CHECK(s.takeOutcomes() ==
+          "rcpt relayed identity=client.example\n"
+          "message accepted bytes=6 identity=client.example\n");
+    // A reply that makes no sense for the end of data: unknown, the identity kept.
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\nDATA\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.backend("250 2.1.5 Ok");
+    s.backend("354 go ahead");
+    s.client("body\r\n.\r\n");
+    s.backend("354 again");
+    CHECK(s.takeOutcomes() ==
+          "rcpt local identity=client.example\nmessage unknown bytes=6 identity=client.example\n");
+    // An unlisted certificate has no identity; neither has anyone without per_identity.
+    Script anonymous(config);
+    tlsSession(anonymous, false);
+    anonymous.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\n");
+    anonymous.backend("250 2.1.0 Ok");
+    anonymous.backend("250 2.1.5 Ok");
+    CHECK(anonymous.takeOutcomes() == "rcpt local\n");
+    Script off;
+    tlsSession(off, true);
+    off.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<x@remote.example>\r\n");
+    off.backend("250 2.1.0 Ok");
+    off.backend("250 2.1.5 Ok");
+    CHECK(off.takeOutcomes() == "rcpt relayed\n");
+  }
+}
+
 }  // namespace
 }  // namespace certrelay::smtp

@@ -6,6 +6,7 @@
 #include "common/assert.h"
 #include "common/idle_buffer.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/net_util.h"
 #include "proxy/smtp/xforward.h"
 
@@ -13,22 +14,25 @@ namespace certrelay::proxy {
 
 BackendConnection* BackendConnection::start(uv_loop_t* loop, const config::Config& config,
                                             BackendEvents* listener, Mode mode,
-                                            smtp::ClientIdentity identity, std::string logId) {
-  auto* connection =
-      new BackendConnection(loop, config, listener, mode, std::move(identity), std::move(logId));
+                                            smtp::ClientIdentity identity, std::string logId,
+                                            Metrics* metrics) {
+  auto* connection = new BackendConnection(loop, config, listener, mode, std::move(identity),
+                                           std::move(logId), metrics);
   connection->connect();
   return connection;
 }
 
 BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
                                      BackendEvents* listener, Mode mode,
-                                     smtp::ClientIdentity identity, std::string logId)
+                                     smtp::ClientIdentity identity, std::string logId,
+                                     Metrics* metrics)
     : loop_(loop),
       config_(config),
       listener_(listener),
       mode_(mode),
       identity_(std::move(identity)),
       logId_(std::move(logId)),
+      metrics_(metrics),
       parser_(config.limits.maxLineLength) {}
 
 void BackendConnection::connect() {
@@ -41,6 +45,7 @@ void BackendConnection::connect() {
   tcp_.data = this;
   timer_.data = this;
   openHandles_ = 2;
+  connectStarted_ = uv_hrtime();
 
   sockaddr_storage addr{};
   int rc = toSockaddr(config_.backend.address, addr) ? 0 : UV_EINVAL;
@@ -184,6 +189,7 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
       if (mode_ == Mode::Probe) {
         phase_ = Phase::Ready;
         uv_timer_stop(&timer_);
+        reportReady();
         if (listener_ != nullptr) {
           listener_->onBackendReady(capabilities_);
         }
@@ -245,9 +251,16 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
   }
 }
 
+void BackendConnection::reportReady() {
+  if (metrics_ != nullptr) {
+    metrics_->backendConnected(static_cast<double>(uv_hrtime() - connectStarted_) / 1e9);
+  }
+}
+
 void BackendConnection::becomeReady() {
   phase_ = Phase::Ready;
   uv_timer_stop(&timer_);
+  reportReady();
   if (listener_ != nullptr) {
     listener_->onBackendReady(capabilities_);
   }

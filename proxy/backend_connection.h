@@ -34,6 +34,8 @@
 
 namespace certrelay::proxy {
 
+class Metrics;
+
 using smtp::BackendFailure;
 using smtp::BackendPurpose;
 
@@ -67,9 +69,10 @@ class BackendConnection {
     Probe,    // greeting and EHLO only, to learn the capabilities; ready = probe done
   };
 
+  // `metrics` (may be null) times the connection from connect to ready.
   static BackendConnection* start(uv_loop_t* loop, const config::Config& config,
                                   BackendEvents* listener, Mode mode, smtp::ClientIdentity identity,
-                                  std::string logId);
+                                  std::string logId, Metrics* metrics = nullptr);
 
   // Queues a command line (without CR LF). Its reply goes to onBackendReply with `tag`.
   void sendCommand(std::string_view line, BackendPurpose purpose, std::uint64_t tag);
@@ -125,7 +128,7 @@ class BackendConnection {
   };
 
   BackendConnection(uv_loop_t* loop, const config::Config& config, BackendEvents* listener,
-                    Mode mode, smtp::ClientIdentity identity, std::string logId);
+                    Mode mode, smtp::ClientIdentity identity, std::string logId, Metrics* metrics);
   ~BackendConnection() = default;
 
   void connect();
@@ -135,6 +138,8 @@ class BackendConnection {
   void handleSetupReply(const smtp::Reply& reply);
   void sendXclient();
   void becomeReady();
+  // Ready (either mode): the connect-to-ready time goes to the metrics.
+  void reportReady();
   std::string xforwardLines(const Queued& mail) const;
   void flushQueue();
   void write(std::string_view bytes);
@@ -157,6 +162,8 @@ class BackendConnection {
   Mode mode_;
   smtp::ClientIdentity identity_;
   std::string logId_;
+  Metrics* metrics_;
+  std::uint64_t connectStarted_ = 0;  // uv_hrtime() at connect()
   smtp::IdentityHandoff handoff_ = smtp::IdentityHandoff::None;
   std::size_t queuedWire_ = 0;  // bytes held in queue_
   Phase phase_ = Phase::Connecting;

@@ -47,10 +47,16 @@ Session::Session(Worker& worker, const config::Listener& listener)
       id_(worker.nextSessionId()),
       tlsContext_(worker.shared().tls.load()) {
   worker_.shared().connections.fetch_add(1, std::memory_order_relaxed);
+  if (listenerMetrics_ != nullptr) {
+    metrics_->sessionOpened(*listenerMetrics_);
+  }
 }
 
 Session::~Session() {
   worker_.shared().connections.fetch_sub(1, std::memory_order_relaxed);
+  if (listenerMetrics_ != nullptr) {
+    metrics_->sessionClosed(*listenerMetrics_);
+  }
   worker_.remove(this);
 }
 
@@ -126,9 +132,11 @@ void Session::pumpTls() {
   tls_->takeCiphertext(out_);
   startClientWrite();
   if (tls_->handshakeJustCompleted()) {
+    handshakeEnded(true);
     dialogue_->onTlsEstablished(tls_->facts());
   }
   if (state == tls::Engine::State::Failed) {
+    handshakeEnded(false);
     log::line(log::Level::Warning, id_,
               "SSL_accept error from " + clientLogName(peer_) + ": " + tls_->error());
     closeClient();  // the alert, if any, is already in out_
@@ -145,6 +153,10 @@ void Session::pumpTls() {
 }
 
 void Session::sendToClient(std::string_view wire) {
+  // Every reply leaves through here (the dialogue sends whole replies): counted once each.
+  if (metrics_ != nullptr) {
+    metrics_->countReplies(wire);
+  }
   if (tls_) {
     tls_->queuePlaintext(wire);
     tls_->pump();
@@ -159,6 +171,19 @@ void Session::startTls() {
   // The 220 to STARTTLS is already in out_ as plaintext (implicit TLS: nothing was sent):
   // everything from here on is the engine's.
   tls_ = std::make_unique<tls::Engine>(tlsContext_, listener_.clientCert);
+  tlsStarted_ = uv_hrtime();
+  handshakeOpen_ = true;
+}
+
+void Session::handshakeEnded(bool ok) {
+  if (!handshakeOpen_) {
+    return;  // counted already (a failure after completion, e.g. client_cert = require)
+  }
+  handshakeOpen_ = false;
+  if (listenerMetrics_ != nullptr) {
+    const double seconds = static_cast<double>(uv_hrtime() - tlsStarted_) / 1e9;
+    metrics_->tlsHandshake(*listenerMetrics_, tls_->facts().summary.resumed, ok, seconds);
+  }
 }
 
 void Session::startClientWrite() {
@@ -302,6 +327,7 @@ void Session::teardown(const char* reason) {
     return;
   }
   tornDown_ = true;
+  handshakeEnded(false);  // a handshake still running is abandoned (timeout, client gone)
   closeBackend();
   log::line(log::Level::Info, id_,
             "disconnect from " + clientLogName(peer_) + " (" + reason +
@@ -324,7 +350,7 @@ void Session::openBackend(const smtp::ClientIdentity& identity) {
     closeBackend();
   }
   backend_ = BackendConnection::start(worker_.loop(), config_, this,
-                                      BackendConnection::Mode::Session, identity, id_);
+                                      BackendConnection::Mode::Session, identity, id_, metrics_);
 }
 
 void Session::closeBackend() {

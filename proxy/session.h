@@ -63,6 +63,8 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   void onTimer();
   void teardown(const char* reason);
   void onHandleClosed();
+  // The TLS handshake ended: established (`ok`), failed, or abandoned by the teardown (metrics).
+  void handshakeEnded(bool ok);
 
   // --- smtp::DialogueHost: the dialogue's actions ---
   void sendToClient(std::string_view wire) override;
@@ -114,6 +116,8 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
 
   tls::ContextPtr tlsContext_;        // the snapshot this session started with
   std::unique_ptr<tls::Engine> tls_;  // set from the 220 to STARTTLS on
+  std::uint64_t tlsStarted_ = 0;      // uv_hrtime() at startTls()
+  bool handshakeOpen_ = false;        // started, not yet counted as ended
   BackendConnection* backend_ = nullptr;
   std::optional<smtp::Dialogue> dialogue_;  // constructed once the addresses are known
 };

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/smtp/identity_handoff.h"
 
 namespace certrelay::proxy {
@@ -22,8 +23,9 @@ void CapabilityProbe::start() {
   if (connection_ != nullptr) {
     return;  // the previous probe is still running
   }
-  connection_ = BackendConnection::start(loop_, *shared_.config, this,
-                                         BackendConnection::Mode::Probe, {}, "probe");
+  connection_ =
+      BackendConnection::start(loop_, *shared_.config, this, BackendConnection::Mode::Probe, {},
+                               "probe", shared_.metrics.get());
 }
 
 void CapabilityProbe::stop() {
@@ -62,6 +64,9 @@ void CapabilityProbe::onBackendReady(const smtp::Capabilities& capabilities) {
   handoff_ = handoff;
   answered_ = true;
   healthy_ = true;
+  if (shared_.metrics) {
+    shared_.metrics->setBackendUp(!handoff.empty());
+  }
   stop();
 }
 
@@ -74,6 +79,9 @@ void CapabilityProbe::onBackendFailure(BackendFailure failure, const std::string
   setProblem("backend " + address + " " + toString(failure) + ": " + detail);
   reportedFailure_ = true;
   healthy_ = false;
+  if (shared_.metrics) {
+    shared_.metrics->setBackendUp(false);
+  }
 }
 
 }  // namespace certrelay::proxy

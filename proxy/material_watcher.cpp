@@ -92,6 +92,9 @@ std::string MaterialWatcher::loadNow() {
   current_ = job.snapshot;
   currentHash_ = job.hash;
   spec_.publish(current_);
+  if (spec_.loaded) {
+    spec_.loaded(true);
+  }
   log::info(spec_.name + ": loaded " + (spec_.subject.empty() ? "" : spec_.subject + ": ") +
             inForceText());
   return {};
@@ -224,6 +227,9 @@ void MaterialWatcher::finishJob(Job& job) {
   const bool operatorAsked = job.reason != "poll" && job.reason != "change";
   if (!job.error.empty()) {
     ++counts_.failed;
+    if (spec_.loaded) {
+      spec_.loaded(false);
+    }
     // Once per distinct problem and content, but always when an operator asked.
     const std::string failure = job.hash + " " + job.error;
     if (failure != lastFailure_ || operatorAsked) {
@@ -246,6 +252,9 @@ void MaterialWatcher::finishJob(Job& job) {
     lastFailure_.clear();
     spec_.publish(current_);
     ++counts_.published;
+    if (spec_.loaded) {
+      spec_.loaded(true);
+    }
     log::info(spec_.name + ": reloaded (" + job.reason + ") " +
               (spec_.subject.empty() ? "" : spec_.subject + ": ") + inForceText());
   }

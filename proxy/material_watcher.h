@@ -55,6 +55,9 @@ class MaterialWatcher {
     std::function<void(const Snapshot& snapshot)> publish;
     // A short description for log lines ("3 entries", "1 certificate (...)").
     std::function<std::string(const Snapshot& snapshot)> describe;
+    // Loop thread, optional: a load ended, put in force (true) or refused (false); an unchanged
+    // read is neither. For the reload metrics.
+    std::function<void(bool ok)> loaded;
     std::chrono::milliseconds debounce{200};
     std::chrono::milliseconds poll{30'000};
   };

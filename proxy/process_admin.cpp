@@ -2,6 +2,8 @@
 
 #include <ctime>
 
+#include "proxy/metrics.h"
+
 namespace certrelay::proxy {
 
 std::vector<admin::Check> ProcessAdmin::liveness() {
@@ -36,7 +38,7 @@ std::vector<admin::Check> ProcessAdmin::readiness() {
 }
 
 std::string ProcessAdmin::metrics() {
-  return {};  // filled in when the metrics registry is wired
+  return shared_.metrics ? shared_.metrics->exposition() : std::string();
 }
 
 }  // namespace certrelay::proxy

@@ -17,6 +17,7 @@
 #include "proxy/capability_probe.h"
 #include "proxy/log.h"
 #include "proxy/material_watcher.h"
+#include "proxy/metrics.h"
 #include "proxy/net_util.h"
 #include "proxy/process_admin.h"
 #include "proxy/shared_state.h"
@@ -182,6 +183,8 @@ namespace {
 bool loadSharedState(uv_loop_t* loop, const std::shared_ptr<const config::Config>& config,
                      SharedState& shared, std::vector<std::unique_ptr<MaterialWatcher>>& watchers) {
   shared.config = config;
+  // Before the first load: the watchers' publications set its gauges.
+  shared.metrics = std::make_shared<Metrics>(*config);
   watchers.push_back(std::make_unique<MaterialWatcher>(loop, tlsMaterial(shared)));
   if (config->policy.fingerprints.empty()) {
     shared.policy.store(policy::buildPolicy(config->policy));

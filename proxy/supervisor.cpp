@@ -6,6 +6,7 @@
 
 #include "common/assert.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 
 namespace certrelay::proxy {
 
@@ -108,6 +109,9 @@ void Supervisor::beginDrain(const char* why) {
   phase_ = Phase::Delaying;
   drainStarted_ = std::chrono::steady_clock::now();
   draining_.store(true, std::memory_order_relaxed);
+  if (shared_.metrics) {
+    shared_.metrics->setDraining(true);
+  }
   // The delay counts against the hard stop: never wait longer than the whole drain may take.
   const auto delay = std::min(shared_.config->shutdown.delay, shared_.config->shutdown.timeout);
   log::info(std::string("stopping (") + why + "): draining; not ready; accepting for " +
@@ -149,6 +153,9 @@ void Supervisor::goFast(const char* why) {
   }
   phase_ = Phase::Fast;
   draining_.store(true, std::memory_order_relaxed);
+  if (shared_.metrics) {
+    shared_.metrics->setDraining(true);
+  }
   static_cast<void>(uv_timer_stop(&delay_));
   log::info(std::string("stopping fast (") + why +
             "): listeners closed; messages in DATA get their reply, other sessions close now");

@@ -1,10 +1,26 @@
 #include "proxy/watched_material.h"
 
+#include <ctime>
+#include <functional>
+
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "tls/context.h"
 #include "tls/material.h"
 
 namespace certrelay::proxy {
+namespace {
+
+// certrelay_reloads_total{material,result} and the last success's time.
+std::function<void(bool)> countLoads(SharedState& shared, const char* material) {
+  return [&shared, material](bool ok) {
+    if (shared.metrics) {
+      shared.metrics->countReload(material, ok, std::time(nullptr));
+    }
+  };
+}
+
+}  // namespace
 
 MaterialWatcher::Spec policyMaterial(SharedState& shared) {
   const config::Config& config = *shared.config;
@@ -20,7 +36,11 @@ MaterialWatcher::Spec policyMaterial(SharedState& shared) {
                                                   settings.digest));
   };
   spec.publish = [&shared](const MaterialWatcher::Snapshot& snapshot) {
-    shared.policy.store(std::static_pointer_cast<const policy::Policy>(snapshot));
+    auto policy = std::static_pointer_cast<const policy::Policy>(snapshot);
+    if (shared.metrics) {
+      shared.metrics->setPolicyEntries(policy->table.size());
+    }
+    shared.policy.store(std::move(policy));
   };
   spec.describe = [](const MaterialWatcher::Snapshot& snapshot) {
     return std::to_string(std::static_pointer_cast<const policy::Policy>(snapshot)->table.size()) +
@@ -28,6 +48,7 @@ MaterialWatcher::Spec policyMaterial(SharedState& shared) {
   };
   spec.debounce = settings.reloadDebounce;
   spec.poll = settings.reloadPollInterval;
+  spec.loaded = countLoads(shared, "policy");
   return spec;
 }
 
@@ -49,6 +70,9 @@ MaterialWatcher::Spec tlsMaterial(SharedState& shared) {
     for (const auto& warning : context->warnings()) {
       log::warning("tls: " + warning);
     }
+    if (shared.metrics) {
+      shared.metrics->setCertificateNotAfter(context->notAfter());
+    }
     shared.tls.store(std::move(context));
   };
   spec.describe = [](const MaterialWatcher::Snapshot& snapshot) {
@@ -56,6 +80,7 @@ MaterialWatcher::Spec tlsMaterial(SharedState& shared) {
   };
   spec.debounce = config.policy.reloadDebounce;
   spec.poll = config.policy.reloadPollInterval;
+  spec.loaded = countLoads(shared, "tls");
   return spec;
 }
 

@@ -27,11 +27,8 @@ void Worker::startThread(std::function<void()> onFinished) {
   stopAsync_.data = this;
   uv_timer_init(&loop_, &shutdownTimer_);
   shutdownTimer_.data = this;
-  // Batched log lines go out at 4 KiB (log::line does that) or once the oldest has waited
-  // log::kBatchDelay: checked before the loop waits for I/O, with a timer for a quiet loop.
-  // Unreferenced: neither may keep a stopping worker alive.
-  uv_timer_init(&loop_, &logTimer_);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&logTimer_));
+  // Batched log lines go out once per loop iteration (and at 4 KiB: log::line does that).
+  // Unreferenced: it must not keep a stopping worker alive.
   uv_prepare_init(&loop_, &logFlush_);
   logFlush_.data = this;
   uv_prepare_start(&logFlush_,
@@ -86,15 +83,10 @@ void Worker::run() {
 }
 
 void Worker::onLogFlush() {
-  const auto wait = log::flushIfDue();
-  if (!wait) {
-    uv_timer_stop(&logTimer_);
-  } else if (uv_is_active(reinterpret_cast<uv_handle_t*>(&logTimer_)) == 0) {
-    // flush(), not flushIfDue(): the loop's cached time may fire this a little early.
-    uv_timer_start(
-        &logTimer_, [](uv_timer_t*) { log::flush(); }, static_cast<std::uint64_t>(wait->count()),
-        0);
-  }
+  // Once per loop iteration, before the loop waits for I/O: a line is never older than one
+  // iteration. (The ~50 ms batching of log::flushIfDue() would delay lines past the events
+  // that follow them, which the integration tests and operators' tail -f rely on; not yet.)
+  log::flush();
 }
 
 void Worker::requestStop(std::chrono::milliseconds hardStopIn, bool fast) {

@@ -80,7 +80,6 @@ class Worker {
   std::function<void()> onFinished_;
   uv_timer_t shutdownTimer_{};
   uv_prepare_t logFlush_{};
-  uv_timer_t logTimer_{};  // writes a batch whose oldest line waited log::kBatchDelay
   admin::LoopHeartbeat heartbeat_;
   std::vector<std::unique_ptr<ListenHandle>> listeners_;
   std::unordered_set<Session*> sessions_;  // live sessions, not owned

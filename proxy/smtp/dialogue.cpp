@@ -278,6 +278,7 @@ void Dialogue::onStarttls(const Command& command) {
 
 void Dialogue::onMail(const Command& command) {
   if (settings_.listener.requireTls && !tlsStarted_) {
+    logReject("MAIL", replies::kMustStarttls, {});
     reject(replies::kMustStarttls);
     return;
   }
@@ -300,6 +301,7 @@ void Dialogue::onMail(const Command& command) {
   const auto capabilities = host_.backendCapabilities();
   const FilteredParameters params = filterMailParameters(path, capabilities.get());
   if (!params.refusal.empty()) {
+    logReject("MAIL", params.refusal, {});
     reject(params.refusal);
     return;
   }
@@ -334,6 +336,7 @@ void Dialogue::onRcpt(const Command& command) {
     return;
   }
   if (transaction_.recipients >= config_.limits.maxRecipients) {
+    logReject("RCPT", replies::kTooManyRecipients, path.path);
     reply(replies::kTooManyRecipients);
     return;
   }
@@ -341,6 +344,7 @@ void Dialogue::onRcpt(const Command& command) {
   const auto capabilities = host_.backendCapabilities();
   const FilteredParameters params = filterRcptParameters(path, capabilities.get());
   if (!params.refusal.empty()) {
+    logReject("RCPT", params.refusal, path.path);
     reject(params.refusal);
     return;
   }
@@ -363,13 +367,13 @@ void Dialogue::onRcpt(const Command& command) {
           permitted &&
           policy::decideRecipient(*policy, false, path.path, transaction_.utf8).verdict !=
               policy::Verdict::Accept;
-      sendToBackend("RCPT TO:" + decision.canonical + params.wire, BackendPurpose::Rcpt,
-                    Owed{.relayed = relayed, .identity = std::move(identity)});
+      sendToBackend(
+          "RCPT TO:" + decision.canonical + params.wire, BackendPurpose::Rcpt,
+          Owed{.relayed = relayed, .identity = std::move(identity), .rcpt = decision.canonical});
       return;
     }
     case policy::Verdict::RelayDenied:
-      info("NOQUEUE: reject: RCPT from " + clientName() + ": " + decision.reply +
-           rejectLogSuffix(decision.canonical));
+      logReject("RCPT", decision.reply, decision.canonical);
       host_.outcome(Outcome::RcptRelayDenied, {}, 0);  // not trusted: no identity to report
       reject(decision.reply + "\r\n");
       return;
@@ -412,8 +416,10 @@ void Dialogue::onData(const Command& command) {
   }
   if (transaction_.forwarded == 0) {
     // Nothing was forwarded, so the backend must not see DATA at all.
-    refuseContentCommand(transaction_.recipients == 0 ? replies::kNeedRcpt
-                                                      : replies::kNoValidRecipients);
+    const std::string_view refusal =
+        transaction_.recipients == 0 ? replies::kNeedRcpt : replies::kNoValidRecipients;
+    logReject("DATA", refusal, {});
+    refuseContentCommand(refusal);
     return;
   }
   // DATA ends its group: nothing more is parsed until the backend has answered it.
@@ -511,9 +517,25 @@ std::string Dialogue::protocolName() const {
   return receivedProtocol(esmtp_, transaction_.utf8, tlsStarted_, !listedIdentity().empty());
 }
 
+void Dialogue::logReject(std::string_view stage, std::string_view reply, const std::string& rcpt) {
+  while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) {
+    reply.remove_suffix(1);
+  }
+  info("NOQUEUE: reject: " + std::string(stage) + " from " + clientName() + ": " +
+       text::sanitizeComment(reply) + rejectLogSuffix(rcpt));
+}
+
 std::string Dialogue::rejectLogSuffix(const std::string& rcpt) const {
-  return "; from=" + transaction_.from + " to=" + text::sanitizeComment(rcpt) +
-         " proto=" + (esmtp_ ? "ESMTP" : "SMTP") + " helo=<" + text::sanitizeComment(helo_) + ">";
+  // As Postfix: the envelope known so far (none yet when MAIL itself is refused).
+  std::string suffix = ";";
+  if (!transaction_.from.empty()) {
+    suffix.append(" from=").append(transaction_.from);
+  }
+  if (!rcpt.empty()) {
+    suffix.append(" to=").append(text::sanitizeComment(rcpt));
+  }
+  return suffix + " proto=" + (esmtp_ ? "ESMTP" : "SMTP") + " helo=<" +
+         text::sanitizeComment(helo_) + ">";
 }
 
 void Dialogue::drain(bool fast) {

@@ -179,6 +179,7 @@ class Dialogue {
     bool relayed = false;
     std::uint64_t bytes = 0;
     std::string identity{};
+    std::string rcpt{};  // a RCPT's recipient, for the NOQUEUE line of a refusal
   };
   struct Chunk {
     std::uint64_t remaining = 0;
@@ -238,6 +239,9 @@ class Dialogue {
   std::string protocolName() const;
   std::string clientName() const { return clientLogName(settings_.peer); }
   std::string rejectLogSuffix(const std::string& rcpt) const;
+  // Postfix's `NOQUEUE: reject: <stage> from <client>: <reply>; from=<> to=<> proto= helo=<>`
+  // for a refusal at MAIL or RCPT, ours or the backend's. `reply` without its CRLF.
+  void logReject(std::string_view stage, std::string_view reply, const std::string& rcpt);
   void logTlsEstablished(const tls::PeerFacts& facts);
   void info(std::string_view message) { host_.log(log::Level::Info, message); }
   void warn(std::string_view message) { host_.log(log::Level::Warning, message); }

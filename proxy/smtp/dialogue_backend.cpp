@@ -203,6 +203,11 @@ void Dialogue::onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply
   if (purpose == BackendPurpose::Data) {
     onDataReply(ticket, reply);
   } else {
+    if ((purpose == BackendPurpose::Mail || purpose == BackendPurpose::Rcpt) && !reply.positive()) {
+      // The backend's refusal, relayed: logged as Postfix logs its own, with its words.
+      logReject(purpose == BackendPurpose::Mail ? "MAIL" : "RCPT",
+                std::to_string(reply.code) + " " + reply.text(), owed.rcpt);
+    }
     if (purpose == BackendPurpose::Mail && !reply.positive()) {
       transaction_.open = false;
     }

@@ -40,7 +40,10 @@ void Dialogue::onBdat(const Command& command) {
     reply(replies::kBackendUnavailable);
   } else if (transaction_.forwarded == 0) {
     chunk_.discard = true;
-    reject(transaction_.recipients == 0 ? replies::kNeedRcpt : replies::kNoValidRecipients);
+    const std::string_view refusal =
+        transaction_.recipients == 0 ? replies::kNeedRcpt : replies::kNoValidRecipients;
+    logReject("BDAT", refusal, {});
+    reject(refusal);
   } else {
     transaction_.bdat = true;
     if (!transaction_.headerSent && config_.backend.receivedHeader) {

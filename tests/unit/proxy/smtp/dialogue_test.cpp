@@ -509,6 +509,38 @@ TEST_SUITE("dialogue") {
           "C< 555 5.5.4 Unsupported option: X\n");
   }
 
+  TEST_CASE("every refusal at MAIL and RCPT, ours or the backend's, has its NOQUEUE line") {
+    Script s;
+    plainSession(s);
+    s.client("MAIL FROM:<a@sender.example> SIZE=99999999\r\n");
+    CHECK(
+        s.logged("NOQUEUE: reject: MAIL from unknown[192.0.2.7]: 552 5.3.4 Message size exceeds "
+                 "fixed limit; proto=ESMTP helo=<client.test>"));
+    s.take();
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<nobody@local.example>\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.backend("550 5.1.1 <nobody@local.example>: Recipient address rejected: unknown");
+    CHECK(s.take() ==
+          "B open login=\nB> MAIL FROM:<a@sender.example>\nB> RCPT TO:<nobody@local.example>\n"
+          "C< 250 2.1.0 Ok\n"
+          "C< 550 5.1.1 <nobody@local.example>: Recipient address rejected: unknown\n");
+    CHECK(
+        s.logged("NOQUEUE: reject: RCPT from unknown[192.0.2.7]: 550 5.1.1 "
+                 "<nobody@local.example>: Recipient address rejected: unknown; "
+                 "from=<a@sender.example> to=<nobody@local.example> proto=ESMTP "
+                 "helo=<client.test>"));
+    // DATA with no recipient forwarded (the only one was refused here): ours, logged too.
+    Script d;
+    plainSession(d);
+    d.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<x@remote.example>\r\n");
+    d.backend("250 2.1.0 Ok");
+    d.client("DATA\r\n");
+    CHECK(d.take().find("C< 554 5.5.1 Error: no valid recipients") != std::string::npos);
+    CHECK(
+        d.logged("NOQUEUE: reject: DATA from unknown[192.0.2.7]: 554 5.5.1 Error: no valid "
+                 "recipients; from=<a@sender.example> proto=ESMTP helo=<client.test>"));
+  }
+
   TEST_CASE("limits: read-ahead behind DATA stops at high_watermark; replies owed stop parsing") {
     Script s;
     plainSession(s);

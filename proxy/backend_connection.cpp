@@ -12,12 +12,12 @@
 
 namespace certrelay::proxy {
 
-BackendConnection* BackendConnection::start(uv_loop_t* loop, const config::Config& config,
-                                            BackendEvents* listener, Mode mode,
-                                            smtp::ClientIdentity identity, std::string logId,
-                                            Metrics* metrics) {
+BackendConnection* BackendConnection::start(
+    uv_loop_t* loop, const config::Config& config, BackendEvents* listener, Mode mode,
+    smtp::ClientIdentity identity, std::string logId, Metrics* metrics,
+    const std::atomic<config::IdentityMode>* identityInForce) {
   auto* connection = new BackendConnection(loop, config, listener, mode, std::move(identity),
-                                           std::move(logId), metrics);
+                                           std::move(logId), metrics, identityInForce);
   connection->connect();
   return connection;
 }
@@ -25,7 +25,8 @@ BackendConnection* BackendConnection::start(uv_loop_t* loop, const config::Confi
 BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
                                      BackendEvents* listener, Mode mode,
                                      smtp::ClientIdentity identity, std::string logId,
-                                     Metrics* metrics)
+                                     Metrics* metrics,
+                                     const std::atomic<config::IdentityMode>* identityInForce)
     : loop_(loop),
       config_(config),
       listener_(listener),
@@ -33,6 +34,7 @@ BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& conf
       identity_(std::move(identity)),
       logId_(std::move(logId)),
       metrics_(metrics),
+      identityInForce_(identityInForce),
       parser_(config.limits.maxLineLength) {}
 
 void BackendConnection::connect() {
@@ -196,8 +198,10 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
         return;
       }
       {
-        const smtp::HandoffChoice choice =
-            smtp::chooseIdentityHandoff(config_.backend.identity, capabilities_);
+        const config::IdentityMode mode = identityInForce_ != nullptr
+                                              ? identityInForce_->load(std::memory_order_relaxed)
+                                              : config_.backend.identity;
+        const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(mode, capabilities_);
         if (!choice.offered) {
           fail(BackendFailure::XclientNotOffered,
                "backend does not offer " + choice.missing +

@@ -17,6 +17,8 @@
 
 #include <uv.h>
 
+#include <atomic>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -70,9 +72,10 @@ class BackendConnection {
   };
 
   // `metrics` (may be null) times the connection from connect to ready.
-  static BackendConnection* start(uv_loop_t* loop, const config::Config& config,
-                                  BackendEvents* listener, Mode mode, smtp::ClientIdentity identity,
-                                  std::string logId, Metrics* metrics = nullptr);
+  static BackendConnection* start(
+      uv_loop_t* loop, const config::Config& config, BackendEvents* listener, Mode mode,
+      smtp::ClientIdentity identity, std::string logId, Metrics* metrics = nullptr,
+      const std::atomic<config::IdentityMode>* identityInForce = nullptr);
 
   // Queues a command line (without CR LF). Its reply goes to onBackendReply with `tag`.
   void sendCommand(std::string_view line, BackendPurpose purpose, std::uint64_t tag);
@@ -128,7 +131,8 @@ class BackendConnection {
   };
 
   BackendConnection(uv_loop_t* loop, const config::Config& config, BackendEvents* listener,
-                    Mode mode, smtp::ClientIdentity identity, std::string logId, Metrics* metrics);
+                    Mode mode, smtp::ClientIdentity identity, std::string logId, Metrics* metrics,
+                    const std::atomic<config::IdentityMode>* identityInForce);
   ~BackendConnection() = default;
 
   void connect();
@@ -163,6 +167,9 @@ class BackendConnection {
   smtp::ClientIdentity identity_;
   std::string logId_;
   Metrics* metrics_;
+  // The hand-off in force (SharedState::identityInForce): backend.identity, or what "auto"
+  // resolved to at the first probe. Null: backend.identity as configured.
+  const std::atomic<config::IdentityMode>* identityInForce_;
   std::uint64_t connectStarted_ = 0;  // uv_hrtime() at connect()
   smtp::IdentityHandoff handoff_ = smtp::IdentityHandoff::None;
   std::size_t queuedWire_ = 0;  // bytes held in queue_

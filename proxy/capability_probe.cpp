@@ -9,11 +9,25 @@
 namespace certrelay::proxy {
 namespace {
 
-// What backend.identity resolves to with these capabilities; "" when an explicit mode is not
-// offered (a configuration error: the proxy must not carry on under its own address).
-[[nodiscard]] std::string resolveHandoff(config::IdentityMode mode,
+// The explicit mode a hand-off choice amounts to.
+config::IdentityMode modeOf(smtp::IdentityHandoff handoff) {
+  switch (handoff) {
+    case smtp::IdentityHandoff::Xclient:
+      return config::IdentityMode::Xclient;
+    case smtp::IdentityHandoff::Xforward:
+      return config::IdentityMode::Xforward;
+    case smtp::IdentityHandoff::None:
+      break;
+  }
+  return config::IdentityMode::None;
+}
+
+// What the hand-off in force gives with these capabilities, as the log names it ("xclient
+// (auto)"); "" when it is not offered (sessions fail closed: never under the proxy's address).
+[[nodiscard]] std::string resolveHandoff(config::IdentityMode inForce, bool automatic,
                                          const smtp::Capabilities& caps) {
-  const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(mode, caps);
+  smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(inForce, caps);
+  choice.automatic = automatic;
   return choice.offered ? choice.describe() : std::string();
 }
 
@@ -46,21 +60,35 @@ void CapabilityProbe::onBackendReady(const smtp::Capabilities& capabilities) {
   auto published = std::make_shared<const smtp::Capabilities>(capabilities);
   shared_.backendCapabilities.store(published);
   const std::string address = shared_.config->backend.address.toString();
-  const std::string handoff = resolveHandoff(shared_.config->backend.identity, capabilities);
+  const bool automatic = shared_.config->backend.identity == config::IdentityMode::Auto;
+  config::IdentityMode inForce = shared_.identityInForce.load();
+  if (inForce == config::IdentityMode::Auto) {
+    // "auto" is resolved once, at the first answer, and kept: a backend that later stops
+    // offering XCLIENT must fail sessions closed, never downgrade them to the proxy's address.
+    inForce = modeOf(smtp::chooseIdentityHandoff(config::IdentityMode::Auto, capabilities).handoff);
+    shared_.identityInForce.store(inForce);
+    if (inForce == config::IdentityMode::None) {
+      log::warning("backend.identity = auto: backend " + address +
+                   " offers neither XCLIENT nor XFORWARD to the proxy; it will see the proxy's "
+                   "address for every client (Received header only)");
+    }
+  }
+  const std::string handoff = resolveHandoff(inForce, automatic, capabilities);
+  // Readiness first, the log line after: whoever reads the line sees the state it reports.
+  setProblem(handoff.empty()
+                 ? "backend " + address + " does not offer the identity hand-off in force"
+                 : std::string());
   if (!answered_ || !healthy_ || handoff != handoff_) {
     if (handoff.empty()) {
-      log::error("backend " + address +
-                 " does not offer the configured backend.identity; sessions will be refused "
-                 "with 421 4.3.0 until it does");
+      log::error("backend " + address + " no longer offers the identity hand-off in force (" +
+                 std::string(config::identityModeKeyword(inForce)) +
+                 (automatic ? ", resolved from auto" : "") +
+                 "); sessions will be refused with 421 4.3.0 until it does");
     } else {
       log::info("backend " + address + " answered the capability probe; identity hand-off: " +
                 handoff + (capabilities.chunking ? ", CHUNKING relayed" : ""));
     }
   }
-  setProblem(handoff.empty() ? "backend " + address +
-                                   " does not offer the configured identity "
-                                   "hand-off"
-                             : std::string());
   handoff_ = handoff;
   answered_ = true;
   healthy_ = true;

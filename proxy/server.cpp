@@ -183,6 +183,7 @@ namespace {
 bool loadSharedState(uv_loop_t* loop, const std::shared_ptr<const config::Config>& config,
                      SharedState& shared, std::vector<std::unique_ptr<MaterialWatcher>>& watchers) {
   shared.config = config;
+  shared.identityInForce.store(config->backend.identity);  // "auto": resolved by the probe
   // Before the first load: the watchers' publications set its gauges.
   shared.metrics = std::make_shared<Metrics>(*config);
   watchers.push_back(std::make_unique<MaterialWatcher>(loop, tlsMaterial(shared)));

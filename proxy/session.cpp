@@ -349,8 +349,9 @@ void Session::openBackend(const smtp::ClientIdentity& identity) {
   if (!CERTRELAY_ASSERT(backend_ == nullptr)) {
     closeBackend();
   }
-  backend_ = BackendConnection::start(worker_.loop(), config_, this,
-                                      BackendConnection::Mode::Session, identity, id_, metrics_);
+  backend_ =
+      BackendConnection::start(worker_.loop(), config_, this, BackendConnection::Mode::Session,
+                               identity, id_, metrics_, &worker_.shared().identityInForce);
 }
 
 void Session::closeBackend() {

@@ -23,6 +23,10 @@ struct SharedState {
   // Last capabilities the backend announced to the proxy (probe or a committed session); null
   // until the backend answered once.
   std::atomic<std::shared_ptr<const smtp::Capabilities>> backendCapabilities;
+  // The identity hand-off sessions use: backend.identity, except that "auto" is replaced by
+  // what it resolved to at the first answered probe and kept from then on, so a backend that
+  // stops offering XCLIENT fails sessions closed instead of silently seeing the proxy's address.
+  std::atomic<config::IdentityMode> identityInForce{config::IdentityMode::Auto};
   // Open client connections across all workers (limits.max_connections).
   std::atomic<std::size_t> connections{0};
   // The process's metrics (proxy/metrics.h): set once before the workers start, never replaced.

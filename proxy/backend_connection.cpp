@@ -171,6 +171,25 @@ void BackendConnection::handleReply(const smtp::Reply& reply) {
   }
 }
 
+void BackendConnection::startIdentityHandoff() {
+  const config::IdentityMode mode = identityInForce_ != nullptr
+                                        ? identityInForce_->load(std::memory_order_relaxed)
+                                        : config_.backend.identity;
+  const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(mode, capabilities_);
+  if (!choice.offered) {
+    fail(BackendFailure::XclientNotOffered,
+         "backend does not offer " + choice.missing +
+             " to the proxy; add the proxy's address to the backend's " + choice.setting);
+    return;
+  }
+  handoff_ = choice.handoff;
+  if (handoff_ == smtp::IdentityHandoff::Xclient) {
+    sendXclient();
+    return;
+  }
+  becomeReady();
+}
+
 void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
   switch (phase_) {
     case Phase::Greeting:
@@ -197,24 +216,7 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
         }
         return;
       }
-      {
-        const config::IdentityMode mode = identityInForce_ != nullptr
-                                              ? identityInForce_->load(std::memory_order_relaxed)
-                                              : config_.backend.identity;
-        const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(mode, capabilities_);
-        if (!choice.offered) {
-          fail(BackendFailure::XclientNotOffered,
-               "backend does not offer " + choice.missing +
-                   " to the proxy; add the proxy's address to the backend's " + choice.setting);
-          return;
-        }
-        handoff_ = choice.handoff;
-        if (handoff_ == smtp::IdentityHandoff::Xclient) {
-          sendXclient();
-          return;
-        }
-        becomeReady();
-      }
+      startIdentityHandoff();
       return;
     case Phase::Xclient:
       // Postfix answers a successful XCLIENT with a new 220 greeting; smtp-sink with 250.

@@ -140,6 +140,9 @@ class BackendConnection {
   void onRead(ssize_t nread, const uv_buf_t* buf);
   void handleReply(const smtp::Reply& reply);
   void handleSetupReply(const smtp::Reply& reply);
+  // After the proxy's EHLO: XCLIENT, or ready at once (XFORWARD, none), or fail closed when the
+  // hand-off in force is not offered.
+  void startIdentityHandoff();
   void sendXclient();
   void becomeReady();
   // Ready (either mode): the connect-to-ready time goes to the metrics.

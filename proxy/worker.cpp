@@ -104,10 +104,12 @@ void Worker::join() {
 }
 
 std::string Worker::nextSessionId() {
-  // Short, unique within the process, and distinct between restarts: like a Postfix queue id.
-  char id[16];
-  std::snprintf(id, sizeof id, "%02X%04X%06X", index_ & 0xff, sessionSalt_ & 0xffff,
-                ++sessionCounter_ & 0xffffff);
+  // Short, unique within the process, and distinct between restarts and between replicas (32
+  // random bits per worker, drawn at start): like a Postfix queue id, but greppable across a
+  // fleet's logs. Worker (2 hex), salt (8 hex), counter (6 hex).
+  char id[20];
+  std::snprintf(id, sizeof id, "%02X%08X%06X", index_ & 0xffU, sessionSalt_,
+                ++sessionCounter_ & 0xffffffU);
   return id;
 }
 

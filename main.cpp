@@ -115,6 +115,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (checkOnly) {
+    for (const auto& line : config->environmentOverrides) {
+      std::printf("from the environment: %s\n", line.c_str());
+    }
     const certrelay::proxy::RuntimeCheck check = certrelay::proxy::checkRuntimeConfig(*config);
     for (const auto& warning : check.warnings) {
       std::fprintf(stderr, "warning: %s\n", warning.c_str());

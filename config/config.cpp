@@ -20,6 +20,7 @@
 
 #include "common/text.h"
 #include "config/cpus.h"
+#include "config/environment.h"
 #include "config/read_file.h"
 
 namespace certrelay::config {
@@ -66,7 +67,7 @@ class Loader {
       : origin_(origin.string()),
         baseDir_(std::filesystem::absolute(origin).lexically_normal().parent_path()) {}
 
-  Config run(const std::string& text) {
+  Config run(const std::string& text, const EnvironmentVariables& environment) {
     toml::table root;
     try {
       root = toml::parse(text, std::string_view(origin_));
@@ -74,8 +75,10 @@ class Loader {
       throw ConfigError(origin_ + ":" + std::to_string(e.source().begin.line) + ": " +
                         std::string(e.description()));
     }
+    EnvironmentResult overrides = applyEnvironment(root, environment);
 
     Config config;
+    config.environmentOverrides = std::move(overrides.applied);
     config.file = std::filesystem::absolute(origin_).lexically_normal();
     checkKeys(root, "",
               {"hostname", "workers", "listener", "backend", "tls", "policy", "timeouts", "limits",
@@ -771,7 +774,12 @@ class Loader {
 }  // namespace
 
 Config parse(const std::string& text, const std::filesystem::path& origin) {
-  return Loader(origin).run(text);
+  return Loader(origin).run(text, {});
+}
+
+Config parse(const std::string& text, const std::filesystem::path& origin,
+             const EnvironmentVariables& environment) {
+  return Loader(origin).run(text, environment);
 }
 
 Config load(const std::filesystem::path& file) {
@@ -780,7 +788,7 @@ Config load(const std::filesystem::path& file) {
   if (!readWholeFile(file, text, error)) {
     throw ConfigError(error);
   }
-  return parse(text, file);
+  return parse(text, file, certrelayEnvironment());
 }
 
 }  // namespace certrelay::config

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace certrelay::config {
@@ -242,6 +243,8 @@ struct Config {
   Log log;
   Shutdown shutdown;
   Metrics metrics;
+  // CERTRELAY_<SECTION>_<KEY> overrides in force ("backend.address = ... (CERTRELAY_...)").
+  std::vector<std::string> environmentOverrides;
 };
 
 // `file:line: reason`, or `file: reason` when no line applies.
@@ -251,11 +254,15 @@ class ConfigError : public std::runtime_error {
 };
 
 // Reads, validates and resolves a config file: relative paths become relative to the file's
-// directory, `workers = 0` becomes the number of cores, every referenced file must exist and be
-// readable. Throws ConfigError.
+// directory, `workers = 0` becomes the number of CPUs this process may use, every referenced
+// file must exist and be readable, CERTRELAY_<SECTION>_<KEY> variables override scalar keys.
+// Throws ConfigError.
 Config load(const std::filesystem::path& file);
 
 // Same, from text (for tests); `origin` names the file in messages and anchors relative paths.
+// Without `environment`, no overrides apply.
 Config parse(const std::string& text, const std::filesystem::path& origin);
+Config parse(const std::string& text, const std::filesystem::path& origin,
+             const std::vector<std::pair<std::string, std::string>>& environment);
 
 }  // namespace certrelay::config

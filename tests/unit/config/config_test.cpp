@@ -639,6 +639,39 @@ high_watermark = 8192
     CHECK(availableCpus() >= 1U);
   }
 
+  TEST_CASE("environment: CERTRELAY_<SECTION>_<KEY> overrides scalar keys, typed as TOML") {
+    Fixture f;
+    const Config c =
+        config::parse(kBase, f.origin(),
+                      {{"CERTRELAY_HOSTNAME", "pod-7.mx.example"},
+                       {"CERTRELAY_BACKEND_ADDRESS", "127.0.0.1:2626"},
+                       {"CERTRELAY_LIMITS_MAX_RECIPIENTS", "50"},
+                       {"CERTRELAY_TIMEOUTS_COMMAND", "30s"},
+                       {"CERTRELAY_METRICS_PER_IDENTITY", "true"},
+                       {"CERTRELAY_BIN", "/usr/bin/certrelay"},  // no such section: left alone
+                       {"OTHER_HOSTNAME", "x"}});
+    CHECK(c.hostname == "pod-7.mx.example");
+    CHECK(c.backend.address.toString() == "127.0.0.1:2626");
+    CHECK(c.limits.maxRecipients == 50);
+    CHECK(c.timeouts.command == std::chrono::seconds(30));
+    CHECK(c.metrics.perIdentity);
+    CHECK(c.environmentOverrides ==
+          std::vector<std::string>{"hostname = pod-7.mx.example (CERTRELAY_HOSTNAME)",
+                                   "backend.address = 127.0.0.1:2626 (CERTRELAY_BACKEND_ADDRESS)",
+                                   "limits.max_recipients = 50 (CERTRELAY_LIMITS_MAX_RECIPIENTS)",
+                                   "timeouts.command = 30s (CERTRELAY_TIMEOUTS_COMMAND)",
+                                   "metrics.per_identity = true (CERTRELAY_METRICS_PER_IDENTITY)"});
+    // Validated like the file's values; an unknown key of a known section is an error.
+    CHECK(f.error(kBase) == "");
+    CHECK_THROWS_WITH_AS(
+        config::parse(kBase, f.origin(), {{"CERTRELAY_LIMITS_MAX_RECIPIENTS", "0"}}),
+        doctest::Contains("limits.max_recipients: must be"), ConfigError);
+    CHECK_THROWS_WITH_AS(config::parse(kBase, f.origin(), {{"CERTRELAY_TLS_CIPHERS", "ALL"}}),
+                         doctest::Contains("tls.ciphers: unknown key"), ConfigError);
+    // Without the environment argument, nothing applies (parse() is what the other tests use).
+    CHECK(f.parse(kBase).environmentOverrides.empty());
+  }
+
   TEST_CASE("operations: [admin], [log], [shutdown], [metrics] with their defaults") {
     Fixture f;
     const Config byDefault = f.parse(kBase);

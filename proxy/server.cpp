@@ -76,23 +76,6 @@ class StartupError : public std::runtime_error {
   return fd;
 }
 
-// SO_REUSEPORT would let a second certrelay (same user) bind the same address silently and take
-// part of the traffic. A plain bind first proves that nobody serves it: it fails with
-// EADDRINUSE against any listening socket, shared or not. Returns the port (the kernel's choice
-// for port 0), which the workers' sockets then share.
-[[nodiscard]] std::uint16_t claimAddress(const config::Listener& listener) {
-  const int fd = bindListener(listener, listener.address.port, false);
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  const bool named = getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  const int saved = errno;
-  ::close(fd);
-  if (!named) {
-    throw StartupError("listener " + listener.name + ": getsockname: " + std::strerror(saved));
-  }
-  return fromSockaddr(addr).port;
-}
-
 // The port a bound socket got (the kernel's choice for port 0), or StartupError.
 [[nodiscard]] std::uint16_t boundPort(const config::Listener& listener, int fd) {
   sockaddr_storage addr{};
@@ -101,6 +84,22 @@ class StartupError : public std::runtime_error {
     throw StartupError("listener " + listener.name + ": getsockname: " + std::strerror(errno));
   }
   return fromSockaddr(addr).port;
+}
+
+// SO_REUSEPORT would let a second certrelay (same user) bind the same address silently and take
+// part of the traffic. A plain bind first proves that nobody serves it: it fails with
+// EADDRINUSE against any listening socket, shared or not. Returns the port (the kernel's choice
+// for port 0), which the workers' sockets then share.
+[[nodiscard]] std::uint16_t claimAddress(const config::Listener& listener) {
+  const int fd = bindListener(listener, listener.address.port, false);
+  try {
+    const std::uint16_t port = boundPort(listener, fd);
+    ::close(fd);
+    return port;
+  } catch (const StartupError&) {
+    ::close(fd);
+    throw;
+  }
 }
 
 // A libuv call the server cannot run without: its failure is a StartupError naming it.
@@ -234,11 +233,10 @@ bool bindListeners(MainLoop& main, const config::Config& config,
                    std::vector<std::vector<ListenerSocket>>& perWorker) {
   try {
     for (const auto& listener : config.listeners) {
-      std::uint16_t port = claimAddress(listener);
+      const std::uint16_t port = claimAddress(listener);
       for (unsigned w = 0; w < config.workers; ++w) {
         const int fd = bindListener(listener, port, true);
         perWorker[w].push_back(ListenerSocket{&listener, fd});
-        port = boundPort(listener, fd);  // port 0: every worker joins the port the kernel chose
       }
       config::Endpoint bound = listener.address;
       bound.port = port;

@@ -11,7 +11,8 @@
 #    tsc excess-property check against kubernetes-types, our checks of the CRDs and of what
 #    the schemas miss, and each certrelay config through `certrelay --check-config` when a
 #    binary is there: $CERTRELAY_BIN or build/certrelay); the PrometheusRule's groups through
-#    `promtool check rules` and `promtool test rules` (tests/deploy/alerts_test.yml).
+#    `promtool check rules` and `promtool test rules` (tests/deploy/alerts_test.yml);
+#    the ticket-key rotation script against a stand-in kubectl (tests/deploy/rotate_test.py).
 # 3. negative: the same steps over copies of the tree broken on purpose
 #    (tests/deploy/break.py); each must fail, in the layer meant to catch it.
 # Prints each step's time; exit 1 when anything failed.
@@ -145,6 +146,14 @@ if ! lint_render "$repo" "$tmp/out" ""; then
 fi
 if ! validate "$tmp/out" "$tmp/out/inputs"; then
   failed="$failed deploy/"
+fi
+st=$(now_ms)
+if /usr/bin/python3 tests/deploy/rotate_test.py >"$tmp/rotate.log" 2>&1; then
+  echo "check-deploy: rotate.sh with a stand-in kubectl: ok ($(since "$st"))"
+else
+  echo "check-deploy: rotate.sh with a stand-in kubectl: FAILED ($(since "$st"))"
+  cat "$tmp/rotate.log"
+  failed="$failed rotate.sh"
 fi
 
 # --- 3. negative: every broken copy must fail, and where it should ---

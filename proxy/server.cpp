@@ -20,6 +20,7 @@
 #include "proxy/metrics.h"
 #include "proxy/net_util.h"
 #include "proxy/process_admin.h"
+#include "proxy/service_notify.h"
 #include "proxy/shared_state.h"
 #include "proxy/supervisor.h"
 #include "proxy/watched_material.h"
@@ -318,6 +319,7 @@ int runServer(const std::shared_ptr<const config::Config>& config) {
     return 1;
   }
   log::info("ready: workers=" + std::to_string(config->workers));
+  notifyReady();  // systemd Type=notify; a no-op without $NOTIFY_SOCKET
   // Returns once the supervisor and stopBackground() closed every handle (nothing calls uv_stop).
   static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));
   for (auto& worker : workers) {

@@ -7,6 +7,7 @@
 #include "common/assert.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "proxy/service_notify.h"
 
 namespace certrelay::proxy {
 
@@ -116,6 +117,7 @@ void Supervisor::beginDrain(const char* why) {
   const auto delay = std::min(shared_.config->shutdown.delay, shared_.config->shutdown.timeout);
   log::info(std::string("stopping (") + why + "): draining; not ready; accepting for " +
             std::to_string(delay.count()) + " ms more, then closing the listeners");
+  notifyStopping();
   if (const int rc = uv_timer_start(
           &delay_, [](uv_timer_t* t) { static_cast<Supervisor*>(t->data)->closeListeners(); },
           static_cast<std::uint64_t>(delay.count()), 0);
@@ -159,6 +161,7 @@ void Supervisor::goFast(const char* why) {
   static_cast<void>(uv_timer_stop(&delay_));
   log::info(std::string("stopping fast (") + why +
             "): listeners closed; messages in DATA get their reply, other sessions close now");
+  notifyStopping();
   const auto remaining = remainingUntilHardStop();
   for (auto& worker : *workers_) {
     worker->requestStop(remaining, true);

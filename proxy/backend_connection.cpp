@@ -178,8 +178,10 @@ void BackendConnection::startIdentityHandoff() {
   const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(mode, capabilities_);
   if (!choice.offered) {
     fail(BackendFailure::XclientNotOffered,
-         "backend does not offer " + choice.missing +
-             " to the proxy; add the proxy's address to the backend's " + choice.setting);
+         "backend does not offer " + choice.missing + " to the proxy; " +
+             smtp::grantHint(capabilities_, choice.handoff == smtp::IdentityHandoff::Xforward
+                                                ? "XFORWARD"
+                                                : "XCLIENT"));
     return;
   }
   handoff_ = choice.handoff;
@@ -191,12 +193,17 @@ void BackendConnection::startIdentityHandoff() {
 }
 
 void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
+  if (quitAtNextReply_) {
+    quitAndClose();
+    return;
+  }
   switch (phase_) {
     case Phase::Greeting:
       if (reply.code != 220) {
         fail(BackendFailure::Refused, "greeting: " + reply.text());
         return;
       }
+      greetsAsPostfix_ = smtp::Capabilities::greetsAsPostfix(reply);
       phase_ = Phase::ProxyEhlo;
       armTimer(config_.timeouts.backendReply);
       write("EHLO " + config_.backend.heloName + "\r\n");
@@ -207,6 +214,7 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
         return;
       }
       capabilities_ = smtp::Capabilities::fromEhloReply(reply);
+      capabilities_.postfix = greetsAsPostfix_;
       if (mode_ == Mode::Probe) {
         phase_ = Phase::Ready;
         uv_timer_stop(&timer_);
@@ -221,9 +229,8 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
     case Phase::Xclient:
       // Postfix answers a successful XCLIENT with a new 220 greeting; smtp-sink with 250.
       if (reply.code != 220 && reply.code != 250) {
-        fail(BackendFailure::XclientRefused,
-             "backend refused XCLIENT (" + reply.text() +
-                 "); check smtpd_authorized_xclient_hosts on the backend");
+        fail(BackendFailure::XclientRefused, "backend refused XCLIENT (" + reply.text() + "); " +
+                                                 smtp::grantHint(capabilities_, "XCLIENT"));
         return;
       }
       if (!xclientCommands_.empty()) {
@@ -246,6 +253,7 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
         capabilities_ = smtp::Capabilities::fromEhloReply(reply);
         capabilities_.xclient = proxyView.xclient;
         capabilities_.xclientAttributes = proxyView.xclientAttributes;
+        capabilities_.postfix = proxyView.postfix;
       }
       becomeReady();
       return;
@@ -532,22 +540,40 @@ void BackendConnection::failSoon(BackendFailure failure, std::string detail) {
 
 void BackendConnection::detachAndClose() {
   listener_ = nullptr;
-  if (phase_ == Phase::Closing) {
-    return;
+  switch (phase_) {
+    case Phase::Closing:
+      return;
+    case Phase::Ready:
+      if (expected_.empty()) {
+        quitAndClose();
+        return;
+      }
+      break;  // replies owed to a client that is gone: nothing polite left to do
+    case Phase::Connecting:
+    case Phase::Greeting:
+    case Phase::ProxyEhlo:
+    case Phase::Xclient:
+    case Phase::ClientEhlo:
+      // A client that left before MAIL (the backend is opened at its EHLO): the set-up is lock
+      // step, so QUIT at the end of the reply awaited, not a cut mid-dialogue that the backend
+      // logs as "lost connection after EHLO". Bounded like the QUIT itself.
+      quitAtNextReply_ = true;
+      armTimer(kQuitTimeout);
+      return;
   }
-  const bool polite = phase_ == Phase::Ready && expected_.empty();
   phase_ = Phase::Closing;
-  if (polite) {
-    // The reply to QUIT is not awaited: nothing depends on it.
-    out_ += "QUIT\r\n";
-    closeAfterWrite_ = true;
-    armTimer(std::chrono::milliseconds(2'000));
-    if (inflight_.empty()) {
-      startWrite();
-    }
-    return;
-  }
   closeHandles();
+}
+
+void BackendConnection::quitAndClose() {
+  phase_ = Phase::Closing;
+  // The reply to QUIT is not awaited: nothing depends on it.
+  out_ += "QUIT\r\n";
+  closeAfterWrite_ = true;
+  armTimer(kQuitTimeout);
+  if (inflight_.empty()) {
+    startWrite();
+  }
 }
 
 void BackendConnection::closeHandles() {

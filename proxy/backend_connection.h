@@ -102,13 +102,18 @@ class BackendConnection {
   // Bytes not yet taken by the kernel, queued commands and chunks included (backpressure).
   std::size_t queuedBytes() const { return out_.size() + inflight_.size() + queuedWire_; }
 
-  // The listener is never called again. Sends QUIT if the session is usable, then closes.
+  // The listener is never called again. Sends QUIT if the session is usable (during the set-up:
+  // once the reply it awaits came, within kQuitTimeout), then closes.
   void detachAndClose();
 
   BackendConnection(const BackendConnection&) = delete;
   BackendConnection& operator=(const BackendConnection&) = delete;
 
  private:
+  // How long a closing connection waits to get its QUIT out (and, during the set-up, for the
+  // reply before it).
+  static constexpr std::chrono::milliseconds kQuitTimeout{2'000};
+
   enum class Phase : std::uint8_t {
     Connecting,
     Greeting,
@@ -160,6 +165,7 @@ class BackendConnection {
   void onTimer();
   void fail(BackendFailure failure, const std::string& detail);
   void failSoon(BackendFailure failure, std::string detail);
+  void quitAndClose();
   void closeHandles();
   void onHandleClosed();
 
@@ -186,6 +192,8 @@ class BackendConnection {
 
   smtp::ReplyParser parser_;
   smtp::Capabilities capabilities_;
+  bool greetsAsPostfix_ = false;  // from the 220 greeting, for capabilities_.postfix
+  bool quitAtNextReply_ = false;  // detached during set-up: QUIT once the reply awaited came
   smtp::Fifo<std::string> xclientCommands_;  // remaining XCLIENT lines of a split identity
   smtp::Fifo<Expected> expected_;            // replies owed by the backend, in order
   smtp::Fifo<Queued> queue_;                 // commands not yet written

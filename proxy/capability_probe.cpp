@@ -65,12 +65,13 @@ void CapabilityProbe::onBackendReady(const smtp::Capabilities& capabilities) {
   if (inForce == config::IdentityMode::Auto) {
     // "auto" is resolved once, at the first answer, and kept: a backend that later stops
     // offering XCLIENT must fail sessions closed, never downgrade them to the proxy's address.
-    inForce = modeOf(smtp::chooseIdentityHandoff(config::IdentityMode::Auto, capabilities).handoff);
+    const smtp::HandoffChoice choice =
+        smtp::chooseIdentityHandoff(config::IdentityMode::Auto, capabilities);
+    inForce = modeOf(choice.handoff);
     shared_.identityInForce.store(inForce);
-    if (inForce == config::IdentityMode::None) {
-      log::warning("backend.identity = auto: backend " + address +
-                   " offers neither XCLIENT nor XFORWARD to the proxy; it will see the proxy's "
-                   "address for every client (Received header only)");
+    if (const std::string warning = smtp::autoHandoffWarning(choice, capabilities, address);
+        !warning.empty()) {
+      log::warning(warning);
     }
   }
   const std::string handoff = resolveHandoff(inForce, automatic, capabilities);

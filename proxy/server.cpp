@@ -215,15 +215,17 @@ bool probeBackend(MainLoop& main, CapabilityProbe& probe, const config::Config& 
         "does");
     return true;
   }
-  const smtp::HandoffChoice choice =
-      smtp::chooseIdentityHandoff(config.backend.identity, *shared.backendCapabilities.load());
+  const auto offered = shared.backendCapabilities.load();
+  const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(config.backend.identity, *offered);
   if (choice.offered) {
     return true;
   }
   log::error(
       "backend.identity = " + std::string(config::identityModeKeyword(config.backend.identity)) +
       " but backend " + config.backend.address.toString() + " does not offer " + choice.missing +
-      " to the proxy; add the proxy's address to the backend's " + choice.setting +
+      " to the proxy; " +
+      smtp::grantHint(*offered,
+                      choice.handoff == smtp::IdentityHandoff::Xforward ? "XFORWARD" : "XCLIENT") +
       "; not starting");
   return false;
 }

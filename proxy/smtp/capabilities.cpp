@@ -44,6 +44,23 @@ std::optional<std::uint64_t> parseSize(std::string_view s) {
 
 }  // namespace
 
+bool Capabilities::greetsAsPostfix(const Reply& greeting) {
+  // The word as Postfix's default smtpd_banner writes it ("$myhostname ESMTP $mail_name"):
+  // bounded by the line's ends, spaces or parentheses, so "NotPostfix" does not count.
+  constexpr std::string_view kWord = "Postfix";
+  const auto boundary = [](char c) { return c == ' ' || c == '(' || c == ')' || c == '\t'; };
+  for (const std::string& line : greeting.lines) {
+    for (std::size_t at = line.find(kWord); at != std::string::npos;
+         at = line.find(kWord, at + 1)) {
+      const std::size_t end = at + kWord.size();
+      if ((at == 0 || boundary(line[at - 1])) && (end == line.size() || boundary(line[end]))) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 Capabilities Capabilities::fromEhloReply(const Reply& reply) {
   Capabilities caps;
   if (reply.code != 250) {

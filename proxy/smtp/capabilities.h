@@ -28,9 +28,14 @@ struct Capabilities {
   std::set<std::string> xclientAttributes;  // upper case: NAME ADDR PORT PROTO HELO LOGIN ...
   bool xforward = false;
   std::set<std::string> xforwardAttributes;
+  // The backend's 220 greeting names Postfix (its default banner, "ESMTP Postfix"): hints may
+  // name Postfix's settings. Set by whoever read the greeting, not by fromEhloReply().
+  bool postfix = false;
 
   // From a 250 EHLO reply (first line is the server name; keywords case-insensitive).
   static Capabilities fromEhloReply(const Reply& reply);
+  // Whether a 220 greeting's text names Postfix.
+  static bool greetsAsPostfix(const Reply& greeting);
 };
 
 // The client-facing EHLO reply (full wire text with CR LF): "250-<hostname>", then PIPELINING,

@@ -171,7 +171,7 @@ class BackendFaultTest(harness.IntegrationTest):
         self.assertReply(c.command("NOOP"), 250, c)
 
     # -- the identity handshake --------------------------------------------------------------
-    def check_xclient_problem(self):
+    def check_xclient_problem(self, hint=Expect.LOG_XCLIENT_GRANT):
         mark = self.proxy.mark()
         c = self.client(self.proxy)
         c.ehlo("faults.example")
@@ -180,8 +180,12 @@ class BackendFaultTest(harness.IntegrationTest):
         # README table: "421 4.3.0 <host> Error: backend configuration error", close.
         self.assertReply(reply, Expect.BACKEND_CONFIG_ERROR, c)
         self.assertTrue(c.wait_closed(5.0), "not closed after the 421\n" + c.dump())
-        self.assertTrue(self.proxy.wait_log(Expect.LOG_XCLIENT_SETTING, start=mark),
-                        "no log line naming smtpd_authorized_xclient_hosts")
+        self.assertTrue(self.proxy.wait_log(hint, start=mark),
+                        f"no log line matching {hint.pattern}\n{self.proxy.dump()}")
+        if hint is not Expect.LOG_XCLIENT_SETTING:
+            # Postfix's setting is named only for a backend that greets as Postfix.
+            self.assertFalse(any(Expect.LOG_XCLIENT_SETTING.search(line)
+                                 for line in self.proxy.lines()), self.proxy.dump())
         # Never a silent fallback to a session where the backend sees the proxy's address.
         self.assertEqual([x for x in self.backend.snapshot() if "MAIL" in x.command_names()], [],
                          self.backend.transcript())
@@ -218,6 +222,12 @@ class BackendFaultTest(harness.IntegrationTest):
         self.behaviour.xclient_reply = "550 5.7.0 Error: insufficient authorization"
         self.proxy_with()
         self.check_xclient_problem()
+
+    def test_backend_greeting_as_postfix_refuses_xclient_hint_names_its_setting(self):
+        self.behaviour.greeting = f"220 {self.behaviour.hostname} ESMTP Postfix (Debian/GNU)"
+        self.behaviour.xclient_reply = "550 5.7.0 Error: insufficient authorization"
+        self.proxy_with()
+        self.check_xclient_problem(Expect.LOG_XCLIENT_SETTING)
 
     # -- the backend is gone -----------------------------------------------------------------
     def test_backend_down_at_mail_and_back(self):

@@ -67,6 +67,32 @@ class PostfixXclientTest(harness.IntegrationTest):
         self.assertIsNotNone(m, f"not Postfix's end-of-data reply: {text!r}")
         return message_id, m.group(1).decode()
 
+    def test_client_quitting_before_mail_gets_the_backend_a_quit(self):
+        # The backend is opened at the client's EHLO; a client that leaves at once must not
+        # leave "lost connection after ..." in Postfix's log: certrelay QUITs at the end of the
+        # set-up step in flight.
+        def settled(lines):
+            # Every smtpd session in these lines has ended (the proxy's start-up probe too).
+            connects = sum(1 for line in lines if re.search(r"smtpd\[\d+\]: connect from ", line))
+            ends = [line for line in lines if re.search(r"smtpd\[\d+\]: disconnect from ", line)]
+            return connects == len(ends), ends
+
+        harness.wait_until(lambda: settled(self.postfix.log_lines())[0], 10.0,
+                           what="Postfix sessions before the test to end")
+        first = len(self.postfix.log_lines())
+        for _ in range(3):
+            client = self.smtp(self.pki.trusted)
+            client.quit()
+
+        def ours():
+            done, ends = settled(self.postfix.log_lines()[first:])
+            return ends if done and len(ends) == 3 else None
+        ends = harness.wait_until(ours, 10.0, what="three Postfix sessions to end")
+        self.assertTrue(all(re.search(r" quit=1 commands=[0-9/]+$", line) for line in ends),
+                        self.postfix.dump())
+        lost = [line for line in self.postfix.log_lines()[first:] if "lost connection" in line]
+        self.assertEqual(lost, [], self.postfix.dump())
+
     def test_trusted_client_relays_with_xclient_login(self):
         start = len(self.postfix.log_lines())
         client = self.smtp(self.pki.trusted)

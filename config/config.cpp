@@ -709,7 +709,7 @@ class Loader {
       }
     }
     if (const toml::table* log = subTable(root, "log", false, true, "")) {
-      checkKeys(*log, "log", {"format", "level"});
+      checkKeys(*log, "log", {"format", "level", "flush_interval"});
       config.log.format = keyword(*log, "format", "log",
                                   {std::pair{"text", LogFormat::Text}, {"json", LogFormat::Json}})
                               .value_or(LogFormat::Text);
@@ -719,6 +719,13 @@ class Loader {
                                   {"warning", LogLevel::Warning},
                                   {"error", LogLevel::Error}})
                              .value_or(LogLevel::Info);
+      if (auto interval = getDuration(*log, "flush_interval", "log", true)) {
+        if (*interval > std::chrono::seconds(1)) {
+          fail(log->get("flush_interval")->source(), "log.flush_interval",
+               "at most 1s: a longer wait hides what a session is doing");
+        }
+        config.log.flushInterval = *interval;
+      }
     }
     if (const toml::table* shutdown = subTable(root, "shutdown", false, true, "")) {
       checkKeys(*shutdown, "shutdown", {"delay", "timeout"});

@@ -212,6 +212,9 @@ enum class LogLevel { Debug, Info, Warning, Error };
 struct Log {
   LogFormat format = LogFormat::Text;
   LogLevel level = LogLevel::Info;
+  // How long an info line may wait in its worker's batch (0: until the end of the loop
+  // iteration that wrote it). Warnings and errors never wait.
+  std::chrono::milliseconds flushInterval{50};
 };
 
 // [shutdown]: the graceful drain (SIGTERM, SIGQUIT, POST /drain).

@@ -4,6 +4,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -18,6 +19,11 @@ namespace {
 
 std::atomic<config::LogFormat> format{config::LogFormat::Text};
 std::atomic<Clock> testClock{nullptr};
+std::atomic<std::chrono::milliseconds::rep> flushIntervalMs{kDefaultFlushInterval.count()};
+
+std::chrono::milliseconds flushInterval() {
+  return std::chrono::milliseconds(flushIntervalMs.load(std::memory_order_relaxed));
+}
 
 // A thread's buffers are given back once a burst or a long line grew them beyond this.
 constexpr std::size_t kKeptCapacity = std::size_t{64} * 1024;
@@ -235,7 +241,7 @@ bool reservedKey(std::string_view key) {
 }
 
 void formatJson(std::string& out, Level level, std::string_view sessionId, std::string_view message,
-                std::initializer_list<Field> fields) {
+                std::span<const Field> fields) {
   out.append("{\"ts\":\"");
   appendTimestamp(out, true);
   out.append("\",\"level\":\"");
@@ -296,6 +302,8 @@ void batch(const std::string& text) {
 
 void configure(const config::Log& settings) {
   format.store(settings.format, std::memory_order_relaxed);
+  detail::json.store(settings.format == config::LogFormat::Json, std::memory_order_relaxed);
+  flushIntervalMs.store(settings.flushInterval.count(), std::memory_order_relaxed);
   Level level = Level::Info;
   switch (settings.level) {
     case config::LogLevel::Debug:
@@ -315,7 +323,7 @@ void configure(const config::Log& settings) {
 }
 
 void detail::emit(Level level, std::string_view sessionId, std::string_view message,
-                  std::initializer_list<Field> fields) {
+                  std::span<const Field> fields) {
   std::string& out = state.scratch;
   out.clear();
   if (format.load(std::memory_order_relaxed) == config::LogFormat::Json) {
@@ -395,7 +403,7 @@ void flush() {
 
 bool flushDue() {
   return !state.pending.empty() &&
-         (state.pending.size() >= kBatchBytes || now() - state.pendingSince >= kBatchDelay);
+         (state.pending.size() >= kBatchBytes || now() - state.pendingSince >= flushInterval());
 }
 
 std::optional<std::chrono::milliseconds> flushIfDue() {
@@ -403,11 +411,13 @@ std::optional<std::chrono::milliseconds> flushIfDue() {
     return std::nullopt;
   }
   const auto waited = now() - state.pendingSince;
-  if (state.pending.size() >= kBatchBytes || waited >= kBatchDelay) {
+  const auto interval = flushInterval();
+  if (state.pending.size() >= kBatchBytes || waited >= interval) {
     flush();
     return std::nullopt;
   }
-  return std::chrono::ceil<std::chrono::milliseconds>(kBatchDelay - waited);
+  return std::max(std::chrono::milliseconds(1),
+                  std::chrono::ceil<std::chrono::milliseconds>(interval - waited));
 }
 
 void setClockForTesting(Clock clock) {

@@ -30,7 +30,8 @@
 // lines collect in a thread-local buffer. The buffer is written (one write(2), at most PIPE_BUF
 // bytes unless one line is longer) before it would exceed kBatchBytes, and otherwise when the
 // thread's loop finds it due: flushIfDue() once per loop iteration, plus a timer for the delay
-// it returns, so that no line waits more than about kBatchDelay. Warnings and errors are
+// it returns, so that no line waits more than about the flush interval ([log] flush_interval,
+// 50 ms by default; 0 writes at the end of each loop iteration). Warnings and errors are
 // written at once, after whatever was batched before them, so the order within a thread is kept.
 
 #include <atomic>
@@ -40,6 +41,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -57,6 +59,7 @@ enum class Level { Debug, Info, Warning, Error };
 struct Field {
   enum class Kind : unsigned char { Text, Signed, Unsigned, Bool };
 
+  Field() = default;
   Field(std::string_view k, std::string_view v) : key(k), text(v) {}
   template <std::integral T>
   requires(!std::same_as<T, bool> && !std::same_as<T, char>) Field(std::string_view k, T v)
@@ -79,20 +82,29 @@ void configure(const config::Log& settings);
 
 namespace detail {
 inline std::atomic<Level> threshold{Level::Info};
+inline std::atomic<bool> json{false};
 void emit(Level level, std::string_view sessionId, std::string_view message,
-          std::initializer_list<Field> fields);
+          std::span<const Field> fields);
 }  // namespace detail
 
 // Whether a line of this level is written at all.
 inline bool enabled(Level level) {
   return level >= detail::threshold.load(std::memory_order_relaxed);
 }
+// Whether fields are written (JSON): a caller that must build them first asks this.
+inline bool structured() {
+  return detail::json.load(std::memory_order_relaxed);
+}
 
 inline void line(Level level, std::string_view sessionId, std::string_view message,
-                 std::initializer_list<Field> fields = {}) {
+                 std::span<const Field> fields) {
   if (enabled(level)) {
     detail::emit(level, sessionId, message, fields);
   }
+}
+inline void line(Level level, std::string_view sessionId, std::string_view message,
+                 std::initializer_list<Field> fields = {}) {
+  line(level, sessionId, message, std::span<const Field>(fields.begin(), fields.size()));
 }
 inline void debug(std::string_view message) {
   line(Level::Debug, {}, message);
@@ -109,13 +121,13 @@ inline void error(std::string_view message) {
 
 // Batching for the calling thread (see above). endBatching() flushes.
 constexpr std::size_t kBatchBytes = 4096;
-constexpr std::chrono::milliseconds kBatchDelay{50};
+constexpr std::chrono::milliseconds kDefaultFlushInterval{50};
 void beginBatching();
 void endBatching();
 // Writes the calling thread's batched lines now; a no-op when there are none.
 void flush();
 // Whether the calling thread's batched lines should be written now: kBatchBytes pending, or the
-// oldest of them waiting for kBatchDelay or more.
+// oldest of them waiting for the flush interval or more.
 bool flushDue();
 // flush() if flushDue(). Returns how long until the lines still pending are due (whole
 // milliseconds, rounded up, at least 1), or nullopt when none are pending.

@@ -73,11 +73,18 @@ void Session::start() {
   }
   // Replies go out as soon as they are known: no Nagle delay behind a TLS ticket or a 354.
   if (const int rc = uv_tcp_nodelay(&client_, 1); rc != 0) {
-    log(log::Level::Warning, std::string("TCP_NODELAY: ") + uv_strerror(rc));
+    log::line(log::Level::Warning, id_, std::string("TCP_NODELAY: ") + uv_strerror(rc));
   }
-  log::line(log::Level::Info, id_,
-            "connect from " + clientLogName(peer_) + " to " + listener_.name + " port " +
-                std::to_string(local.port));
+  const std::string client = clientLogName(peer_);
+  log::line(
+      log::Level::Info, id_,
+      "connect from " + client + " to " + listener_.name + " port " + std::to_string(local.port),
+      {{"event", "connect"},
+       {"client", client},
+       {"client_address", peer_.addr},
+       {"client_port", peer_.port},
+       {"listener", listener_.name},
+       {"local_port", local.port}});
   dialogue_.emplace(smtp::DialogueSettings{config_, listener_, id_, peer_, local}, *this);
   const bool overLimit =
       worker_.shared().connections.load(std::memory_order_relaxed) > config_.limits.maxConnections;
@@ -329,9 +336,16 @@ void Session::teardown(const char* reason) {
   tornDown_ = true;
   handshakeEnded(false);  // a handshake still running is abandoned (timeout, client gone)
   closeBackend();
+  const std::string client = clientLogName(peer_);
+  const std::size_t messages = dialogue_ ? dialogue_->messages() : 0;
   log::line(log::Level::Info, id_,
-            "disconnect from " + clientLogName(peer_) + " (" + reason +
-                ") messages=" + std::to_string(dialogue_ ? dialogue_->messages() : 0));
+            "disconnect from " + client + " (" + reason + ") messages=" + std::to_string(messages),
+            {{"event", "disconnect"},
+             {"client", client},
+             {"client_address", peer_.addr},
+             {"client_port", peer_.port},
+             {"reason", std::string_view(reason)},
+             {"messages", messages}});
   auto onClose = [](uv_handle_t* handle) { static_cast<Session*>(handle->data)->onHandleClosed(); };
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), onClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&client_), onClose);
@@ -393,8 +407,8 @@ void Session::backendEndContent(std::string_view lastBytes, smtp::Ticket ticket)
 
 // --- environment ---
 
-void Session::log(log::Level level, std::string_view message) {
-  log::line(level, id_, message);
+void Session::log(log::Level level, std::string_view message, std::span<const log::Field> fields) {
+  log::line(level, id_, message, fields);
 }
 
 std::shared_ptr<const policy::Policy> Session::policy() {

@@ -79,7 +79,7 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
                    std::string_view proto) override;
   void backendContent(std::string_view bytes, smtp::ContentTiming timing) override;
   void backendEndContent(std::string_view lastBytes, smtp::Ticket ticket) override;
-  void log(log::Level level, std::string_view message) override;
+  void log(log::Level level, std::string_view message, std::span<const log::Field> fields) override;
   std::shared_ptr<const policy::Policy> policy() override;
   std::shared_ptr<const smtp::Capabilities> backendCapabilities() override;
   std::time_t wallClock() override;

@@ -27,13 +27,17 @@ void Worker::startThread(std::function<void()> onFinished) {
   stopAsync_.data = this;
   uv_timer_init(&loop_, &shutdownTimer_);
   shutdownTimer_.data = this;
-  // Batched log lines go out once per loop iteration (and at 4 KiB: log::line does that).
-  // Unreferenced: it must not keep a stopping worker alive.
+  // Batched info lines go out when they are ~50 ms old or 4 KiB (log.h): the prepare handle
+  // checks once per loop iteration and arms the timer for a batch that is not yet due, so that
+  // an idle loop still writes it. Both unreferenced: they must not keep a stopping worker alive.
   uv_prepare_init(&loop_, &logFlush_);
   logFlush_.data = this;
   uv_prepare_start(&logFlush_,
                    [](uv_prepare_t* p) { static_cast<Worker*>(p->data)->onLogFlush(); });
   uv_unref(reinterpret_cast<uv_handle_t*>(&logFlush_));
+  uv_timer_init(&loop_, &logFlushTimer_);
+  logFlushTimer_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&logFlushTimer_));
   if (const int rc = heartbeat_.start(&loop_); rc != 0) {
     log::warning("worker " + std::to_string(index_) + ": heartbeat: " + uv_strerror(rc) +
                  "; /livez will report this loop as stalled");
@@ -83,10 +87,14 @@ void Worker::run() {
 }
 
 void Worker::onLogFlush() {
-  // Once per loop iteration, before the loop waits for I/O: a line is never older than one
-  // iteration. (The ~50 ms batching of log::flushIfDue() would delay lines past the events
-  // that follow them, which the integration tests and operators' tail -f rely on; not yet.)
-  log::flush();
+  const auto dueIn = log::flushIfDue();
+  // An armed timer is never later than the batch's deadline: it was armed for the oldest line
+  // of a batch no younger than this one (it may fire early, and then re-arms from here).
+  if (dueIn && uv_is_active(reinterpret_cast<uv_handle_t*>(&logFlushTimer_)) == 0) {
+    uv_timer_start(
+        &logFlushTimer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->onLogFlush(); },
+        static_cast<std::uint64_t>(dueIn->count()), 0);
+  }
 }
 
 void Worker::requestStop(std::chrono::milliseconds hardStopIn, bool fast) {

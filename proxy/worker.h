@@ -80,6 +80,7 @@ class Worker {
   std::function<void()> onFinished_;
   uv_timer_t shutdownTimer_{};
   uv_prepare_t logFlush_{};
+  uv_timer_t logFlushTimer_{};
   admin::LoopHeartbeat heartbeat_;
   std::vector<std::unique_ptr<ListenHandle>> listeners_;
   std::unordered_set<Session*> sessions_;  // live sessions, not owned

@@ -4,6 +4,9 @@
 
 #include "proxy/smtp/dialogue.h"
 
+#include <algorithm>
+#include <array>
+#include <charconv>
 #include <utility>
 
 #include "common/assert.h"
@@ -16,6 +19,14 @@
 
 namespace certrelay::smtp {
 namespace {
+
+// The reply's code as a number, 0 when it does not start with three digits.
+int replyCode(std::string_view reply) {
+  int code = 0;
+  const auto [end, error] =
+      std::from_chars(reply.data(), reply.data() + std::min<std::size_t>(reply.size(), 3), code);
+  return error == std::errc() && end == reply.data() + 3 ? code : 0;
+}
 
 bool isGroupEnd(Verb verb) {
   return verb == Verb::Ehlo || verb == Verb::Helo || verb == Verb::Starttls || verb == Verb::Quit;
@@ -186,7 +197,8 @@ void Dialogue::handleLine(const std::string& line) {
 }
 
 void Dialogue::onForbidden(const std::string& line) {
-  warn("non-SMTP command from " + clientName() + ": " + text::sanitizeComment(line, 100));
+  warn("non-SMTP command from " + clientName() + ": " + text::sanitizeComment(line, 100),
+       {{"event", "non_smtp_command"}});
   reply(replies::kForbiddenCommand, true);
 }
 
@@ -450,7 +462,7 @@ void Dialogue::reject(std::string_view wire) {
   ++errors_;
   reply(wire);
   if (errors_ >= config_.limits.maxErrors && phase_ != Phase::Closing) {
-    info("too many errors from " + clientName());
+    info("too many errors from " + clientName(), {{"event", "too_many_errors"}});
     reply(replies::tooManyErrors(config_.hostname), true);
   }
 }
@@ -476,7 +488,7 @@ void Dialogue::flushReplies() {
 
 void Dialogue::closeOnBug(const char* what) {
   // Only reached in release builds (CERTRELAY_ASSERT aborts elsewhere): end this one session.
-  host_.log(log::Level::Error, std::string("internal error, closing the session: ") + what);
+  note(log::Level::Error, std::string("internal error, closing the session: ") + what, {});
   phase_ = Phase::Closing;
   dropBackend();
   host_.closeClient();
@@ -522,7 +534,65 @@ void Dialogue::logReject(std::string_view stage, std::string_view reply, const s
     reply.remove_suffix(1);
   }
   info("NOQUEUE: reject: " + std::string(stage) + " from " + clientName() + ": " +
-       text::sanitizeComment(reply) + rejectLogSuffix(rcpt));
+           text::sanitizeComment(reply) + rejectLogSuffix(rcpt),
+       {{"event", "reject"},
+        {"stage", stage},
+        {"code", replyCode(reply)},
+        {"reply", reply},
+        {"from", bareAddress(transaction_.from)},
+        {"to", bareAddress(rcpt)}});
+}
+
+std::string_view Dialogue::bareAddress(std::string_view path) {
+  if (path.size() >= 2 && path.front() == '<' && path.back() == '>') {
+    return path.substr(1, path.size() - 2);
+  }
+  return path;
+}
+
+std::string Dialogue::describe(const SentMessage& message) {
+  return "from=" + message.from +
+         (message.chunked ? std::string(" (BDAT)") : " size=" + std::to_string(message.size));
+}
+
+void Dialogue::note(log::Level level, std::string_view message,
+                    std::initializer_list<log::Field> event) {
+  if (!log::enabled(level)) {
+    return;
+  }
+  if (!log::structured()) {
+    host_.log(level, message, {});
+    return;
+  }
+  constexpr std::size_t kSessionFields = 6;
+  constexpr std::size_t kEventFields = 10;
+  if (!CERTRELAY_ASSERT(event.size() <= kEventFields)) {
+    host_.log(level, message, {});
+    return;
+  }
+  const std::string client = clientName();
+  const std::string identity = listedIdentity();
+  std::array<log::Field, kSessionFields + kEventFields> fields;
+  std::size_t n = 0;
+  fields[n++] = {"client", client};
+  fields[n++] = {"client_address", settings_.peer.addr};
+  fields[n++] = {"client_port", settings_.peer.port};
+  if (!helo_.empty()) {
+    fields[n++] = {"helo", helo_};
+  }
+  if (!certificate_.certFingerprint.empty()) {
+    fields[n++] = {"fingerprint", certificate_.certFingerprint};
+  }
+  if (!identity.empty()) {
+    fields[n++] = {"identity", identity};
+  }
+  for (const log::Field& field : event) {
+    // An empty text is a field the event does not have (e.g. no sender yet).
+    if (field.kind != log::Field::Kind::Text || !field.text.empty()) {
+      fields[n++] = field;
+    }
+  }
+  host_.log(level, message, std::span<const log::Field>(fields.data(), n));
 }
 
 std::string Dialogue::rejectLogSuffix(const std::string& rcpt) const {
@@ -596,10 +666,16 @@ void Dialogue::onTlsEstablished(const tls::PeerFacts& facts) {
 }
 
 void Dialogue::logTlsEstablished(const tls::PeerFacts& facts) {
-  info(tls::tlsEstablishedLogLine(clientName(), facts));
+  info(tls::tlsEstablishedLogLine(clientName(), facts), {{"event", "tls_established"},
+                                                         {"tls_protocol", facts.summary.version},
+                                                         {"tls_cipher", facts.summary.cipher}});
   if (facts.hasCertificate) {
     info(tls::peerCertificateLogLine(clientName(), facts,
-                                     host_.policy()->trustedIdentity(certificate_)));
+                                     host_.policy()->trustedIdentity(certificate_)),
+         {{"event", "client_certificate"},
+          {"subject_cn", facts.subjectCn},
+          {"issuer_cn", facts.issuerCn},
+          {"verified", facts.verified}});
   }
 }
 

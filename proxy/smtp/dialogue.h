@@ -32,6 +32,7 @@
 #include <ctime>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -98,7 +99,9 @@ class DialogueHost {
   virtual void backendEndContent(std::string_view lastBytes, Ticket ticket) = 0;
 
   // --- environment ---
-  virtual void log(log::Level level, std::string_view message) = 0;
+  // One line of the session's log; `fields` are for JSON (log::structured()), empty otherwise.
+  virtual void log(log::Level level, std::string_view message,
+                   std::span<const log::Field> fields) = 0;
   virtual std::shared_ptr<const policy::Policy> policy() = 0;
   // What the backend last announced to the proxy; null until it answered once.
   virtual std::shared_ptr<const Capabilities> backendCapabilities() = 0;
@@ -243,8 +246,16 @@ class Dialogue {
   // for a refusal at MAIL or RCPT, ours or the backend's. `reply` without its CRLF.
   void logReject(std::string_view stage, std::string_view reply, const std::string& rcpt);
   void logTlsEstablished(const tls::PeerFacts& facts);
-  void info(std::string_view message) { host_.log(log::Level::Info, message); }
-  void warn(std::string_view message) { host_.log(log::Level::Warning, message); }
+  void refusedProxyLog(const Reply& reply);
+  // A line of this session's log. In JSON, the session's fields (client, client_address,
+  // client_port, helo, fingerprint, identity: those known so far) come first, then `event`.
+  void note(log::Level level, std::string_view message, std::initializer_list<log::Field> event);
+  void info(std::string_view message, std::initializer_list<log::Field> event = {}) {
+    note(log::Level::Info, message, event);
+  }
+  void warn(std::string_view message, std::initializer_list<log::Field> event = {}) {
+    note(log::Level::Warning, message, event);
+  }
 
   DialogueSettings settings_;
   const config::Config& config_;
@@ -276,9 +287,19 @@ class Dialogue {
   bool draining_ = false;
   unsigned errors_ = 0;
   unsigned messages_ = 0;
-  // "from=<...> size=N" of each message whose final reply is still awaited, oldest first: the
-  // backend's verdict is logged on one line with it.
-  Fifo<std::string> messageLogs_;
+  // Each message whose final reply is still awaited, oldest first: the backend's verdict is
+  // logged on one line with it.
+  struct SentMessage {
+    std::string from;
+    std::size_t recipients = 0;
+    std::uint64_t size = 0;
+    bool chunked = false;  // BDAT: the size is the chunks'
+  };
+  Fifo<SentMessage> messageLogs_;
+  // "from=<a@b> size=N" (or "(BDAT)"), as the text log shows a message.
+  static std::string describe(const SentMessage& message);
+  // "a@b" of "<a@b>", a log field's form; anything else as it is.
+  static std::string_view bareAddress(std::string_view path);
 };
 
 }  // namespace certrelay::smtp

@@ -97,13 +97,18 @@ void Dialogue::failOwed(BackendFailure failure) {
                  : std::string(replies::kBackendUnavailable),
            first);
     } else if (isFinal(owed.purpose)) {
-      std::string envelope;
+      SentMessage message;
       if (!messageLogs_.empty()) {
-        envelope.append(" ").append(messageLogs_.front());
+        message = std::move(messageLogs_.front());
         messageLogs_.pop_front();
       }
-      warn("message status unknown (backend lost after end of data)" + envelope +
-           "; client told 451");
+      warn("message status unknown (backend lost after end of data) " + describe(message) +
+               "; client told 451",
+           {{"event", "message_unknown"},
+            {"from", bareAddress(message.from)},
+            {"recipients", message.recipients},
+            {"size", message.size},
+            {"code", 451}});
       report(owed, Outcome::MessageUnknown);
       fill(owed.ticket, replies::kOutcomeUnknown);
     } else {
@@ -126,11 +131,24 @@ void Dialogue::failOwed(BackendFailure failure) {
   }
 }
 
+void Dialogue::refusedProxyLog(const Reply& reply) {
+  // Postfix's settings are named only for a backend that greets as Postfix.
+  const auto offered = host_.backendCapabilities();
+  const bool postfix = offered != nullptr && offered->postfix;
+  note(log::Level::Error,
+       "backend " + config_.backend.address.toString() +
+           " refused the proxy: " + std::to_string(reply.code) + " " + reply.text() +
+           "; the backend must accept the proxy without AUTH" +
+           (postfix ? " (check smtpd_authorized_xclient_hosts or mynetworks)" : ""),
+       {{"event", "backend_refused_proxy"}, {"code", reply.code}});
+}
+
 void Dialogue::lostBackend(BackendFailure failure, std::string_view detail) {
   const bool configuration = isConfigurationFailure(failure);
-  host_.log(configuration ? log::Level::Error : log::Level::Warning,
-            "backend " + config_.backend.address.toString() + " " + toString(failure) + ": " +
-                std::string(detail));
+  note(configuration ? log::Level::Error : log::Level::Warning,
+       "backend " + config_.backend.address.toString() + " " + toString(failure) + ": " +
+           std::string(detail),
+       {{"event", "backend_lost"}, {"failure", toString(failure)}});
   failOwed(failure);
   flushReplies();
   resumeInput();
@@ -176,11 +194,7 @@ void Dialogue::onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply
       return;
     case ReplyFit::ProxyRefused:
       owed_.pop_front();
-      host_.log(log::Level::Error, "backend " + config_.backend.address.toString() +
-                                       " refused the proxy: " + std::to_string(reply.code) + " " +
-                                       reply.text() +
-                                       "; the backend must accept the proxy without AUTH (check "
-                                       "smtpd_authorized_xclient_hosts or mynetworks)");
+      refusedProxyLog(reply);
       if (isFinal(purpose)) {
         report(owed, Outcome::MessageDeferred);  // the client is told 421
       }
@@ -190,7 +204,8 @@ void Dialogue::onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply
       return;
     case ReplyFit::Closing:
       owed_.pop_front();
-      warn("backend closing the session: " + std::to_string(reply.code) + " " + reply.text());
+      warn("backend closing the session: " + std::to_string(reply.code) + " " + reply.text(),
+           {{"event", "backend_closing"}, {"code", reply.code}, {"reply", reply.text()}});
       reportReply(owed, reply.code);
       fill(ticket, reply.wire(), true);
       dropBackend();
@@ -259,14 +274,21 @@ void Dialogue::reportReply(const Owed& owed, int code) {
 }
 
 void Dialogue::logFinalReply(const Reply& reply) {
-  std::string envelope;
-  if (!messageLogs_.empty()) {
-    envelope = std::move(messageLogs_.front()) + ": ";
+  SentMessage message;
+  if (CERTRELAY_ASSERT(!messageLogs_.empty())) {
+    message = std::move(messageLogs_.front());
     messageLogs_.pop_front();
   }
+  const std::string text = reply.text();
   info(std::string(reply.positive() ? "message accepted by backend: "
                                     : "message refused by backend: ") +
-       envelope + std::to_string(reply.code) + " " + reply.text());
+           describe(message) + ": " + std::to_string(reply.code) + " " + text,
+       {{"event", reply.positive() ? "message_accepted" : "message_refused"},
+        {"from", bareAddress(message.from)},
+        {"recipients", message.recipients},
+        {"size", message.size},
+        {"code", reply.code},
+        {"reply", text}});
 }
 
 void Dialogue::resumeInput() {

@@ -59,7 +59,8 @@ void Dialogue::onBdat(const Command& command) {
                   last ? BackendPurpose::BdatLast : BackendPurpose::Bdat,
                   last ? Owed{.bytes = chunkedBytes_, .identity = reportIdentity()} : Owed{});
     if (last) {
-      messageLogs_.push_back("from=" + transaction_.from + " (BDAT)");
+      messageLogs_.push_back(
+          SentMessage{transaction_.from, transaction_.recipients, chunkedBytes_, true});
     }
   }
   if (phase_ == Phase::Chunk && chunk_.remaining == 0) {
@@ -103,8 +104,6 @@ void Dialogue::consumeData(std::string_view bytes) {
 }
 
 void Dialogue::endData(std::size_t used, std::string_view bytes) {
-  const std::string envelope =
-      "from=" + transaction_.from + " size=" + std::to_string(data_.contentBytes());
   if (!transaction_.lost) {
     data_.finish(scratch_);
     const Ticket ticket = replies_.reserve();
@@ -112,9 +111,18 @@ void Dialogue::endData(std::size_t used, std::string_view bytes) {
                          data_.contentBytes(), reportIdentity()});
     host_.backendEndContent(scratch_, ticket);
     ++messages_;
-    messageLogs_.push_back(envelope);  // logged with the backend's verdict: one line per message
+    // Logged with the backend's verdict: one line per message.
+    messageLogs_.push_back(
+        SentMessage{transaction_.from, transaction_.recipients, data_.contentBytes(), false});
   } else {
-    info("end of data from " + clientName() + ": " + envelope + " (discarded: backend lost)");
+    const SentMessage message{transaction_.from, transaction_.recipients, data_.contentBytes(),
+                              false};
+    info("end of data from " + clientName() + ": " + describe(message) +
+             " (discarded: backend lost)",
+         {{"event", "message_discarded"},
+          {"from", bareAddress(message.from)},
+          {"recipients", message.recipients},
+          {"size", message.size}});
     host_.outcome(Outcome::MessageDeferred, reportIdentity(), data_.contentBytes());
     reply(replies::kDataLost);
   }

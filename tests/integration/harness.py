@@ -132,6 +132,8 @@ class Expect:
     LOG_UNTRUSTED_TLS = re.compile(r"Untrusted TLS connection established from unknown\[127\.0\.0\.1\]")
     LOG_ANONYMOUS_TLS = re.compile(r"Anonymous TLS connection established from unknown\[127\.0\.0\.1\]")
     LOG_XCLIENT_SETTING = re.compile(r"smtpd_authorized_xclient_hosts")
+    # The hint for a backend that does not greet as Postfix: no Postfix setting named.
+    LOG_XCLIENT_GRANT = re.compile(r"allow the proxy's address to use XCLIENT on the backend")
     LOG_XFORWARD_SETTING = re.compile(r"smtpd_authorized_xforward_hosts")
     LOG_NOT_STARTING = re.compile(r"not starting")
     # The capability probe's line: "backend 127.0.0.1:N answered the capability probe;
@@ -234,6 +236,10 @@ class Proxy:
             # No endpoint removal to wait for: listeners close at SIGTERM (tests of the delay
             # set it).
             "shutdown": {"delay": "0s"},
+            # Lines out at the end of each loop iteration, not after up to 50 ms: many tests read
+            # the log right after a reply (a mark, then what follows it). test_json_logs runs
+            # with the default.
+            "log": {"flush_interval": "0s"},
             "limits": {"max_line_length": 2048, "max_recipients": 1000, "max_errors": 20,
                        "max_connections": 10000},
         }

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -142,6 +143,16 @@ class Script final : public DialogueHost {
   // Everything recorded since the last take().
   std::string take() { return std::exchange(transcript_, {}); }
   const std::vector<std::string>& logs() const { return logs_; }
+  // The fields of the first log line containing `part` (key -> value as text); empty when no
+  // line has it. Fields are recorded only while log::structured() (JSON) holds.
+  std::map<std::string, std::string> fieldsOf(std::string_view part) const {
+    for (std::size_t i = 0; i < logs_.size(); ++i) {
+      if (logs_[i].find(part) != std::string::npos) {
+        return logFields_[i];
+      }
+    }
+    return {};
+  }
   bool logged(std::string_view part) const {
     for (const auto& line : logs_) {
       if (line.find(part) != std::string::npos) {
@@ -210,7 +221,26 @@ class Script final : public DialogueHost {
     transcript_ += "B> end " + escape(lastBytes) + "\n";
     owed_.push_back(Owed{BackendPurpose::EndOfData, ticket});
   }
-  void log(log::Level, std::string_view message) override { logs_.emplace_back(message); }
+  void log(log::Level, std::string_view message, std::span<const log::Field> fields) override {
+    logs_.emplace_back(message);
+    auto& recorded = logFields_.emplace_back();
+    for (const log::Field& field : fields) {
+      recorded[std::string(field.key)] = fieldText(field);
+    }
+  }
+  static std::string fieldText(const log::Field& field) {
+    switch (field.kind) {
+      case log::Field::Kind::Text:
+        return std::string(field.text);
+      case log::Field::Kind::Bool:
+        return field.number != 0 ? "true" : "false";
+      case log::Field::Kind::Signed:
+        return std::to_string(static_cast<std::int64_t>(field.number));
+      case log::Field::Kind::Unsigned:
+        return std::to_string(field.number);
+    }
+    return {};
+  }
   std::shared_ptr<const policy::Policy> policy() override { return policy_; }
   std::shared_ptr<const Capabilities> backendCapabilities() override { return capabilities_; }
   std::time_t wallClock() override { return 1'800'000'000; }
@@ -244,6 +274,7 @@ class Script final : public DialogueHost {
   std::string clientWire_;
   std::string outcomes_;
   std::vector<std::string> logs_;
+  std::vector<std::map<std::string, std::string>> logFields_;  // one per line of logs_
   std::deque<Owed> owed_;
   std::chrono::milliseconds timer_{0};
   bool backendOpen_ = false;

@@ -679,6 +679,7 @@ high_watermark = 8192
     CHECK(byDefault.admin.stallTimeout == std::chrono::seconds(10));
     CHECK(byDefault.log.format == LogFormat::Text);
     CHECK(byDefault.log.level == LogLevel::Info);
+    CHECK(byDefault.log.flushInterval == std::chrono::milliseconds(50));
     CHECK(byDefault.shutdown.delay == std::chrono::seconds(5));
     CHECK(byDefault.shutdown.timeout == std::chrono::seconds(30));
     CHECK_FALSE(byDefault.metrics.perIdentity);
@@ -707,6 +708,11 @@ high_watermark = 8192
           f.at(10,
                "log.level: expected one of \"debug\", \"info\", \"warning\", \"error\", got "
                "\"trace\""));
+    CHECK(f.parse(kBase + "[log]\nflush_interval = \"0s\"\n").log.flushInterval.count() == 0);
+    CHECK(f.parse(kBase + "[log]\nflush_interval = \"200ms\"\n").log.flushInterval ==
+          std::chrono::milliseconds(200));
+    CHECK(f.error(kBase + "[log]\nflush_interval = \"2s\"\n") ==
+          f.at(10, "log.flush_interval: at most 1s: a longer wait hides what a session is doing"));
     CHECK(f.error(kBase + "[admin]\nstall_timeout = \"3s\"\n") ==
           f.at(9, "admin.address: missing required key"));
   }

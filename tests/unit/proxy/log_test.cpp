@@ -85,10 +85,12 @@ std::string suffixAfterTag(const std::string& line) {
 // Sets [log] for the life of the object; the defaults (text, info) come back after.
 class Configured {
  public:
-  Configured(config::LogFormat format, config::LogLevel level) {
+  Configured(config::LogFormat format, config::LogLevel level,
+             std::chrono::milliseconds flushInterval = kDefaultFlushInterval) {
     config::Log settings;
     settings.format = format;
     settings.level = level;
+    settings.flushInterval = flushInterval;
     configure(settings);
   }
   ~Configured() { configure(config::Log{}); }
@@ -508,6 +510,33 @@ TEST_CASE("log: batched lines are due 50 ms after the oldest of them (injected c
   clock.advance(std::chrono::milliseconds(1));
   CHECK_FALSE(flushIfDue().has_value());
   CHECK(splitLines(out.drain()).size() == 1);
+  endBatching();
+}
+
+TEST_CASE("log: the flush interval is [log] flush_interval, and 0 writes at the next check") {
+  CapturedStdout out;
+  FakeClock clock;
+  {
+    const Configured settings(config::LogFormat::Text, config::LogLevel::Info,
+                              std::chrono::milliseconds(200));
+    beginBatching();
+    info("waits");
+    clock.advance(std::chrono::milliseconds(150));
+    CHECK(flushIfDue() == std::chrono::milliseconds(50));
+    CHECK(out.drain().empty());
+    clock.advance(std::chrono::milliseconds(50));
+    CHECK_FALSE(flushIfDue().has_value());
+    CHECK(splitLines(out.drain()).size() == 1);
+  }
+  {
+    const Configured settings(config::LogFormat::Text, config::LogLevel::Info,
+                              std::chrono::milliseconds(0));
+    info("batched until the loop checks");
+    CHECK(out.drain().empty());
+    CHECK(flushDue());
+    CHECK_FALSE(flushIfDue().has_value());
+    CHECK(splitLines(out.drain()).size() == 1);
+  }
   endBatching();
 }
 

@@ -21,7 +21,7 @@ std::vector<std::string> lines;
 namespace log::detail {
 
 void emit(Level level, std::string_view sessionId, std::string_view message,
-          std::initializer_list<Field>) {
+          std::span<const Field>) {
   std::string text;
   if (level == Level::Warning) {
     text = "warning: ";

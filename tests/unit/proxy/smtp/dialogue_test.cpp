@@ -541,6 +541,49 @@ TEST_SUITE("dialogue") {
                  "recipients; from=<a@sender.example> proto=ESMTP helo=<client.test>"));
   }
 
+  TEST_CASE("in JSON, log lines carry the session's fields and the event's") {
+    // log::configure() lives with the writer, outside this library: the switch it sets is
+    // flipped here directly (only whether fields are built matters to the dialogue).
+    log::detail::json.store(true);
+    Script s;
+    tlsSession(s, false);
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<x@remote.example>\r\n");
+    s.backend("250 2.1.0 Ok");
+    const auto reject = s.fieldsOf("NOQUEUE: reject: RCPT");
+    CHECK(reject.at("event") == "reject");
+    CHECK(reject.at("stage") == "RCPT");
+    CHECK(reject.at("code") == "454");
+    CHECK(reject.at("reply") == "454 4.7.1 <x@remote.example>: Relay access denied");
+    CHECK(reject.at("from") == "a@sender.example");
+    CHECK(reject.at("to") == "x@remote.example");
+    CHECK(reject.at("client") == "unknown[192.0.2.7]");
+    CHECK(reject.at("client_address") == "192.0.2.7");
+    CHECK(reject.at("helo") == "client.test");
+    CHECK(reject.count("identity") == 0);  // not trusted
+    Script t;
+    tlsSession(t);
+    openTransaction(t);
+    t.client("DATA\r\n");
+    t.backend("354 go ahead");
+    t.client("Subject: x\r\n\r\nbody\r\n.\r\n");
+    t.backend("250 2.0.0 Ok: queued as ABC123");
+    const auto accepted = t.fieldsOf("message accepted by backend");
+    CHECK(accepted.at("event") == "message_accepted");
+    CHECK(accepted.at("code") == "250");
+    CHECK(accepted.at("reply") == "2.0.0 Ok: queued as ABC123");
+    CHECK(accepted.at("recipients") == "1");
+    CHECK(accepted.at("from") == "a@sender.example");
+    CHECK(accepted.at("identity") == std::string(testing::kTrustedIdentity));
+    CHECK(accepted.at("fingerprint") == std::string(testing::kTrustedFingerprint));
+    log::detail::json.store(false);
+    // In text mode no field is built.
+    Script plain;
+    plainSession(plain);
+    plain.client("MAIL FROM:<a@sender.example> SIZE=99999999\r\n");
+    CHECK(plain.fieldsOf("NOQUEUE").empty());
+    CHECK(plain.logged("NOQUEUE: reject: MAIL"));
+  }
+
   TEST_CASE("limits: read-ahead behind DATA stops at high_watermark; replies owed stop parsing") {
     Script s;
     plainSession(s);

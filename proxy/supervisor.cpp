@@ -79,10 +79,14 @@ void Supervisor::onSignal(int signum) {
       goFast("SIGINT");
       return;
     case SIGTERM:
-      if (phase_ == Phase::Running) {
+      // Only a second SIGTERM is the impatient one. The first may come after a drain began
+      // otherwise: the kubelet sends it as soon as a preStop `certrelay ctl drain` returns.
+      if (++sigterms_ > 1) {
+        goFast("second SIGTERM");
+      } else if (phase_ == Phase::Running) {
         beginDrain("SIGTERM");
       } else {
-        goFast("second SIGTERM");
+        log::info("SIGTERM: draining already; a second SIGTERM or SIGINT stops fast");
       }
       return;
     default:  // SIGQUIT: graceful, as SIGTERM (nginx's and Kubernetes' graceful signals)

@@ -66,6 +66,7 @@ class Supervisor {
   std::vector<std::unique_ptr<MaterialWatcher>>* watchers_ = nullptr;
   std::function<void()> stopBackground_;
   Phase phase_ = Phase::Running;
+  unsigned sigterms_ = 0;  // received so far
   std::chrono::steady_clock::time_point drainStarted_{};
 
   uv_signal_t signals_[4]{};  // SIGTERM, SIGQUIT, SIGINT, SIGHUP

@@ -118,6 +118,29 @@ class LifecycleTest(harness.IntegrationTest):
         self.finish_message(busy, conn)
         self.assertEqual(self.proxy.proc.wait(timeout=15), 0, self.proxy.dump())
 
+    def test_sigterm_after_post_drain_keeps_draining(self):
+        # The kubelet sends SIGTERM as soon as a preStop `certrelay ctl drain` returns: that
+        # SIGTERM is the first, not the impatient second one.
+        self.start(delay="30s")
+        busy, conn = self.begin_message("busy.example")
+        other = self.tls_client(self.proxy, self.pki.trusted, helo="other.example")
+        self.assertReply(other.command("MAIL FROM:<b@x.example>"), 250, other)
+        mark = self.proxy.mark()
+        self.assertEqual(self.http("POST", "/drain"), (202, "draining\n"))
+        self.assertTrue(self.proxy.wait_log(re.compile(r"stopping \(admin /drain\)"), 5.0,
+                                            start=mark), self.proxy.dump())
+        self.proxy.proc.send_signal(signal.SIGTERM)
+        self.assertTrue(self.proxy.wait_log(re.compile(r"SIGTERM: draining already"), 5.0,
+                                            start=mark), self.proxy.dump())
+        # Still graceful: the session in a transaction is not cut, the message completes.
+        self.assertReply(other.command(f"RCPT TO:<r@{REMOTE_DOMAIN}>"), 250, other)
+        self.assertFalse(self.proxy.wait_log(LOG_FAST, 0.5, start=mark), self.proxy.dump())
+        self.finish_message(busy, conn)
+        # A second SIGTERM is the fast one.
+        self.proxy.proc.send_signal(signal.SIGTERM)
+        self.assertTrue(self.proxy.wait_log(LOG_FAST, 5.0, start=mark), self.proxy.dump())
+        self.assertEqual(self.proxy.proc.wait(timeout=15), 0, self.proxy.dump())
+
     def test_sigquit_is_a_graceful_drain(self):
         self.start()
         idle = self.client(self.proxy)

@@ -206,11 +206,17 @@ build_image() {
   echo "built $IMAGE from $from (revision $revision)"
   # Earlier builds' images, untagged now (a runner keeps its storage): older than this build,
   # so the layers it made stay as the next build's cache. Nothing else is touched.
-  local title
-  for title in certrelay certrelay-build; do
-    podman image prune -f --filter "label=org.opencontainers.image.title=$title" \
-      --filter "until=$started" >/dev/null
+  # A prune removes leaves only; their parents are leaves next round.
+  local title _
+  for _ in 1 2 3 4 5 6 7 8; do
+    local removed=""
+    for title in certrelay certrelay-build; do
+      removed+=$(podman image prune -f --filter "label=org.opencontainers.image.title=$title" \
+        --filter "until=$started")
+    done
+    [ -n "$removed" ] || break
   done
+  echo "stale images of earlier builds pruned"
 }
 
 inspect_image() {

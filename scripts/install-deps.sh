@@ -8,7 +8,7 @@ set -eu
 PACKAGES="g++ cmake ninja-build pkg-config make libuv1-dev libssl-dev libmimalloc-dev
 libtomlplusplus-dev doctest-dev libbenchmark-dev openssl python3 python3-cryptography postfix swaks procps
 clang libfuzzer-14-dev clang-format clang-tidy shellcheck prometheus-cpp-dev libhttp-parser-dev
-nlohmann-json3-dev prometheus"
+nlohmann-json3-dev prometheus libsasl2-modules libidn12"
 
 missing=""
 for p in $PACKAGES; do

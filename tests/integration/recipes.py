@@ -88,12 +88,21 @@ def unpacked(package: str) -> str:
         work = tempfile.mkdtemp(dir=DEB_CACHE, prefix=".fetch-")
         try:
             os.chmod(work, 0o755)      # apt-get download as root: _apt may write there
-            run(["apt-get", "download", "-q", f"{package}={version}"], cwd=work, timeout=300)
+            got = run(["apt-get", "download", "-q", f"{package}={version}"], cwd=work,
+                      timeout=300, check=False)
+            if got.returncode != 0:
+                # Stale package lists (the mirror moved on to a newer version): once more.
+                run(["apt-get", "update", "-qq"], timeout=300)
+                version = _candidate(package) or version
+                run(["apt-get", "download", "-q", f"{package}={version}"], cwd=work, timeout=300)
             debs = [n for n in os.listdir(work) if n.endswith(".deb")]
             if len(debs) != 1:
                 raise RuntimeError(f"apt-get download {package}: got {debs}")
             run(["dpkg", "-x", os.path.join(work, debs[0]), os.path.join(work, "root")])
-            os.replace(work, target)
+            target = os.path.join(DEB_CACHE, f"{package}_{version.replace(':', '%3a')}")
+            if not os.path.isdir(os.path.join(target, "root")):
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(work, target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return os.path.join(target, "root")
@@ -389,9 +398,6 @@ class RecipePostfix(PostfixInstance):
                    "smtpd_sasl_auth_enable", "smtpd_sasl_type", "smtpd_sasl_path",
                    "cyrus_sasl_config_path", "smtpd_sasl_security_options",
                    "smtpd_tls_security_level")
-
-    def __init__(self, tmpdir: str, **kw):
-        super().__init__(tmpdir, **kw)
 
     def _recipe(self, name: str) -> str:
         return recipe(name, self.port, {self.DOC_SASL_DIR: self.sasl_dir}

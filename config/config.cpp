@@ -382,7 +382,9 @@ class Loader {
         failType(element, prefix, "table");
       }
       const toml::table& table = *element.as_table();
-      checkKeys(table, prefix, {"name", "address", "require_tls", "tls_mode", "client_cert"});
+      checkKeys(table, prefix,
+                {"name", "address", "require_tls", "tls_mode", "client_cert", "proxy_protocol",
+                 "proxy_networks"});
       Listener listener;
       listener.name = requireString(table, "name", prefix);
       if (listener.name.empty()) {
@@ -407,7 +409,33 @@ class Loader {
       listener.address = endpoint(table, prefix, true);
       listener.requireTls = getBool(table, "require_tls", prefix).value_or(false);
       readListenerTls(table, prefix, listener);
+      readListenerProxy(table, prefix, listener);
       config.listeners.push_back(std::move(listener));
+    }
+  }
+
+  // proxy_protocol and proxy_networks of one [[listener]].
+  void readListenerProxy(const toml::table& table, const std::string& prefix,
+                         Listener& listener) const {
+    listener.proxyProtocol = getBool(table, "proxy_protocol", prefix).value_or(false);
+    listener.proxyNetworks = stringArray(table, "proxy_networks", prefix);
+    for (size_t i = 0; i < listener.proxyNetworks.size(); ++i) {
+      try {
+        parseCidr(listener.proxyNetworks[i]);
+      } catch (const std::invalid_argument& e) {
+        fail(table.get("proxy_networks")->as_array()->get(i)->source(),
+             prefix + ".proxy_networks[" + std::to_string(i) + "]",
+             "bad CIDR '" + listener.proxyNetworks[i] + "': " + e.what());
+      }
+    }
+    if (listener.proxyProtocol && listener.proxyNetworks.empty()) {
+      fail(table.get("proxy_protocol")->source(), prefix + ".proxy_networks",
+           "required with proxy_protocol = true: the networks of the load balancers that may "
+           "send the header (anyone else could claim any client address)");
+    }
+    if (!listener.proxyProtocol && !listener.proxyNetworks.empty()) {
+      fail(table.get("proxy_networks")->source(), prefix + ".proxy_networks",
+           "set without proxy_protocol = true");
     }
   }
 
@@ -665,12 +693,13 @@ class Loader {
         {"backend_connect", &t.backendConnect},
         {"backend_reply", &t.backendReply},
         {"backend_idle", &t.backendIdle},
+        {"proxy_header", &t.proxyHeader},
         // The old name of shutdown.timeout, still accepted.
         {"shutdown", &config.shutdown.timeout},
     };
     checkKeys(*table, "timeouts",
               {"command", "tls_handshake", "data", "backend_connect", "backend_reply",
-               "backend_idle", "shutdown"});
+               "backend_idle", "proxy_header", "shutdown"});
     for (const auto& [name, target] : fields) {
       if (auto value = getDuration(*table, name, "timeouts")) {
         *target = *value;

@@ -71,6 +71,11 @@ struct Listener {
   bool requireTls = false;  // MAIL before STARTTLS -> 530 5.7.0
   TlsMode tlsMode = TlsMode::Starttls;
   ClientCertMode clientCert = ClientCertMode::Request;
+  // PROXY protocol (v1 or v2) before anything else: only from a peer in proxyNetworks (CIDRs as
+  // written, each accepted by parseCidr; required when proxyProtocol is on). Without a valid
+  // header, or from any other peer, the connection is closed before the greeting.
+  bool proxyProtocol = false;
+  std::vector<std::string> proxyNetworks;
 };
 
 // How the client's identity is handed to the backend (backend.identity):
@@ -187,6 +192,8 @@ struct Timeouts {
   // A client idle this long outside a transaction gives its backend connection back (QUIT);
   // its next MAIL opens a new one. Idle clients must not pin backend processes.
   std::chrono::milliseconds backendIdle{1'000};
+  // The PROXY protocol header, from accept (Postfix's smtpd_upstream_proxy_timeout).
+  std::chrono::milliseconds proxyHeader{5'000};
   // timeouts.shutdown is read as shutdown.timeout (its old name).
 };
 

@@ -3,6 +3,7 @@
 
 #include "proxy/session.h"
 
+#include <array>
 #include <utility>
 
 #include "common/assert.h"
@@ -18,8 +19,9 @@ constexpr std::chrono::milliseconds kCloseFlushTimeout{10'000};
 
 }  // namespace
 
-void Session::accept(Worker& worker, const config::Listener& listener, uv_stream_t* server) {
-  auto* session = new Session(worker, listener);
+void Session::accept(Worker& worker, const config::Listener& listener,
+                     const policy::NetworkList* proxyNetworks, uv_stream_t* server) {
+  auto* session = new Session(worker, listener, proxyNetworks);
   const int tcp = uv_tcp_init(worker.loop(), &session->client_);
   const int timer = uv_timer_init(worker.loop(), &session->timer_);
   if (!CERTRELAY_ASSERT(tcp == 0 && timer == 0)) {
@@ -38,13 +40,15 @@ void Session::accept(Worker& worker, const config::Listener& listener, uv_stream
   session->start();
 }
 
-Session::Session(Worker& worker, const config::Listener& listener)
+Session::Session(Worker& worker, const config::Listener& listener,
+                 const policy::NetworkList* proxyNetworks)
     : worker_(worker),
       config_(worker.config()),
       listener_(listener),
       metrics_(worker.shared().metrics.get()),
       listenerMetrics_(metrics_ != nullptr ? metrics_->listener(listener.name) : nullptr),
       id_(worker.nextSessionId()),
+      proxyNetworks_(proxyNetworks),
       tlsContext_(worker.shared().tls.load()) {
   worker_.shared().connections.fetch_add(1, std::memory_order_relaxed);
   if (listenerMetrics_ != nullptr) {
@@ -66,26 +70,36 @@ void Session::start() {
   if (uv_tcp_getpeername(&client_, reinterpret_cast<sockaddr*>(&storage), &len) == 0) {
     peer_ = fromSockaddr(storage);
   }
-  PeerAddress local;
   len = sizeof storage;
   if (uv_tcp_getsockname(&client_, reinterpret_cast<sockaddr*>(&storage), &len) == 0) {
-    local = fromSockaddr(storage);
+    local_ = fromSockaddr(storage);
   }
   // Replies go out as soon as they are known: no Nagle delay behind a TLS ticket or a 354.
   if (const int rc = uv_tcp_nodelay(&client_, 1); rc != 0) {
     log::line(log::Level::Warning, id_, std::string("TCP_NODELAY: ") + uv_strerror(rc));
   }
+  if (proxyNetworks_ != nullptr) {
+    awaitProxyHeader();
+    return;
+  }
+  beginDialogue();
+}
+
+void Session::beginDialogue() {
   const std::string client = clientLogName(peer_);
+  const std::array<log::Field, 7> fields = {{{"event", "connect"},
+                                             {"client", client},
+                                             {"client_address", peer_.addr},
+                                             {"client_port", peer_.port},
+                                             {"listener", listener_.name},
+                                             {"local_port", local_.port},
+                                             {"proxy_address", proxyPeer_}}};
+  // proxy_address only when a PROXY header named another client than the peer.
   log::line(
       log::Level::Info, id_,
-      "connect from " + client + " to " + listener_.name + " port " + std::to_string(local.port),
-      {{"event", "connect"},
-       {"client", client},
-       {"client_address", peer_.addr},
-       {"client_port", peer_.port},
-       {"listener", listener_.name},
-       {"local_port", local.port}});
-  dialogue_.emplace(smtp::DialogueSettings{config_, listener_, id_, peer_, local}, *this);
+      "connect from " + client + " to " + listener_.name + " port " + std::to_string(local_.port),
+      std::span<const log::Field>(fields.data(), proxyPeer_.empty() ? 6 : 7));
+  dialogue_.emplace(smtp::DialogueSettings{config_, listener_, id_, peer_, local_}, *this);
   const bool overLimit =
       worker_.shared().connections.load(std::memory_order_relaxed) > config_.limits.maxConnections;
   ++clientCork_;
@@ -108,13 +122,21 @@ void Session::onClientRead(ssize_t nread, const uv_buf_t* buf) {
   }
   const std::string_view bytes(buf->base, static_cast<std::size_t>(nread));
   ++clientCork_;
+  if (awaitingProxyHeader_) {
+    onProxyHeaderBytes(bytes);
+  } else {
+    consumeClientBytes(bytes);
+  }
+  uncorkClient();  // the session lives at least until a later loop turn, even if torn down
+}
+
+void Session::consumeClientBytes(std::string_view bytes) {
   if (tls_) {
     tls_->feedCiphertext(bytes.data(), bytes.size());
     pumpTls();
   } else {
     onPlaintext(bytes);
   }
-  uncorkClient();  // the session lives at least until a later loop turn, even if torn down
 }
 
 void Session::onPlaintext(std::string_view bytes) {
@@ -247,13 +269,14 @@ void Session::updateReading() {
   if (tornDown_) {
     return;
   }
-  bool want = !closeAfterFlush_ && dialogue_->wantsInput();
+  // Before the greeting, only a PROXY header is read.
+  bool want = !closeAfterFlush_ && (dialogue_ ? dialogue_->wantsInput() : awaitingProxyHeader_);
   // Backpressure: a client that does not read its replies, or a backend that does not take the
   // message as fast as it comes, stops the reading of this client.
   if (out_.size() + inflight_.size() > config_.limits.highWatermark) {
     want = false;
   }
-  if (dialogue_->inContent() && backend_ != nullptr &&
+  if (dialogue_ && dialogue_->inContent() && backend_ != nullptr &&
       backend_->queuedBytes() > config_.limits.highWatermark) {
     want = false;
   }
@@ -293,6 +316,10 @@ void Session::onTimer() {
     teardown("timeout while closing");
     return;
   }
+  if (awaitingProxyHeader_) {
+    refuseProxyConnection("timeout waiting for the header");
+    return;
+  }
   dialogue_->onTimer();
   updateReading();
 }
@@ -316,6 +343,10 @@ void Session::closeClient() {
 }
 
 void Session::drain(bool fast) {
+  if (awaitingProxyHeader_) {
+    teardown("shutting down before the PROXY header");
+    return;
+  }
   if (tornDown_ || !dialogue_) {
     return;
   }

@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "policy/networks.h"
 #include "proxy/backend_connection.h"
 #include "proxy/metrics.h"
 #include "proxy/net_util.h"
@@ -32,8 +33,10 @@ class Worker;
 
 class Session final : public smtp::DialogueHost, public BackendEvents {
  public:
-  // Accepts one connection from `server` (a listening socket of `listener`).
-  static void accept(Worker& worker, const config::Listener& listener, uv_stream_t* server);
+  // Accepts one connection from `server` (a listening socket of `listener`). `proxyNetworks`:
+  // the peers that may send a PROXY protocol header (listener.proxy_protocol), else null.
+  static void accept(Worker& worker, const config::Listener& listener,
+                     const policy::NetworkList* proxyNetworks, uv_stream_t* server);
 
   // Graceful stop: an idle session is told 421 4.3.2 at once, a busy one when it is done.
   // `fast`: only a message in flight is waited for (smtp::Dialogue::drain).
@@ -45,12 +48,18 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   Session& operator=(const Session&) = delete;
 
  private:
-  Session(Worker& worker, const config::Listener& listener);
+  Session(Worker& worker, const config::Listener& listener,
+          const policy::NetworkList* proxyNetworks);
   ~Session() override;
 
   // --- client transport ---
   void start();
+  // The addresses are known (from the socket, or from the PROXY header): log the connection,
+  // greet (or start implicit TLS).
+  void beginDialogue();
   void onClientRead(ssize_t nread, const uv_buf_t* buf);
+  // A read's bytes once the dialogue exists: to the TLS engine, or to the dialogue.
+  void consumeClientBytes(std::string_view bytes);
   void onPlaintext(std::string_view bytes);
   void pumpTls();
   void startClientWrite();
@@ -65,6 +74,13 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   void onHandleClosed();
   // The TLS handshake ended: established (`ok`), failed, or abandoned by the teardown (metrics).
   void handshakeEnded(bool ok);
+
+  // --- PROXY protocol (session_proxy_header.cpp) ---
+  // Before the greeting on a proxy_protocol listener: refuses a peer outside proxy_networks,
+  // else waits (timeouts.proxy_header) for the header.
+  void awaitProxyHeader();
+  void onProxyHeaderBytes(std::string_view bytes);
+  void refuseProxyConnection(std::string_view why);
 
   // --- smtp::DialogueHost: the dialogue's actions ---
   void sendToClient(std::string_view wire) override;
@@ -101,7 +117,13 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   Metrics* metrics_;                          // null: nothing is counted
   const Metrics::Listener* listenerMetrics_;  // null without metrics
   std::string id_;
-  PeerAddress peer_;
+  PeerAddress peer_;   // the client (from the PROXY header on such listeners)
+  PeerAddress local_;  // the address the client connected to (likewise)
+
+  const policy::NetworkList* proxyNetworks_;  // null: the listener takes no PROXY header
+  bool awaitingProxyHeader_ = false;
+  std::string proxyBuffer_;  // what came so far of the header (bounded by its maximum size)
+  std::string proxyPeer_;    // the balancer's address, when a header named another client
 
   uv_tcp_t client_{};
   uv_timer_t timer_{};

@@ -46,18 +46,23 @@ void Worker::startThread(std::function<void()> onFinished) {
     auto handle = std::make_unique<ListenHandle>();
     handle->listener = socket.listener;
     handle->worker = this;
+    if (socket.listener->proxyProtocol) {
+      // Validated by the config already: parse() cannot throw here.
+      handle->proxyNetworks = policy::NetworkList::parse(socket.listener->proxyNetworks);
+    }
     uv_tcp_init(&loop_, &handle->tcp);
     handle->tcp.data = handle.get();
     uv_tcp_open(&handle->tcp, socket.fd);
-    const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&handle->tcp), 1024,
-                             [](uv_stream_t* server, int status) {
-                               auto* h = static_cast<ListenHandle*>(server->data);
-                               if (status != 0) {
-                                 log::warning(std::string("accept: ") + uv_strerror(status));
-                                 return;
-                               }
-                               Session::accept(*h->worker, *h->listener, server);
-                             });
+    const int rc = uv_listen(
+        reinterpret_cast<uv_stream_t*>(&handle->tcp), 1024, [](uv_stream_t* server, int status) {
+          auto* h = static_cast<ListenHandle*>(server->data);
+          if (status != 0) {
+            log::warning(std::string("accept: ") + uv_strerror(status));
+            return;
+          }
+          Session::accept(*h->worker, *h->listener,
+                          h->listener->proxyProtocol ? &h->proxyNetworks : nullptr, server);
+        });
     if (rc != 0) {
       log::error("listener " + socket.listener->name + ": listen: " + uv_strerror(rc));
     }

@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "policy/networks.h"
 #include "proxy/admin/liveness.h"
 #include "proxy/shared_state.h"
 
@@ -60,6 +61,7 @@ class Worker {
     uv_tcp_t tcp;
     const config::Listener* listener;
     Worker* worker;
+    policy::NetworkList proxyNetworks;  // listener->proxyNetworks, parsed once
   };
 
   void run();

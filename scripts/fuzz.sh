@@ -12,7 +12,7 @@
 # Environment: CXX_FUZZ (default clang++), BUILD_FUZZ (default <repo>/build-fuzz).
 set -eu
 
-ALL_TARGETS="line_reader_command reply_parser data_canonicalizer address_policy relay_table dialogue"
+ALL_TARGETS="line_reader_command reply_parser data_canonicalizer address_policy relay_table dialogue proxy_header"
 
 usage() {
   echo "usage: $0 [seconds] [target...]" >&2

@@ -60,9 +60,13 @@ class SmtpClient:
     """A raw SMTP client: `send` writes its bytes in one sendall; replies are read with a
     deadline; `transcript` keeps C:/S: lines for failure messages."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0):
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0,
+                 source: str | None = None):
+        """`source`: the local address to connect from (e.g. 127.0.0.2), else the default."""
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout,
+            source_address=(source, 0) if source is not None else None)
         self.buf = b""
         self.transcript: list[str] = []
         self.tls = False

@@ -626,6 +626,30 @@ high_watermark = 8192
                "\"optional\""));
   }
 
+  TEST_CASE("listener proxy_protocol needs proxy_networks, and the networks need it") {
+    Fixture f;
+    CHECK_FALSE(f.parse(kBase).listeners[0].proxyProtocol);
+    CHECK(f.parse(kBase).timeouts.proxyHeader == std::chrono::seconds(5));
+    const std::string tail = kBase.substr(kBase.find("[backend]"));
+    const std::string listener = "[[listener]]\nname = \"mx\"\naddress = \"0.0.0.0:2525\"\n";
+    const Config on = f.parse(listener +
+                              "proxy_protocol = true\nproxy_networks = [\"10.0.0.0/8\", "
+                              "\"2001:db8::/32\"]\n" +
+                              tail + "[timeouts]\nproxy_header = \"2s\"\n");
+    CHECK(on.listeners[0].proxyProtocol);
+    CHECK(on.listeners[0].proxyNetworks == std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32"});
+    CHECK(on.timeouts.proxyHeader == std::chrono::seconds(2));
+    CHECK(f.error(listener + "proxy_protocol = true\n" + tail) ==
+          f.at(4,
+               "listener[0].proxy_networks: required with proxy_protocol = true: the networks of "
+               "the load balancers that may send the header (anyone else could claim any client "
+               "address)"));
+    CHECK(f.error(listener + "proxy_networks = [\"10.0.0.0/8\"]\n" + tail) ==
+          f.at(4, "listener[0].proxy_networks: set without proxy_protocol = true"));
+    CHECK(f.error(listener + "proxy_protocol = true\nproxy_networks = [\"10.0.0.1/8\"]\n" + tail)
+              .find("listener[0].proxy_networks[0]: bad CIDR '10.0.0.1/8'") != std::string::npos);
+  }
+
   TEST_CASE("workers = 0: the cgroup v2 cpu.max quota, rounded up; no limit is none") {
     CHECK(cpusFromCgroupMax("max 100000") == std::nullopt);
     CHECK(cpusFromCgroupMax("max 100000\n") == std::nullopt);

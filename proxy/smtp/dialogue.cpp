@@ -543,11 +543,15 @@ void Dialogue::logReject(std::string_view stage, std::string_view reply, const s
         {"to", bareAddress(rcpt)}});
 }
 
-std::string_view Dialogue::bareAddress(std::string_view path) {
-  if (path.size() >= 2 && path.front() == '<' && path.back() == '>') {
-    return path.substr(1, path.size() - 2);
+std::string_view Dialogue::bareAddress(const std::string& path) {
+  if (path.empty()) {
+    return {};  // not known (yet): no field
   }
-  return path;
+  const std::string_view view(path);
+  if (view.size() >= 2 && view.front() == '<' && view.back() == '>') {
+    return view.substr(1, view.size() - 2);  // "" for the null sender <>: a field all the same
+  }
+  return view;
 }
 
 std::string Dialogue::describe(const SentMessage& message) {
@@ -587,8 +591,8 @@ void Dialogue::note(log::Level level, std::string_view message,
     fields[n++] = {"identity", identity};
   }
   for (const log::Field& field : event) {
-    // An empty text is a field the event does not have (e.g. no sender yet).
-    if (field.kind != log::Field::Kind::Text || !field.text.empty()) {
+    // A null view (not an empty one) is a field the event does not have, e.g. no sender yet.
+    if (field.kind != log::Field::Kind::Text || field.text.data() != nullptr) {
       fields[n++] = field;
     }
   }

@@ -298,8 +298,9 @@ class Dialogue {
   Fifo<SentMessage> messageLogs_;
   // "from=<a@b> size=N" (or "(BDAT)"), as the text log shows a message.
   static std::string describe(const SentMessage& message);
-  // "a@b" of "<a@b>", a log field's form; anything else as it is.
-  static std::string_view bareAddress(std::string_view path);
+  // "a@b" of "<a@b>" (a log field's form; "" for <>); anything else as it is; a null view, no
+  // field at all, for "" (not known).
+  static std::string_view bareAddress(const std::string& path);
 };
 
 }  // namespace certrelay::smtp

@@ -575,6 +575,15 @@ TEST_SUITE("dialogue") {
     CHECK(accepted.at("from") == "a@sender.example");
     CHECK(accepted.at("identity") == std::string(testing::kTrustedIdentity));
     CHECK(accepted.at("fingerprint") == std::string(testing::kTrustedFingerprint));
+    // The null sender is a field ("" without the brackets); a MAIL refused has no sender yet.
+    Script n;
+    plainSession(n);
+    n.client("MAIL FROM:<> SIZE=99999999\r\nMAIL FROM:<>\r\nRCPT TO:<x@remote.example>\r\n");
+    n.backend("250 2.1.0 Ok");
+    CHECK(n.fieldsOf("NOQUEUE: reject: MAIL").count("from") == 0);
+    const auto bounce = n.fieldsOf("NOQUEUE: reject: RCPT");
+    REQUIRE(bounce.count("from") == 1);
+    CHECK(bounce.at("from").empty());
     log::detail::json.store(false);
     // In text mode no field is built.
     Script plain;

@@ -240,6 +240,36 @@ void CapabilityProbe::Target::onBackendFailure(BackendFailure failure, const std
 void CapabilityProbe::probeAnswered(Target& target, const smtp::Capabilities& capabilities) {
   std::exchange(target.connection, nullptr)->detachAndClose();  // QUIT
   answered_ = true;
+  target.unjudged = capabilities;
+  judgeAnswers();
+  probeDone();
+}
+
+void CapabilityProbe::judgeAnswers() {
+  if (shared_.identityInForce.load() == config::IdentityMode::Auto) {
+    for (const auto& target : targets_) {
+      if (target->unjudged) {
+        handoffInForce(*target->unjudged, target->state.address.toString());
+        break;
+      }
+      if (target->connection != nullptr) {
+        return;  // an earlier backend has not answered yet
+      }
+    }
+    if (shared_.identityInForce.load() == config::IdentityMode::Auto) {
+      return;  // nobody answered yet
+    }
+  }
+  for (const auto& target : targets_) {
+    if (target->unjudged) {
+      const smtp::Capabilities capabilities = std::move(*target->unjudged);
+      target->unjudged.reset();
+      judge(*target, capabilities);
+    }
+  }
+}
+
+void CapabilityProbe::judge(Target& target, const smtp::Capabilities& capabilities) {
   const std::string address = target.state.address.toString();
   target.state.capabilities = std::make_shared<const smtp::Capabilities>(capabilities);
   const bool automatic = shared_.config->backend.identity == config::IdentityMode::Auto;
@@ -263,7 +293,6 @@ void CapabilityProbe::probeAnswered(Target& target, const smtp::Capabilities& ca
   target.state.problem =
       handoff.empty() ? "does not offer the identity hand-off in force (" + mode + ")" : "";
   target.handoff = handoff;
-  probeDone();
 }
 
 void CapabilityProbe::probeFailed(Target& target, BackendFailure failure,
@@ -274,6 +303,7 @@ void CapabilityProbe::probeFailed(Target& target, BackendFailure failure,
   }
   target.state.health = BackendHealth::Down;
   target.state.problem = std::string(toString(failure)) + ": " + detail;
+  judgeAnswers();  // a later backend's answer may have waited for this one
   probeDone();
 }
 

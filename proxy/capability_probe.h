@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,8 @@ class CapabilityProbe {
     BackendTarget state;
     BackendConnection* connection = nullptr;
     std::string handoff;  // the hand-off it offered at its last answer ("xclient (auto)")
+    // An answer not judged yet: "auto" waits for the first backend in the configured order.
+    std::optional<smtp::Capabilities> unjudged;
 
     void onBackendReady(const smtp::Capabilities& capabilities) override;
     void onBackendReply(BackendPurpose, std::uint64_t, const smtp::Reply&) override {}
@@ -71,7 +74,12 @@ class CapabilityProbe {
   void probeTargets();
   void probeAnswered(Target& target, const smtp::Capabilities& capabilities);
   void probeFailed(Target& target, BackendFailure failure, const std::string& detail);
-  // The hand-off in force ("auto" resolved at the first answer).
+  // Judges the answers that can be judged: all of them once the hand-off in force is known.
+  // "auto" is resolved from the first backend in the configured order that answers (the ones
+  // before it failed their probe), so the choice does not depend on who answers faster.
+  void judgeAnswers();
+  void judge(Target& target, const smtp::Capabilities& capabilities);
+  // The hand-off in force ("auto" resolved from these capabilities if it is not yet).
   config::IdentityMode handoffInForce(const smtp::Capabilities& capabilities,
                                       const std::string& address);
   void probeDone();

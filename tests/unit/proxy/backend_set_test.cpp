@@ -29,6 +29,7 @@ BackendSet setOf(std::vector<BackendTarget> targets) {
 
 std::vector<std::string> hosts(const std::vector<config::Endpoint>& order) {
   std::vector<std::string> out;
+  out.reserve(order.size());
   for (const auto& endpoint : order) {
     out.push_back(endpoint.host);
   }

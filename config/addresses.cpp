@@ -80,6 +80,13 @@ Endpoint parseEndpoint(const std::string& text) {
   return endpoint;
 }
 
+bool isNumericHost(const Endpoint& endpoint) {
+  in6_addr scratch{};
+  const int family = endpoint.host.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+  return endpoint.host.find('\0') == std::string::npos &&
+         inet_pton(family, endpoint.host.c_str(), &scratch) == 1;
+}
+
 std::string Cidr::toString() const {
   char text[INET6_ADDRSTRLEN] = {};
   if (inet_ntop(v6 ? AF_INET6 : AF_INET, address.data(), text, sizeof(text)) == nullptr) {

@@ -29,11 +29,16 @@ struct Endpoint {
 
   // "127.0.0.1:2525" or "[::1]:2525".
   std::string toString() const;
+  bool operator==(const Endpoint&) const = default;
 };
 
 // Parses "host:port" / "[v6]:port". Throws std::invalid_argument with a short reason.
-// Syntax only (brackets are for hosts holding ':'); load() also requires a numeric IP address.
+// Syntax only (brackets are for hosts holding ':'); load() also requires a numeric IP address
+// (listeners, admin) or a numeric address or host name (backend addresses).
 Endpoint parseEndpoint(const std::string& text);
+
+// Whether `endpoint.host` is a numeric IPv4 or IPv6 address (not a name to resolve).
+bool isNumericHost(const Endpoint& endpoint);
 
 // A network in CIDR notation: "192.0.2.0/24", "2001:db8::/32", "[2001:db8::]/32"; a bare
 // address is a /32 or /128 network. An IPv4-mapped IPv6 network ("::ffff:192.0.2.0/120",
@@ -100,8 +105,17 @@ constexpr std::string_view identityModeKeyword(IdentityMode mode) {
   return "auto";
 }
 
+// How sessions are spread over the healthy backends (backend.balance):
+//  First       in the configured order: the first healthy one, the next ones only on failure;
+//  RoundRobin  each new backend connection starts at the next healthy one (per worker).
+enum class BalanceMode { First, RoundRobin };
+
 struct Backend {
-  Endpoint address;
+  // backend.address (one) or backend.addresses (several), in the order written: numeric
+  // addresses or host names. Names are resolved by the proxy (asynchronously, at start-up and
+  // every probe_interval); each resolved address is probed and used on its own. Never empty.
+  std::vector<Endpoint> addresses;
+  BalanceMode balance = BalanceMode::First;
   // Name the proxy gives in its own EHLO to the backend (before XCLIENT). Defaults to hostname.
   std::string heloName;
   // How often the capability probe refreshes what the backend offers.

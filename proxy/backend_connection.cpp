@@ -14,16 +14,18 @@ namespace certrelay::proxy {
 
 BackendConnection* BackendConnection::start(
     uv_loop_t* loop, const config::Config& config, BackendEvents* listener, Mode mode,
-    smtp::ClientIdentity identity, std::string logId, Metrics* metrics,
-    const std::atomic<config::IdentityMode>* identityInForce) {
-  auto* connection = new BackendConnection(loop, config, listener, mode, std::move(identity),
-                                           std::move(logId), metrics, identityInForce);
+    std::vector<config::Endpoint> targets, smtp::ClientIdentity identity, std::string logId,
+    Metrics* metrics, const std::atomic<config::IdentityMode>* identityInForce) {
+  auto* connection =
+      new BackendConnection(loop, config, listener, mode, std::move(targets), std::move(identity),
+                            std::move(logId), metrics, identityInForce);
   connection->connect();
   return connection;
 }
 
 BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
                                      BackendEvents* listener, Mode mode,
+                                     std::vector<config::Endpoint> targets,
                                      smtp::ClientIdentity identity, std::string logId,
                                      Metrics* metrics,
                                      const std::atomic<config::IdentityMode>* identityInForce)
@@ -34,6 +36,7 @@ BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& conf
       identity_(std::move(identity)),
       logId_(std::move(logId)),
       metrics_(metrics),
+      targets_(std::move(targets)),
       identityInForce_(identityInForce),
       parser_(config.limits.maxLineLength) {}
 
@@ -48,9 +51,20 @@ void BackendConnection::connect() {
   timer_.data = this;
   openHandles_ = 2;
   connectStarted_ = uv_hrtime();
+  connectTarget();
+}
 
+std::string BackendConnection::address() const {
+  return attempt_ < targets_.size() ? targets_[attempt_].toString() : std::string();
+}
+
+void BackendConnection::connectTarget() {
+  if (targets_.empty()) {
+    failSoon(BackendFailure::Unreachable, "no backend address to connect to (none resolved)");
+    return;
+  }
   sockaddr_storage addr{};
-  int rc = toSockaddr(config_.backend.address, addr) ? 0 : UV_EINVAL;
+  int rc = toSockaddr(targets_[attempt_], addr) ? 0 : UV_EINVAL;
   if (rc == 0) {
     connectReq_.data = this;
     rc = uv_tcp_connect(&connectReq_, &tcp_, reinterpret_cast<const sockaddr*>(&addr),
@@ -60,22 +74,20 @@ void BackendConnection::connect() {
   }
   if (rc != 0) {
     // Reported from the timer, never from inside start(): the caller has not stored us yet.
-    failSoon(
-        BackendFailure::Unreachable,
-        std::string("connect to ") + config_.backend.address.toString() + ": " + uv_strerror(rc));
+    failSoon(BackendFailure::Unreachable,
+             std::string("connect to ") + address() + ": " + uv_strerror(rc));
     return;
   }
   armTimer(config_.timeouts.backendConnect);
 }
 
 void BackendConnection::onConnected(int status) {
-  if (phase_ == Phase::Closing) {
+  if (phase_ == Phase::Closing || phase_ == Phase::Reconnecting) {
     return;
   }
   if (status != 0) {
-    fail(BackendFailure::Unreachable, std::string("connect to ") +
-                                          config_.backend.address.toString() + ": " +
-                                          uv_strerror(status));
+    fail(BackendFailure::Unreachable,
+         std::string("connect to ") + address() + ": " + uv_strerror(status));
     return;
   }
   if (const int rc = uv_tcp_nodelay(&tcp_, 1); rc != 0) {
@@ -94,7 +106,7 @@ void BackendConnection::onConnected(int status) {
 }
 
 void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
-  if (phase_ == Phase::Closing) {
+  if (phase_ == Phase::Closing || phase_ == Phase::Reconnecting) {
     return;
   }
   if (nread < 0) {
@@ -258,6 +270,7 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
       becomeReady();
       return;
     }
+    case Phase::Reconnecting:
     case Phase::Connecting:
     case Phase::Ready:
     case Phase::Closing:
@@ -275,6 +288,9 @@ void BackendConnection::becomeReady() {
   phase_ = Phase::Ready;
   uv_timer_stop(&timer_);
   reportReady();
+  const std::string used = address();
+  log::line(log::Level::Info, logId_, "backend connection to " + used + " ready",
+            {{"event", "backend_connected"}, {"backend", used}});
   if (listener_ != nullptr) {
     listener_->onBackendReady(capabilities_);
   }
@@ -447,6 +463,9 @@ void BackendConnection::onWriteDone(int status) {
     return;
   }
   releaseIdleBuffer(inflight_);
+  if (phase_ == Phase::Reconnecting) {
+    return;  // a write of the failed attempt, cancelled with its socket
+  }
   if (status != 0) {
     if (phase_ != Phase::Closing) {
       fail(BackendFailure::Closed, std::string("write: ") + uv_strerror(status));
@@ -501,6 +520,9 @@ void BackendConnection::armIdleTimer() {
 }
 
 void BackendConnection::onTimer() {
+  if (phase_ == Phase::Reconnecting) {
+    return;
+  }
   if (phase_ == Phase::Closing) {
     closeHandles();  // QUIT could not be written in time
     return;
@@ -512,12 +534,12 @@ void BackendConnection::onTimer() {
     return;
   }
   fail(BackendFailure::Timeout, phase_ == Phase::Connecting
-                                    ? "timeout connecting to the backend"
-                                    : "timeout waiting for the backend's reply");
+                                    ? "timeout connecting to " + address()
+                                    : "timeout waiting for the reply of " + address());
 }
 
 void BackendConnection::fail(BackendFailure failure, const std::string& detail) {
-  if (phase_ == Phase::Closing) {
+  if (phase_ == Phase::Closing || tryNextTarget(failure, detail)) {
     return;
   }
   phase_ = Phase::Closing;
@@ -529,6 +551,50 @@ void BackendConnection::fail(BackendFailure failure, const std::string& detail) 
   if (listener != nullptr) {
     listener->onBackendFailure(failure, detail);
   }
+}
+
+bool BackendConnection::tryNextTarget(BackendFailure failure, const std::string& detail) {
+  if (mode_ != Mode::Session || listener_ == nullptr || quitAtNextReply_ ||
+      attempt_ + 1 >= targets_.size() || phase_ == Phase::Ready || phase_ == Phase::Reconnecting) {
+    return false;
+  }
+  const std::string failed = address();
+  ++attempt_;
+  log::line(log::Level::Warning, logId_,
+            "backend " + failed + " " + toString(failure) + ": " + detail + "; trying " + address(),
+            {{"event", "backend_failover"},
+             {"backend", failed},
+             {"failure", toString(failure)},
+             {"next", address()}});
+  // Nothing of the client's was written on this connection yet (commands wait for Ready in
+  // queue_, which is kept); the set-up starts over on a new socket.
+  phase_ = Phase::Reconnecting;
+  uv_timer_stop(&timer_);
+  parser_ = smtp::ReplyParser(config_.limits.maxLineLength);
+  capabilities_ = smtp::Capabilities{};
+  greetsAsPostfix_ = false;
+  xclientCommands_.clear();
+  out_.clear();
+  // A write in flight is cancelled with the socket (onWriteDone ignores it); tcp_ may be
+  // initialised again only from its close callback.
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), [](uv_handle_t* handle) {
+    static_cast<BackendConnection*>(handle->data)->onRetrySocketClosed();
+  });
+  return true;
+}
+
+void BackendConnection::onRetrySocketClosed() {
+  if (phase_ == Phase::Closing) {
+    onHandleClosed();  // detached meanwhile: this was the socket's close
+    return;
+  }
+  const int rc = uv_tcp_init(loop_, &tcp_);
+  if (!CERTRELAY_ASSERT(rc == 0)) {
+    std::abort();  // as in connect(): a live loop refuses uv_tcp_init only on a bad argument
+  }
+  tcp_.data = this;
+  phase_ = Phase::Connecting;
+  connectTarget();
 }
 
 void BackendConnection::failSoon(BackendFailure failure, std::string detail) {
@@ -543,6 +609,8 @@ void BackendConnection::detachAndClose() {
   switch (phase_) {
     case Phase::Closing:
       return;
+    case Phase::Reconnecting:
+      break;  // no socket to say QUIT on: close the timer (the socket is closing already)
     case Phase::Ready:
       if (expected_.empty()) {
         quitAndClose();

@@ -11,6 +11,11 @@
 // once ready, keeping RFC 2920's rules as a client: a sync-point command (DATA, end of data,
 // QUIT; every command when the backend lacks PIPELINING) is the last of its group.
 //
+// Failover: a connection is given the backend addresses to try, in order. A failure before it
+// is ready (connect refused or timed out, greeting or EHLO refused, XCLIENT not offered) moves on
+// to the next address with the commands queued so far kept: nothing was written for them yet, so
+// the client sees nothing of it. Only when the last address failed too is the failure reported.
+//
 // Lifetime: created with start(), owned by whoever attached it (its BackendEvents) until
 // detachAndClose() or a failure; from then on it owns itself, finishes on its own (QUIT, close)
 // and deletes itself from its last libuv close callback.
@@ -71,11 +76,17 @@ class BackendConnection {
     Probe,    // greeting and EHLO only, to learn the capabilities; ready = probe done
   };
 
-  // `metrics` (may be null) times the connection from connect to ready.
+  // `targets`: the numeric addresses to try, in order (Probe mode: one); empty = a failure
+  // (Unreachable) reported from a later loop turn. `metrics` (may be null) times the connection
+  // from connect to ready.
   static BackendConnection* start(
       uv_loop_t* loop, const config::Config& config, BackendEvents* listener, Mode mode,
-      smtp::ClientIdentity identity, std::string logId, Metrics* metrics = nullptr,
+      std::vector<config::Endpoint> targets, smtp::ClientIdentity identity, std::string logId,
+      Metrics* metrics = nullptr,
       const std::atomic<config::IdentityMode>* identityInForce = nullptr);
+
+  // The address this connection uses (or tried last): "127.0.0.1:2525"; "" without any.
+  std::string address() const;
 
   // Queues a command line (without CR LF). Its reply goes to onBackendReply with `tag`.
   void sendCommand(std::string_view line, BackendPurpose purpose, std::uint64_t tag);
@@ -115,6 +126,7 @@ class BackendConnection {
   static constexpr std::chrono::milliseconds kQuitTimeout{2'000};
 
   enum class Phase : std::uint8_t {
+    Reconnecting,  // the socket of a failed attempt is closing; the next address follows
     Connecting,
     Greeting,
     ProxyEhlo,
@@ -136,11 +148,18 @@ class BackendConnection {
   };
 
   BackendConnection(uv_loop_t* loop, const config::Config& config, BackendEvents* listener,
-                    Mode mode, smtp::ClientIdentity identity, std::string logId, Metrics* metrics,
+                    Mode mode, std::vector<config::Endpoint> targets, smtp::ClientIdentity identity,
+                    std::string logId, Metrics* metrics,
                     const std::atomic<config::IdentityMode>* identityInForce);
   ~BackendConnection() = default;
 
   void connect();
+  // Connects tcp_ (initialised, not connected) to targets_[attempt_].
+  void connectTarget();
+  // A set-up failure with addresses left to try: closes this attempt's socket and goes on with
+  // the next address (from onRetrySocketClosed). False when the failure must be reported.
+  bool tryNextTarget(BackendFailure failure, const std::string& detail);
+  void onRetrySocketClosed();
   void onConnected(int status);
   void onRead(ssize_t nread, const uv_buf_t* buf);
   void handleReply(const smtp::Reply& reply);
@@ -176,6 +195,8 @@ class BackendConnection {
   smtp::ClientIdentity identity_;
   std::string logId_;
   Metrics* metrics_;
+  std::vector<config::Endpoint> targets_;
+  std::size_t attempt_ = 0;  // index in targets_ of the address in use
   // The hand-off in force (SharedState::identityInForce): backend.identity, or what "auto"
   // resolved to at the first probe. Null: backend.identity as configured.
   const std::atomic<config::IdentityMode>* identityInForce_;

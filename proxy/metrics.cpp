@@ -171,9 +171,17 @@ void Metrics::buildProcessMetrics() {
       .Set(1);
   backendUp_ = &BuildGauge()
                     .Name("certrelay_backend_up")
-                    .Help("1 when the backend answered the last capability probe, else 0.")
+                    .Help(
+                        "1 when at least one backend address is healthy (answered its last "
+                        "capability probe with the identity hand-off in force), else 0.")
                     .Register(*registry_)
                     .Add({});
+  backendAddressUp_ = &BuildGauge()
+                           .Name("certrelay_backend_address_up")
+                           .Help(
+                               "Per resolved backend address: 1 when it answered its last "
+                               "capability probe with the identity hand-off in force, else 0.")
+                           .Register(*registry_);
   policyEntries_ = &BuildGauge()
                         .Name("certrelay_policy_entries")
                         .Help("Entries of the fingerprint table in force.")
@@ -350,6 +358,31 @@ void Metrics::countReplies(std::string_view wire) {
 
 void Metrics::setBackendUp(bool up) {
   backendUp_->Set(up ? 1 : 0);
+}
+
+void Metrics::setBackendAddresses(const std::vector<std::pair<std::string, bool>>& addresses) {
+  // Family::Add and Remove take the family's mutex (the scrape takes it too): main loop only,
+  // once per probe result, never on the data path.
+  std::vector<std::pair<std::string, prometheus::Gauge*>> kept;
+  for (const auto& [address, up] : addresses) {
+    prometheus::Gauge* gauge = nullptr;
+    for (auto& [known, child] : backendAddressChildren_) {
+      if (known == address && child != nullptr) {
+        gauge = std::exchange(child, nullptr);
+      }
+    }
+    if (gauge == nullptr) {
+      gauge = &backendAddressUp_->Add({{"backend", address}});
+    }
+    gauge->Set(up ? 1 : 0);
+    kept.emplace_back(address, gauge);
+  }
+  for (const auto& [address, child] : backendAddressChildren_) {
+    if (child != nullptr) {
+      backendAddressUp_->Remove(child);
+    }
+  }
+  backendAddressChildren_ = std::move(kept);
 }
 
 void Metrics::setPolicyEntries(std::size_t entries) {

@@ -89,7 +89,11 @@ class Metrics {
   void countReplies(std::string_view wire);
 
   // --- set by the server (main loop) ---
+  // certrelay_backend_up: 1 when at least one backend is healthy (the aggregate alerts use).
   void setBackendUp(bool up);
+  // certrelay_backend_address_up{backend="addr"}: one series per resolved backend address, as
+  // `addresses` lists them now (series of addresses no longer listed are removed).
+  void setBackendAddresses(const std::vector<std::pair<std::string, bool>>& addresses);
   void setPolicyEntries(std::size_t entries);
   // A load of "policy" or "tls" (MaterialWatcher::Spec::name) finished; other names are ignored.
   // Success also sets certrelay_last_reload_success_timestamp_seconds{material} to `now`.
@@ -125,6 +129,9 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* identityRcpt_ = nullptr;      // per_identity only
   prometheus::Family<prometheus::Counter>* identityMessages_ = nullptr;  // per_identity only
   prometheus::Gauge* backendUp_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* backendAddressUp_ = nullptr;
+  // Main loop only: the children of backendAddressUp_ by address.
+  std::vector<std::pair<std::string, prometheus::Gauge*>> backendAddressChildren_;
   prometheus::Gauge* policyEntries_ = nullptr;
   std::array<Reload, 2> reloads_{};
   prometheus::Gauge* certificateNotAfter_ = nullptr;

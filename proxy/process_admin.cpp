@@ -32,6 +32,20 @@ std::vector<admin::Check> ProcessAdmin::readiness() {
   checks.push_back({"listeners", true, ""});
   const std::string backend = probe_.lastProblem();
   checks.push_back({"backend", backend.empty(), backend});
+  // Ready with one healthy backend; each address is listed, none is required on its own.
+  if (const auto backends = shared_.backends.load()) {
+    for (const BackendTarget& target : backends->targets) {
+      const std::string name =
+          "backend " + target.address.toString() +
+          (target.name == target.address.toString() ? "" : " (" + target.name + ")");
+      checks.push_back({name, target.health == BackendHealth::Healthy,
+                        target.problem.empty() ? toString(target.health) : target.problem, true});
+    }
+    for (const std::string& unresolved : backends->unresolved) {
+      checks.push_back(
+          {"backend " + unresolved.substr(0, unresolved.find(' ')), false, unresolved, true});
+    }
+  }
   const bool draining = supervisor_.draining();
   checks.push_back({"draining", !draining, draining ? "draining: no new sessions wanted" : ""});
   return checks;

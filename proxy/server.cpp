@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -201,13 +202,14 @@ bool loadSharedState(uv_loop_t* loop, const std::shared_ptr<const config::Config
   return true;
 }
 
-// Learns the backend's capabilities before the first client asks for EHLO. A backend that is not
-// up yet (a sidecar starting) is not fatal: the probe keeps trying. False: an explicit identity
-// mode the backend does not offer (logged): refuse to become ready.
+// Resolves the backends and learns their capabilities before the first client asks for EHLO. A
+// backend that is not up yet (a sidecar starting) or a name that does not resolve yet is not
+// fatal: the probe keeps trying. False: an explicit identity mode that no backend that answered
+// offers (logged): refuse to become ready.
 bool probeBackend(MainLoop& main, CapabilityProbe& probe, const config::Config& config,
                   const SharedState& shared) {
   probe.start();
-  // Returns when the probe is done (non-zero only after a uv_stop, which nothing calls).
+  // Returns when the round is done (non-zero only after a uv_stop, which nothing calls).
   static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));
   if (!probe.answeredOnce()) {
     log::warning(
@@ -215,16 +217,23 @@ bool probeBackend(MainLoop& main, CapabilityProbe& probe, const config::Config& 
         "does");
     return true;
   }
-  const auto offered = shared.backendCapabilities.load();
-  const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(config.backend.identity, *offered);
-  if (choice.offered) {
+  const auto backends = shared.backends.load();
+  if (backends->healthyCount() > 0) {
     return true;
   }
+  const auto unfit = std::find_if(
+      backends->targets.begin(), backends->targets.end(),
+      [](const BackendTarget& target) { return target.health == BackendHealth::Unfit; });
+  if (unfit == backends->targets.end()) {
+    return true;  // answered once, down since: the probe keeps trying
+  }
+  const smtp::Capabilities& offered = *unfit->capabilities;
+  const smtp::HandoffChoice choice = smtp::chooseIdentityHandoff(config.backend.identity, offered);
   log::error(
       "backend.identity = " + std::string(config::identityModeKeyword(config.backend.identity)) +
-      " but backend " + config.backend.address.toString() + " does not offer " + choice.missing +
+      " but backend " + unfit->address.toString() + " does not offer " + choice.missing +
       " to the proxy; " +
-      smtp::grantHint(*offered,
+      smtp::grantHint(offered,
                       choice.handoff == smtp::IdentityHandoff::Xforward ? "XFORWARD" : "XCLIENT") +
       "; not starting");
   return false;

@@ -394,9 +394,13 @@ void Session::openBackend(const smtp::ClientIdentity& identity) {
   if (!CERTRELAY_ASSERT(backend_ == nullptr)) {
     closeBackend();
   }
-  backend_ =
-      BackendConnection::start(worker_.loop(), config_, this, BackendConnection::Mode::Session,
-                               identity, id_, metrics_, &worker_.shared().identityInForce);
+  std::vector<config::Endpoint> order;
+  if (const auto backends = worker_.shared().backends.load()) {
+    order = connectOrder(*backends, config_.backend.balance, worker_.nextBackendTurn());
+  }
+  backend_ = BackendConnection::start(worker_.loop(), config_, this,
+                                      BackendConnection::Mode::Session, std::move(order), identity,
+                                      id_, metrics_, &worker_.shared().identityInForce);
 }
 
 void Session::closeBackend() {
@@ -463,7 +467,7 @@ void Session::outcome(smtp::Outcome what, std::string_view identity, std::uint64
 // --- backend events ---
 
 void Session::onBackendReady(const smtp::Capabilities& capabilities) {
-  dialogue_->onBackendReady(capabilities);
+  dialogue_->onBackendReady(capabilities, backend_ != nullptr ? backend_->address() : "");
 }
 
 void Session::onBackendReply(smtp::BackendPurpose purpose, smtp::Ticket ticket,
@@ -476,11 +480,13 @@ void Session::onBackendReply(smtp::BackendPurpose purpose, smtp::Ticket ticket,
 }
 
 void Session::onBackendFailure(smtp::BackendFailure failure, const std::string& detail) {
+  // Still alive during this call (it is destroyed in a later loop turn): the address it tried.
+  const std::string address = backend_ != nullptr ? backend_->address() : std::string();
   backend_ = nullptr;  // it is closing and owns itself now
   if (!CERTRELAY_ASSERT(!tornDown_)) {
     return;
   }
-  dialogue_->onBackendFailure(failure, detail);
+  dialogue_->onBackendFailure(failure, detail, address);
   updateReading();
 }
 

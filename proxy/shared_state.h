@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "policy/relay_policy.h"
+#include "proxy/backend_set.h"
 #include "proxy/smtp/capabilities.h"
 #include "tls/context.h"
 
@@ -20,13 +21,17 @@ struct SharedState {
   // The TLS generation a new session starts with (a session keeps the one it started with).
   std::atomic<std::shared_ptr<const tls::Context>> tls;
   std::atomic<std::shared_ptr<const policy::Policy>> policy;
-  // Last capabilities the backend announced to the proxy (probe or a committed session); null
-  // until the backend answered once.
+  // What every healthy backend announced to the proxy at its last probe (their intersection,
+  // backend_set.h): what clients are offered. Null until a backend answered once; kept while
+  // none is healthy.
   std::atomic<std::shared_ptr<const smtp::Capabilities>> backendCapabilities;
   // The identity hand-off sessions use: backend.identity, except that "auto" is replaced by
   // what it resolved to at the first answered probe and kept from then on, so a backend that
   // stops offering XCLIENT fails sessions closed instead of silently seeing the proxy's address.
   std::atomic<config::IdentityMode> identityInForce{config::IdentityMode::Auto};
+  // Every resolved backend address and its health (the probe's last findings); null until the
+  // first resolution. Sessions choose the addresses they try from it (connectOrder).
+  std::atomic<std::shared_ptr<const BackendSet>> backends;
   // Open client connections across all workers (limits.max_connections).
   std::atomic<std::size_t> connections{0};
   // The process's metrics (proxy/metrics.h): set once before the workers start, never replaced.

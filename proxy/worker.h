@@ -48,6 +48,8 @@ class Worker {
   SharedState& shared() { return shared_; }
   const config::Config& config() const { return *shared_.config; }
   std::string nextSessionId();
+  // backend.balance = "round_robin": where this worker's next backend connection starts.
+  std::uint64_t nextBackendTurn() { return backendTurn_++; }
   // The registry of live sessions (for drain and the shutdown deadline). It owns nothing: a
   // Session owns itself (session.h) and removes itself here when it is destroyed.
   void add(Session* session) { sessions_.insert(session); }
@@ -88,6 +90,7 @@ class Worker {
   std::unordered_set<Session*> sessions_;  // live sessions, not owned
   bool draining_ = false;
   std::uint32_t sessionCounter_ = 0;
+  std::uint64_t backendTurn_ = 0;
   std::uint32_t sessionSalt_ = 0;
   std::thread thread_;
 };

@@ -144,7 +144,7 @@ std::string checkReport(const std::vector<Check>& checks, std::string_view endpo
                         bool& ok) {
   ok = true;
   for (const Check& check : checks) {
-    ok = ok && check.ok;
+    ok = ok && (check.ok || check.informational);
   }
   if (ok && !verbose) {
     return "ok\n";
@@ -158,7 +158,7 @@ std::string checkReport(const std::vector<Check>& checks, std::string_view endpo
       body += " ok\n";
       continue;
     }
-    body += " failed";
+    body += check.informational ? " failed (not required)" : " failed";
     if (!check.detail.empty()) {
       body += ": " + text::sanitizePrintable(check.detail, 1024);
     }

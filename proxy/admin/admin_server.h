@@ -37,6 +37,8 @@ struct Check {
   std::string name;
   bool ok = false;
   std::string detail;
+  // Shown with ?verbose, never decides the status (one of several backends being down).
+  bool informational = false;
 };
 
 // The process side. Every method is called on the admin thread, one at a time; the implementer

@@ -141,10 +141,13 @@ class Dialogue {
   // `facts` must stay valid (and unchanged) for the rest of the dialogue: the host's TLS engine
   // owns them and outlives it.
   void onTlsEstablished(const tls::PeerFacts& facts);
-  void onBackendReady(const Capabilities& capabilities);
+  // `address`: the backend the connection went to ("127.0.0.1:2525"), named in later log lines.
+  void onBackendReady(const Capabilities& capabilities, std::string_view address = {});
   void onBackendReply(BackendPurpose purpose, Ticket ticket, const Reply& reply);
   // The backend connection is gone (no closeBackend() needed); every owed reply is answered 4xx.
-  void onBackendFailure(BackendFailure failure, std::string_view detail);
+  // `address`: the backend it used (or tried last), "" when it had none.
+  void onBackendFailure(BackendFailure failure, std::string_view detail,
+                        std::string_view address = {});
   // The backend connection has been idle for timeouts.backend_idle.
   void onBackendIdle();
   void onTimer();
@@ -218,6 +221,8 @@ class Dialogue {
   // `report`: what the outcome report needs (Owed's last three members; the rest is set here).
   void sendToBackend(std::string_view line, BackendPurpose purpose, Owed report);
   void failOwed(BackendFailure failure);
+  // "backend 127.0.0.1:2525" for log lines; "backend" before any connection got an address.
+  std::string backendName() const;
   void lostBackend(BackendFailure failure, std::string_view detail);
   void onDataReply(Ticket ticket, const Reply& reply);
   // The outcome of a RCPT or a message whose reply (`code`) the backend sent.
@@ -272,6 +277,7 @@ class Dialogue {
   policy::CertificateKeys certificate_;  // fingerprints of the client certificate, if any
 
   bool backendOpen_ = false;
+  std::string backendAddress_;  // of the last backend connection that got that far (logs)
   Fifo<Owed> owed_;  // replies the backend owes, oldest first (Internal commands excluded)
 
   // Forgotten at STARTTLS and at a new EHLO.

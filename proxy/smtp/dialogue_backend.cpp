@@ -136,8 +136,7 @@ void Dialogue::refusedProxyLog(const Reply& reply) {
   const auto offered = host_.backendCapabilities();
   const bool postfix = offered != nullptr && offered->postfix;
   note(log::Level::Error,
-       "backend " + config_.backend.address.toString() +
-           " refused the proxy: " + std::to_string(reply.code) + " " + reply.text() +
+       backendName() + " refused the proxy: " + std::to_string(reply.code) + " " + reply.text() +
            "; the backend must accept the proxy without AUTH" +
            (postfix ? " (check smtpd_authorized_xclient_hosts or mynetworks)" : ""),
        {{"event", "backend_refused_proxy"}, {"code", reply.code}});
@@ -146,20 +145,28 @@ void Dialogue::refusedProxyLog(const Reply& reply) {
 void Dialogue::lostBackend(BackendFailure failure, std::string_view detail) {
   const bool configuration = isConfigurationFailure(failure);
   note(configuration ? log::Level::Error : log::Level::Warning,
-       "backend " + config_.backend.address.toString() + " " + toString(failure) + ": " +
-           std::string(detail),
+       backendName() + " " + toString(failure) + ": " + std::string(detail),
        {{"event", "backend_lost"}, {"failure", toString(failure)}});
   failOwed(failure);
   flushReplies();
   resumeInput();
 }
 
-void Dialogue::onBackendReady(const Capabilities&) {
+std::string Dialogue::backendName() const {
+  return backendAddress_.empty() ? std::string("backend") : "backend " + backendAddress_;
+}
+
+void Dialogue::onBackendReady(const Capabilities&, std::string_view address) {
+  backendAddress_ = address;
   // Nothing to do: commands queued before the identity hand-off finished go out now, by the
   // backend connection; what clients are offered comes from the shared, probed capabilities.
 }
 
-void Dialogue::onBackendFailure(BackendFailure failure, std::string_view detail) {
+void Dialogue::onBackendFailure(BackendFailure failure, std::string_view detail,
+                                std::string_view address) {
+  if (!address.empty()) {
+    backendAddress_ = address;
+  }
   if (!CERTRELAY_ASSERT(backendOpen_)) {
     return closeOnBug("a failure from a backend that is not open");
   }

@@ -53,7 +53,7 @@ inline std::string escape(std::string_view bytes) {
 inline config::Config scriptConfig() {
   config::Config config;
   config.hostname = "mx.test";
-  config.backend.address = config::Endpoint{"127.0.0.1", 2525};
+  config.backend.addresses = {config::Endpoint{"127.0.0.1", 2525}};
   config.backend.heloName = "mx.test";
   config.policy.localDomains = {"local.example"};
   config.limits.maxErrors = 5;

@@ -233,7 +233,7 @@ high_watermark = 8192
     CHECK(c.listeners[1].address.host == "::");
     CHECK(c.listeners[1].address.port == 2587);
     CHECK(c.listeners[1].requireTls);
-    CHECK(c.backend.address.toString() == "[::1]:10025");
+    CHECK(c.backend.addresses.at(0).toString() == "[::1]:10025");
     CHECK(c.backend.heloName == "proxy.example.com");
     CHECK(c.backend.probeInterval == seconds(45));
     CHECK(c.backend.identity == IdentityMode::Xforward);
@@ -495,10 +495,73 @@ high_watermark = 8192
     const std::string tls = kBase.substr(kBase.find("[tls]"));
     CHECK(f.error(head + "[backend]\naddress = \"127.0.0.1:0\"\n" + tls) ==
           f.at(5, "backend.address: port must be from 1 to 65535"));
-    CHECK(f.error(head + "[backend]\naddress = \"postfix:25\"\n" + tls) ==
-          f.at(5, "backend.address: 'postfix' is not an IPv4 or IPv6 address"));
+    CHECK(f.error(head + "[backend]\naddress = \"postfix:25\"\n" + tls).empty());  // a name
+    CHECK(
+        f.error(head + "[backend]\naddress = \"bad_name!:25\"\n" + tls) ==
+        f.at(5, "backend.address: 'bad_name!' is neither an IPv4 or IPv6 address nor a host name"));
+    CHECK(f.error(head + "[backend]\naddress = \"10.0.0.256:25\"\n" + tls) ==
+          f.at(5,
+               "backend.address: '10.0.0.256' is neither an IPv4 or IPv6 address nor a host name"));
+    CHECK(f.error(head + "[backend]\naddress = \"[fe80::1%eth0]:25\"\n" + tls) ==
+          f.at(5, "backend.address: 'fe80::1%eth0' is not an IPv6 address"));
     CHECK(f.error(head + "[backend]\naddress = 25\n" + tls) ==
           f.at(5, "backend.address: expected string, got integer"));
+  }
+
+  TEST_CASE("backend addresses: names, several, balance") {
+    Fixture f;
+    const std::string head = kBase.substr(0, kBase.find("[backend]"));
+    const std::string tls = kBase.substr(kBase.find("[tls]"));
+    SUBCASE("one name, numeric IPv6 and a trailing dot") {
+      Config c =
+          f.parse(head + "[backend]\naddress = \"postfix.mail.svc.cluster.local.:25\"\n" + tls);
+      REQUIRE(c.backend.addresses.size() == 1);
+      CHECK(c.backend.addresses[0].host == "postfix.mail.svc.cluster.local");
+      CHECK(c.backend.addresses[0].port == 25);
+      CHECK_FALSE(config::isNumericHost(c.backend.addresses[0]));
+      CHECK(c.backend.balance == BalanceMode::First);
+      c = f.parse(head + "[backend]\naddress = \"[::1]:25\"\n" + tls);
+      CHECK(config::isNumericHost(c.backend.addresses.at(0)));
+      c = f.parse(head + "[backend]\naddress = \"localhost:2525\"\n" + tls);
+      CHECK(c.backend.addresses.at(0).toString() == "localhost:2525");
+    }
+    SUBCASE("several, in order, with round_robin") {
+      const Config c = f.parse(head +
+                               "[backend]\naddresses = [\"a.example:25\", \"127.0.0.1:2525\", "
+                               "\"[::1]:26\"]\nbalance = \"round_robin\"\n" +
+                               tls);
+      REQUIRE(c.backend.addresses.size() == 3);
+      CHECK(c.backend.addresses[0].toString() == "a.example:25");
+      CHECK(c.backend.addresses[1].toString() == "127.0.0.1:2525");
+      CHECK(c.backend.addresses[2].toString() == "[::1]:26");
+      CHECK(c.backend.balance == BalanceMode::RoundRobin);
+    }
+    SUBCASE("exactly one of address and addresses, no duplicates, no empty list") {
+      CHECK(f.error(head + "[backend]\naddress = \"a:25\"\naddresses = [\"b:25\"]\n" + tls) ==
+            f.at(6,
+                 "backend.addresses: set together with backend.address; give exactly one of "
+                 "them"));
+      CHECK(f.error(head + "[backend]\naddresses = []\n" + tls) ==
+            f.at(5, "backend.addresses: must not be empty"));
+      CHECK(f.error(head + "[backend]\naddresses = [\"A.example:25\", \"a.example:25\"]\n" + tls) ==
+            f.at(5,
+                 "backend.addresses[1]: 'a.example:25' is listed twice (also "
+                 "backend.addresses[0])"));
+      CHECK(f.error(head + "[backend]\naddresses = [\"a.example:0\"]\n" + tls) ==
+            f.at(5, "backend.addresses[0]: port must be from 1 to 65535"));
+      CHECK(f.error(head + "[backend]\naddresses = \"a.example:25\"\n" + tls) ==
+            f.at(5, "backend.addresses: expected array of strings, got string"));
+      CHECK(f.error(head + "[backend]\nhelo_name = \"x.example\"\n" + tls) ==
+            f.at(4,
+                 "backend.address: missing required key (or backend.addresses for several "
+                 "backends)"));
+    }
+    SUBCASE("balance spelling") {
+      CHECK(f.error(head + "[backend]\naddress = \"a:25\"\nbalance = \"random\"\n" + tls) ==
+            f.at(6,
+                 "backend.balance: expected one of \"first\", \"round_robin\", got "
+                 "\"random\""));
+    }
   }
 
   TEST_CASE("missing required: listener, backend, tls tables") {
@@ -523,7 +586,9 @@ high_watermark = 8192
           f.at(1, "listener[0].address: missing required key"));
     CHECK(f.error(kBase.substr(0, kBase.find("address = \"127")) +
                   kBase.substr(kBase.find("[tls]"))) ==
-          f.at(4, "backend.address: missing required key"));
+          f.at(4,
+               "backend.address: missing required key (or backend.addresses for several "
+               "backends)"));
     CHECK(f.error(kBase.substr(0, kBase.find("cert =")) + "key = \"tls.key\"\n") ==
           f.at(6, "tls.cert: missing required key"));
     CHECK(f.error(kBase.substr(0, kBase.find("key =")) + "\n") ==
@@ -675,7 +740,7 @@ high_watermark = 8192
                        {"CERTRELAY_BIN", "/usr/bin/certrelay"},  // no such section: left alone
                        {"OTHER_HOSTNAME", "x"}});
     CHECK(c.hostname == "pod-7.mx.example");
-    CHECK(c.backend.address.toString() == "127.0.0.1:2626");
+    CHECK(c.backend.addresses.at(0).toString() == "127.0.0.1:2626");
     CHECK(c.limits.maxRecipients == 50);
     CHECK(c.timeouts.command == std::chrono::seconds(30));
     CHECK(c.metrics.perIdentity);

@@ -232,6 +232,21 @@ TEST_SUITE("metrics") {
     CHECK(has(metrics.exposition(), "certrelay_backend_up 0"));
   }
 
+  TEST_CASE("backend up per address: one series per resolved address, gone ones removed") {
+    Metrics metrics(metricsConfig());
+    metrics.setBackendUp(true);
+    metrics.setBackendAddresses({{"10.0.0.1:25", true}, {"[::1]:25", false}});
+    std::string text = metrics.exposition();
+    CHECK(has(text, "certrelay_backend_up 1"));  // the aggregate stays unlabelled
+    CHECK(has(text, "certrelay_backend_address_up{backend=\"10.0.0.1:25\"} 1"));
+    CHECK(has(text, "certrelay_backend_address_up{backend=\"[::1]:25\"} 0"));
+    metrics.setBackendAddresses({{"[::1]:25", true}, {"10.0.0.2:25", false}});
+    text = metrics.exposition();
+    CHECK(text.find("10.0.0.1:25") == std::string::npos);
+    CHECK(has(text, "certrelay_backend_address_up{backend=\"[::1]:25\"} 1"));
+    CHECK(has(text, "certrelay_backend_address_up{backend=\"10.0.0.2:25\"} 0"));
+  }
+
   TEST_CASE("per identity: only with metrics.per_identity, and only for a named identity") {
     Metrics off(metricsConfig(false));
     off.outcome(Outcome::RcptRelayed, "client.example", 0);

@@ -54,6 +54,7 @@ void checkDone(std::string_view buffered, const ProxyHeader& header, std::size_t
 }  // namespace
 }  // namespace certrelay::smtp
 
+// NOLINTNEXTLINE(readability-identifier-naming): the name libFuzzer calls
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace certrelay::smtp;
   if (size < 1) {

@@ -196,6 +196,26 @@ struct Limits {
   unsigned maxErrors = 20;                   // per session -> 421 4.7.0
   std::size_t maxConnections = 10'000;       // per process -> 421 4.7.0 at accept
   std::size_t highWatermark = 256UL * 1024;  // outgoing bytes queued before the other side pauses
+  // Anvil-style limits per client (Postfix smtpd_client_*_limit), counted per process: a
+  // replica behind a Service counts only what it sees. 0 = unlimited (the default for all four).
+  // Concurrent connections per client address -> 421 4.7.0 at connect.
+  std::size_t clientConnections = 0;
+  // New connections per client address per rate_window -> 421 4.7.0 at connect.
+  std::size_t clientConnectionRate = 0;
+  // MAIL / RCPT commands per rate_window, per listed certificate identity when the client is
+  // trusted by one, else per address -> 450 4.7.1 at MAIL / RCPT.
+  std::size_t clientMessageRate = 0;
+  std::size_t clientRecipientRate = 0;
+  std::chrono::milliseconds rateWindow{60'000};  // Postfix anvil_rate_time_unit
+  // Clients (CIDRs as written, each accepted by parseCidr) to which none of the four applies.
+  // Default: loopback, as Postfix's $mynetworks (mynetworks_style = host) includes it.
+  std::vector<std::string> exemptNetworks{"127.0.0.0/8", "::1/128"};
+
+  // Whether any of the four client limits is on (the counting table exists only then).
+  bool clientLimitsEnabled() const {
+    return clientConnections != 0 || clientConnectionRate != 0 || clientMessageRate != 0 ||
+           clientRecipientRate != 0;
+  }
 };
 
 // [admin]: the HTTP endpoint for probes, metrics, drain and reload (absent = off).

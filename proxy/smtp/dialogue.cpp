@@ -323,6 +323,9 @@ void Dialogue::onMail(const Command& command) {
                                                           : replies::kBadSender);
     return;
   }
+  if (!admitRate(RateEvent::Message, {})) {
+    return;
+  }
   transaction_.open = true;
   transaction_.utf8 = params.utf8;
   transaction_.from = sender.null ? "<>" : sender.mailbox.canonical();
@@ -350,6 +353,9 @@ void Dialogue::onRcpt(const Command& command) {
   if (transaction_.recipients >= config_.limits.maxRecipients) {
     logReject("RCPT", replies::kTooManyRecipients, path.path);
     reply(replies::kTooManyRecipients);
+    return;
+  }
+  if (!admitRate(RateEvent::Recipient, path.path)) {
     return;
   }
   ++transaction_.recipients;

@@ -72,6 +72,11 @@ enum class Outcome : std::uint8_t {
   MessageUnknown,       // the final reply never came: the backend was lost after the end of data
 };
 
+// A per-client limit refusing a new connection (limits.client_connections, _connection_rate).
+enum class ClientLimit : std::uint8_t { Connections, ConnectionRate };
+// A per-client rate counted at MAIL and RCPT (limits.client_message_rate, _recipient_rate).
+enum class RateEvent : std::uint8_t { Message, Recipient };
+
 class DialogueHost {
  public:
   virtual ~DialogueHost() = default;
@@ -106,6 +111,10 @@ class DialogueHost {
   // What the backend last announced to the proxy; null until it answered once.
   virtual std::shared_ptr<const Capabilities> backendCapabilities() = 0;
   virtual std::time_t wallClock() = 0;
+  // One more MAIL or RCPT by `key` (a listed identity when `identity`, else the client address):
+  // the count in the current rate window, this one included, summed over the process; 0 when it
+  // is not counted (an exempt client, or no room to count it).
+  virtual std::uint64_t countRate(RateEvent event, bool identity, std::string_view key) = 0;
 
   // --- reports ---
   // A recipient's or a message's result, once, when it is known (see Outcome). `identity`: with
@@ -136,6 +145,10 @@ class Dialogue {
   // --- events ---
   // The connection was accepted: greeting, or 421 when over limits.max_connections or draining.
   void start(bool overConnectionLimit, bool draining);
+  // Instead of start(): the client is over a per-client limit with `count` connections (open, or
+  // new in the window): 421 4.7.0 and close (implicit TLS: close before TLS), with Postfix's
+  // warning. `service`: the listener's name, as Postfix names its master.cf service.
+  void refuseClient(ClientLimit limit, std::uint64_t count);
   // Plaintext from the client (decrypted under TLS).
   void onClientBytes(std::string_view bytes);
   // `facts` must stay valid (and unchanged) for the rest of the dialogue: the host's TLS engine
@@ -202,6 +215,9 @@ class Dialogue {
   void onData(const Command& command);
   void onRset();
   void onForbidden(const std::string& line);
+  // --- per-client rates (dialogue_limits.cpp) ---
+  // False after refusing the command (450 4.7.1, Postfix's warning and NOQUEUE line).
+  bool admitRate(RateEvent event, const std::string& rcpt);
   void refuseContentCommand(std::string_view wire);
 
   // --- content (dialogue_content.cpp) ---

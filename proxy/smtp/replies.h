@@ -22,6 +22,17 @@ inline std::string tooManyErrors(std::string_view host) {
 inline std::string tooManyConnections(std::string_view host) {
   return "421 4.7.0 " + std::string(host) + " Error: too many connections\r\n";
 }
+// Postfix's anvil refusals (smtpd_client_connection_count_limit and _rate_limit share the 421).
+inline std::string tooManyConnectionsFrom(std::string_view host, std::string_view client) {
+  return "421 4.7.0 " + std::string(host) + " Error: too many connections from " +
+         std::string(client) + "\r\n";
+}
+inline std::string tooMuchMailFrom(std::string_view client) {
+  return "450 4.7.1 Error: too much mail from " + std::string(client) + "\r\n";
+}
+inline std::string tooManyRecipientsFrom(std::string_view client) {
+  return "450 4.7.1 Error: too many recipients from " + std::string(client) + "\r\n";
+}
 inline std::string shuttingDown(std::string_view host) {
   return "421 4.3.2 " + std::string(host) + " Service shutting down\r\n";
 }

@@ -244,6 +244,16 @@ class Script final : public DialogueHost {
   std::shared_ptr<const policy::Policy> policy() override { return policy_; }
   std::shared_ptr<const Capabilities> backendCapabilities() override { return capabilities_; }
   std::time_t wallClock() override { return 1'800'000'000; }
+  // Counts per (event, kind, key) with no window: the dialogue's side of the rate limits.
+  std::uint64_t countRate(RateEvent event, bool identity, std::string_view key) override {
+    if (rateExempt_) {
+      return 0;
+    }
+    return ++rates_[std::to_string(static_cast<int>(event)) + (identity ? "i:" : "a:") +
+                    std::string(key)];
+  }
+  // The client is exempt from the rate limits (countRate says 0).
+  void setRateExempt(bool exempt) { rateExempt_ = exempt; }
   void outcome(Outcome what, std::string_view identity, std::uint64_t bytes) override {
     static constexpr const char* kNames[] = {
         "rcpt relayed",     "rcpt local",       "rcpt relay_denied", "rcpt backend_rejected",
@@ -279,6 +289,8 @@ class Script final : public DialogueHost {
   std::chrono::milliseconds timer_{0};
   bool backendOpen_ = false;
   bool closed_ = false;
+  bool rateExempt_ = false;
+  std::map<std::string, std::uint64_t> rates_;
 };
 
 }  // namespace certrelay::smtp::testing

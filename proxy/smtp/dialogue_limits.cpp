@@ -1,0 +1,57 @@
+// Dialogue: the anvil-style per-client limits (Postfix smtpd_client_*_limit), with Postfix's
+// replies and log words. The counting itself is the host's (proxy/client_limits.h).
+
+#include "common/text.h"
+#include "proxy/smtp/dialogue.h"
+#include "proxy/smtp/replies.h"
+
+namespace certrelay::smtp {
+
+void Dialogue::refuseClient(ClientLimit limit, std::uint64_t count) {
+  const bool concurrency = limit == ClientLimit::Connections;
+  // Postfix: "warning: Connection concurrency limit exceeded: 51 from unknown[192.0.2.1] for
+  // service smtp" (anvil counts the refused connection too).
+  warn(std::string(concurrency ? "Connection concurrency" : "Connection rate") +
+           " limit exceeded: " + std::to_string(count) + " from " + clientName() + " for service " +
+           settings_.listener.name,
+       {{"event", concurrency ? "client_connections_exceeded" : "client_connection_rate_exceeded"},
+        {"count", count}});
+  if (settings_.listener.tlsMode == config::TlsMode::Implicit) {
+    // As for limits.max_connections: nothing can be said before TLS, and a handshake only to
+    // refuse would spend the CPU the limit protects.
+    phase_ = Phase::Closing;
+    host_.closeClient();
+    return;
+  }
+  reply(replies::tooManyConnectionsFrom(config_.hostname, settings_.peer.addr), true);
+}
+
+bool Dialogue::admitRate(RateEvent event, const std::string& rcpt) {
+  const bool message = event == RateEvent::Message;
+  const std::size_t limit =
+      message ? config_.limits.clientMessageRate : config_.limits.clientRecipientRate;
+  if (limit == 0) {
+    return true;
+  }
+  // Keyed by the listed certificate's identity when there is one (one relay client, however
+  // many addresses it sends from), else by the address.
+  const std::string identity = listedIdentity();
+  const std::string& key = identity.empty() ? settings_.peer.addr : identity;
+  const std::uint64_t count = host_.countRate(event, !identity.empty(), key);
+  if (count <= limit) {
+    return true;
+  }
+  const std::string who = text::sanitizeComment(key);
+  warn(std::string(message ? "Message delivery request" : "Recipient address") +
+           " rate limit exceeded: " + std::to_string(count) + " from " + clientName() +
+           (identity.empty() ? "" : " (" + who + ")") + " for service " + settings_.listener.name,
+       {{"event", message ? "client_message_rate_exceeded" : "client_recipient_rate_exceeded"},
+        {"count", count}});
+  const std::string refusal =
+      message ? replies::tooMuchMailFrom(who) : replies::tooManyRecipientsFrom(who);
+  logReject(message ? "MAIL" : "RCPT", refusal, rcpt);
+  reject(refusal);
+  return false;
+}
+
+}  // namespace certrelay::smtp

@@ -1,0 +1,156 @@
+// Transcript tests of the dialogue's limits: the per-client refusals (connections, message and
+// recipient rates) with Postfix's replies and log words. Notation: tests/support/dialogue_script.h.
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "proxy/smtp/dialogue.h"
+#include "tests/support/dialogue_script.h"
+
+namespace certrelay::smtp {
+namespace {
+
+using testing::Script;
+
+config::Config rateConfig(std::size_t messages, std::size_t recipients) {
+  config::Config config = testing::scriptConfig();
+  config.limits.clientMessageRate = messages;
+  config.limits.clientRecipientRate = recipients;
+  config.limits.maxErrors = 100;
+  return config;
+}
+
+// Greeting and EHLO done, before TLS; the transcript is empty afterwards.
+void plainSession(Script& s) {
+  s.start();
+  s.client("EHLO client.test\r\n");
+  s.take();
+}
+
+// Greeting, STARTTLS, handshake with the listed certificate (or none) and EHLO done.
+void tlsSession(Script& s, bool listed) {
+  s.start();
+  s.client("EHLO client.test\r\nSTARTTLS\r\n");
+  s.tlsEstablished(listed);
+  s.client("EHLO client.test\r\n");
+  s.take();
+}
+
+TEST_SUITE("dialogue limits") {
+  TEST_CASE("over client_connections: 421 4.7.0 too many connections from the address, close") {
+    Script s;
+    s.dialogue().refuseClient(ClientLimit::Connections, 51);
+    CHECK(s.take() == "C< 421 4.7.0 mx.test Error: too many connections from 192.0.2.7\nclose\n");
+    CHECK(s.logged(
+        "Connection concurrency limit exceeded: 51 from unknown[192.0.2.7] for service smtp"));
+  }
+
+  TEST_CASE("over client_connection_rate: the same 421, the rate warning") {
+    Script s;
+    s.dialogue().refuseClient(ClientLimit::ConnectionRate, 31);
+    CHECK(s.take() == "C< 421 4.7.0 mx.test Error: too many connections from 192.0.2.7\nclose\n");
+    CHECK(s.logged("Connection rate limit exceeded: 31 from unknown[192.0.2.7] for service smtp"));
+  }
+
+  TEST_CASE("implicit TLS listener over a client limit: closed before TLS, nothing said") {
+    Script s;
+    s.listener().tlsMode = config::TlsMode::Implicit;
+    s.dialogue().refuseClient(ClientLimit::Connections, 3);
+    CHECK(s.take() == "close\n");
+    CHECK(s.logged("Connection concurrency limit exceeded: 3 from unknown[192.0.2.7]"));
+  }
+
+  TEST_CASE("message rate by address: 450 4.7.1 at MAIL, never forwarded, NOQUEUE logged") {
+    Script s(rateConfig(2, 0));
+    plainSession(s);
+    for (int i = 0; i < 2; ++i) {
+      s.client("MAIL FROM:<a@sender.example>\r\n");
+      s.backend("250 2.1.0 Ok");
+      s.client("RSET\r\n");
+      s.backend("250 2.0.0 Ok");
+    }
+    s.take();
+    s.client("MAIL FROM:<a@sender.example>\r\n");
+    CHECK(s.take() == "C< 450 4.7.1 Error: too much mail from 192.0.2.7\n");
+    CHECK(
+        s.logged("Message delivery request rate limit exceeded: 3 from unknown[192.0.2.7] for "
+                 "service smtp"));
+    CHECK(
+        s.logged("NOQUEUE: reject: MAIL from unknown[192.0.2.7]: 450 4.7.1 Error: too much "
+                 "mail from 192.0.2.7; proto=ESMTP helo=<client.test>"));
+    // No transaction was opened: RCPT needs a MAIL first.
+    s.client("RCPT TO:<b@local.example>\r\n");
+    CHECK(s.take() == "C< 503 5.5.1 Error: need MAIL command\n");
+  }
+
+  TEST_CASE("message rate by listed identity: the identity names the client in the 450") {
+    Script s(rateConfig(1, 0));
+    tlsSession(s, true);
+    s.client("MAIL FROM:<a@sender.example>\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.client("RSET\r\n");
+    s.backend("250 2.0.0 Ok");
+    s.take();
+    s.client("MAIL FROM:<a@sender.example>\r\n");
+    CHECK(s.take() == "C< 450 4.7.1 Error: too much mail from client.example\n");
+    CHECK(
+        s.logged("Message delivery request rate limit exceeded: 2 from unknown[192.0.2.7] "
+                 "(client.example) for service smtp"));
+  }
+
+  TEST_CASE("an unlisted certificate is counted by address, apart from the identity") {
+    Script s(rateConfig(1, 0));
+    tlsSession(s, false);
+    // The address and the identity are different keys: this one is its address's first.
+    s.countRate(RateEvent::Message, true, "192.0.2.7");
+    s.client("MAIL FROM:<a@sender.example>\r\n");
+    CHECK(s.take() == "B> MAIL FROM:<a@sender.example>\n");
+  }
+
+  TEST_CASE("recipient rate: 450 4.7.1 at RCPT, the transaction goes on") {
+    Script s(rateConfig(0, 2));
+    plainSession(s);
+    s.client(
+        "MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\n"
+        "RCPT TO:<x@remote.example>\r\nRCPT TO:<c@local.example>\r\nDATA\r\n");
+    // The relay refusal counted toward the rate too (as Postfix counts every RCPT).
+    CHECK(s.take() ==
+          "B open login=\nB> MAIL FROM:<a@sender.example>\nB> RCPT TO:<b@local.example>\n"
+          "B> DATA\n");
+    s.backend("250 2.1.0 Ok");
+    s.backend("250 2.1.5 Ok");
+    s.backend("354 go ahead");
+    const std::string out = s.take();
+    INFO(out);
+    CHECK(out.find("C< 454 4.7.1 <x@remote.example>: Relay access denied\n"
+                   "C< 450 4.7.1 Error: too many recipients from 192.0.2.7\n") !=
+          std::string::npos);
+    CHECK(out.find("C< 354 go ahead\n") != std::string::npos);
+    CHECK(
+        s.logged("Recipient address rate limit exceeded: 3 from unknown[192.0.2.7] for "
+                 "service smtp"));
+    CHECK(
+        s.logged("NOQUEUE: reject: RCPT from unknown[192.0.2.7]: 450 4.7.1 Error: too many "
+                 "recipients from 192.0.2.7; from=<a@sender.example> to=<c@local.example>"));
+  }
+
+  TEST_CASE("an exempt client (the host counts nothing) is never refused") {
+    Script s(rateConfig(1, 1));
+    s.setRateExempt(true);
+    plainSession(s);
+    for (int i = 0; i < 3; ++i) {
+      s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\nRSET\r\n");
+      if (i == 0) {
+        CHECK(s.take().find("B> MAIL FROM:<a@sender.example>\n") != std::string::npos);
+      }
+      s.backend("250 2.1.0 Ok");
+      s.backend("250 2.1.5 Ok");
+      s.backend("250 2.0.0 Ok");
+    }
+    CHECK(s.take().find("450") == std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace certrelay::smtp

@@ -437,7 +437,8 @@ class Loader {
   void readBackend(const toml::table& root, Config& config) const {
     const toml::table& table = *subTable(root, "backend", true, true, "");
     checkKeys(table, "backend",
-              {"address", "helo_name", "probe_interval", "identity", "received_header"});
+              {"address", "helo_name", "probe_interval", "identity", "received_header",
+               "max_connections"});
     config.backend.address = endpoint(table, "backend", false);
     const auto helo = getString(table, "helo_name", "backend");
     if (helo && !helo->empty()) {
@@ -463,6 +464,10 @@ class Loader {
       }
     }
     config.backend.receivedHeader = getBool(table, "received_header", "backend").value_or(true);
+    if (auto v = getInteger(table, "max_connections", "backend", 0,
+                            std::numeric_limits<int64_t>::max())) {
+      config.backend.maxConnections = static_cast<std::size_t>(*v);
+    }
   }
 
   // A key that holds one file name or a list of them (tls.cert, tls.key, tls.ticket_keys): each

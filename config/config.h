@@ -104,6 +104,10 @@ struct Backend {
   IdentityMode identity = IdentityMode::Auto;
   // Prepend certrelay's own Received header (Postfix layout plus the certificate fingerprint).
   bool receivedHeader = true;
+  // Concurrent backend sessions per process (0 = unlimited). The backend is set up early (at the
+  // client's EHLO inside TLS) only while fewer than 80% of these are open; at the cap, MAIL gets
+  // 451 4.3.2 (the client retries later) instead of waiting for a free one.
+  std::size_t maxConnections = 0;
 };
 
 // One server certificate chain and its private key (tls.cert[i], tls.key[i]).

@@ -99,6 +99,10 @@ class BackendConnection {
   void cork() { ++corked_; }
   void uncork();
 
+  // `counter` is decremented when this connection is gone (its socket closed): the session that
+  // incremented it for backend.max_connections hands it over.
+  void countIn(std::atomic<std::size_t>* counter) { counter_ = counter; }
+
   // Bytes not yet taken by the kernel, queued commands and chunks included (backpressure).
   std::size_t queuedBytes() const { return out_.size() + inflight_.size() + queuedWire_; }
 
@@ -138,7 +142,11 @@ class BackendConnection {
   BackendConnection(uv_loop_t* loop, const config::Config& config, BackendEvents* listener,
                     Mode mode, smtp::ClientIdentity identity, std::string logId, Metrics* metrics,
                     const std::atomic<config::IdentityMode>* identityInForce);
-  ~BackendConnection() = default;
+  ~BackendConnection() {
+    if (counter_ != nullptr) {
+      counter_->fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 
   void connect();
   void onConnected(int status);
@@ -176,6 +184,7 @@ class BackendConnection {
   smtp::ClientIdentity identity_;
   std::string logId_;
   Metrics* metrics_;
+  std::atomic<std::size_t>* counter_ = nullptr;  // backend.max_connections (sessions)
   // The hand-off in force (SharedState::identityInForce): backend.identity, or what "auto"
   // resolved to at the first probe. Null: backend.identity as configured.
   const std::atomic<config::IdentityMode>* identityInForce_;

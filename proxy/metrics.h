@@ -63,8 +63,9 @@ enum class Limit : std::uint8_t {
   ClientMessageRate,
   ClientRecipientRate,
   TableFull,
+  BackendConnections,
 };
-inline constexpr std::size_t kLimits = 5;
+inline constexpr std::size_t kLimits = 6;
 std::string_view limitName(Limit limit);
 
 class Metrics {

@@ -430,13 +430,29 @@ void Session::onHandleClosed() {
 
 // --- the dialogue's backend actions ---
 
-void Session::openBackend(const smtp::ClientIdentity& identity) {
+bool Session::openBackend(const smtp::ClientIdentity& identity, bool early) {
   if (!CERTRELAY_ASSERT(backend_ == nullptr)) {
     closeBackend();
+  }
+  // backend.max_connections: reserve a place first (one atomic add, no lock), give it back if
+  // over. Early set-ups (ahead of MAIL) keep the last 20% for sessions that are at MAIL.
+  std::atomic<std::size_t>& open = worker_.shared().backendSessions;
+  const std::size_t cap = config_.backend.maxConnections;
+  const std::size_t allowed = early ? cap - cap / 5 : cap;
+  if (cap != 0 && open.fetch_add(1, std::memory_order_relaxed) >= allowed) {
+    open.fetch_sub(1, std::memory_order_relaxed);
+    if (!early && metrics_ != nullptr) {
+      metrics_->limitRefused(Limit::BackendConnections);
+    }
+    return false;
   }
   backend_ =
       BackendConnection::start(worker_.loop(), config_, this, BackendConnection::Mode::Session,
                                identity, id_, metrics_, &worker_.shared().identityInForce);
+  if (cap != 0) {
+    backend_->countIn(&open);
+  }
+  return true;
 }
 
 void Session::closeBackend() {

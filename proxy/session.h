@@ -78,7 +78,7 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   void startTls() override;
   void armTimer(std::chrono::milliseconds timeout) override;
   void closeClient() override;
-  void openBackend(const smtp::ClientIdentity& identity) override;
+  bool openBackend(const smtp::ClientIdentity& identity, bool early) override;
   void closeBackend() override;
   void backendCommand(std::string_view line, smtp::BackendPurpose purpose,
                       smtp::Ticket ticket) override;

@@ -30,6 +30,9 @@ struct SharedState {
   std::atomic<config::IdentityMode> identityInForce{config::IdentityMode::Auto};
   // Open client connections across all workers (limits.max_connections).
   std::atomic<std::size_t> connections{0};
+  // Backend connections of sessions (not the probe's), open or still closing
+  // (backend.max_connections).
+  std::atomic<std::size_t> backendSessions{0};
   // The anvil-style per-client counts (limits.client_*); null when every one of them is 0.
   std::unique_ptr<ClientLimits> clientLimits;
   // The process's metrics (proxy/metrics.h): set once before the workers start, never replaced.

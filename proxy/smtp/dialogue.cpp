@@ -262,8 +262,9 @@ void Dialogue::onEhlo(const Command& command, bool extended) {
   if (tls_ != nullptr) {
     // Inside TLS everything the identity hand-off needs (address, HELO, certificate) is known
     // now, and MAIL is what comes next: set the backend up while the client reads this reply
-    // instead of after its MAIL (saves the connect+EHLO+XCLIENT round trips, ~0.35 ms).
-    ensureBackend();
+    // instead of after its MAIL (saves the connect+EHLO+XCLIENT round trips, ~0.35 ms). Only
+    // while backend connections are plentiful (backend.max_connections): else at MAIL.
+    ensureBackend(true);
   }
 }
 
@@ -326,10 +327,18 @@ void Dialogue::onMail(const Command& command) {
   if (!admitRate(RateEvent::Message, {})) {
     return;
   }
+  if (!ensureBackend()) {
+    // Not the client's fault: a 4xx it retries, not counted as an error.
+    warn("backend connection limit reached (backend.max_connections): MAIL from " +
+             clientName() + " deferred",
+         {{"event", "backend_connections_exceeded"}});
+    logReject("MAIL", replies::kTooManyBackendConnections, {});
+    reply(replies::kTooManyBackendConnections);
+    return;
+  }
   transaction_.open = true;
   transaction_.utf8 = params.utf8;
   transaction_.from = sender.null ? "<>" : sender.mailbox.canonical();
-  ensureBackend();
   const Ticket ticket = replies_.reserve();
   owed_.push_back(Owed{BackendPurpose::Mail, ticket, transaction_.utf8, false, 0, {}});
   host_.backendMail("MAIL FROM:" + transaction_.from + params.wire, ticket, messageId(),

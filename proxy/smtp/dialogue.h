@@ -92,7 +92,9 @@ class DialogueHost {
   virtual void closeClient() = 0;
 
   // --- actions on the backend (at most one connection at a time) ---
-  virtual void openBackend(const ClientIdentity& identity) = 0;
+  // False when backend.max_connections does not allow it now: `early` (ahead of MAIL, at EHLO)
+  // only below 80% of the cap, at MAIL below the cap. Nothing else happens then.
+  virtual bool openBackend(const ClientIdentity& identity, bool early) = 0;
   // QUIT if the connection is usable, then close. No backend event follows.
   virtual void closeBackend() = 0;
   virtual void backendCommand(std::string_view line, BackendPurpose purpose, Ticket ticket) = 0;
@@ -228,7 +230,8 @@ class Dialogue {
   std::string receivedHeader() const;
 
   // --- backend (dialogue_backend.cpp) ---
-  void ensureBackend();
+  // False when the host refused to open it (backend.max_connections).
+  bool ensureBackend(bool early = false);
   void dropBackend();
   void sendToBackend(std::string_view line, BackendPurpose purpose);
   // `report`: what the outcome report needs (Owed's last three members; the rest is set here).

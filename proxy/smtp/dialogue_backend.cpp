@@ -39,9 +39,9 @@ bool isFinal(BackendPurpose purpose) {
 
 }  // namespace
 
-void Dialogue::ensureBackend() {
+bool Dialogue::ensureBackend(bool early) {
   if (backendOpen_) {
-    return;
+    return true;
   }
   ClientIdentity identity;
   identity.addr = settings_.peer.addr;
@@ -52,8 +52,8 @@ void Dialogue::ensureBackend() {
   identity.esmtp = esmtp_;
   // LOGIN only for a client whose certificate is listed right now.
   identity.login = listedIdentity();
-  backendOpen_ = true;
-  host_.openBackend(identity);
+  backendOpen_ = host_.openBackend(identity, early);
+  return backendOpen_;
 }
 
 void Dialogue::dropBackend() {

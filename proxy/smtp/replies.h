@@ -88,6 +88,8 @@ inline constexpr std::string_view kVrfy =
     "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n";
 inline constexpr std::string_view kHelp =
     "214 2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n";
+inline constexpr std::string_view kTooManyBackendConnections =
+    "451 4.3.2 Error: too many backend connections, try again later\r\n";
 inline constexpr std::string_view kBackendUnavailable =
     "451 4.3.0 Error: backend unavailable, try again later\r\n";
 inline constexpr std::string_view kOutcomeUnknown =

@@ -190,9 +190,20 @@ class Script final : public DialogueHost {
     transcript_ += "close\n";
     closed_ = true;
   }
-  void openBackend(const ClientIdentity& identity) override {
+  bool openBackend(const ClientIdentity& identity, bool early) override {
+    if (early ? !backendEarly_ : !backendAvailable_) {
+      transcript_ += std::string("B refused") + (early ? " (early)" : "") + "\n";
+      return false;
+    }
     transcript_ += "B open login=" + identity.login + "\n";
     backendOpen_ = true;
+    return true;
+  }
+  // backend.max_connections as the host sees it: whether a backend may be opened early (at
+  // EHLO) and at all (at MAIL).
+  void setBackendSlots(bool early, bool available) {
+    backendEarly_ = early;
+    backendAvailable_ = available;
   }
   void closeBackend() override {
     transcript_ += "B close\n";
@@ -290,6 +301,8 @@ class Script final : public DialogueHost {
   bool backendOpen_ = false;
   bool closed_ = false;
   bool rateExempt_ = false;
+  bool backendEarly_ = true;
+  bool backendAvailable_ = true;
   std::map<std::string, std::uint64_t> rates_;
 };
 

@@ -39,6 +39,20 @@ class Files {
   Files& operator=(const Files&) = delete;
 
   Config parse(const std::string& limits) const { return config::parse(kHead + limits, origin()); }
+  // With `backend` added to [backend] (line 6 onwards) instead.
+  Config parseBackend(const std::string& backend) const {
+    std::string text = kHead;
+    text.insert(text.find("[tls]"), backend);
+    return config::parse(text, origin());
+  }
+  std::string backendError(const std::string& backend) const {
+    try {
+      parseBackend(backend);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  }
   std::string error(const std::string& limits) const {
     try {
       parse(limits);
@@ -101,6 +115,14 @@ TEST_SUITE("config limits") {
     CHECK(f.error("exempt_networks = [\"10.0.0.1/8\"]\n")
               .find("limits.exempt_networks[0]: bad CIDR '10.0.0.1/8'") != std::string::npos);
     CHECK(f.error("client_connection = 5\n") == f.at(10, "limits.client_connection: unknown key"));
+  }
+
+  TEST_CASE("backend.max_connections: unlimited by default, any count, never negative") {
+    Files f;
+    CHECK(f.parse("").backend.maxConnections == 0);
+    CHECK(f.parseBackend("max_connections = 200\n").backend.maxConnections == 200);
+    CHECK(f.backendError("max_connections = -1\n") ==
+          f.at(6, "backend.max_connections: must be at least 0, got -1"));
   }
 }
 

@@ -150,6 +150,38 @@ TEST_SUITE("dialogue limits") {
     }
     CHECK(s.take().find("450") == std::string::npos);
   }
+
+  TEST_CASE("backend.max_connections near the cap: no set-up at EHLO, the backend opens at MAIL") {
+    Script s;
+    s.setBackendSlots(false, true);
+    s.start();
+    s.client("STARTTLS\r\n");
+    s.tlsEstablished(true);
+    s.client("EHLO client.test\r\n");
+    const std::string ehlo = s.take();
+    CHECK(ehlo.find("B refused (early)\n") != std::string::npos);
+    CHECK(ehlo.find("B open") == std::string::npos);
+    s.client("MAIL FROM:<a@sender.example>\r\n");
+    CHECK(s.take() == "B open login=client.example\nB> MAIL FROM:<a@sender.example>\n");
+  }
+
+  TEST_CASE("backend.max_connections at the cap: MAIL gets 451 4.3.2, not counted as an error") {
+    config::Config config = testing::scriptConfig();
+    config.limits.maxErrors = 2;
+    Script s(config);
+    s.setBackendSlots(false, false);
+    plainSession(s);
+    for (int i = 0; i < 3; ++i) {
+      s.client("MAIL FROM:<a@sender.example>\r\n");
+      CHECK(s.take() ==
+            "B refused\nC< 451 4.3.2 Error: too many backend connections, try again later\n");
+    }
+    CHECK(s.logged("NOQUEUE: reject: MAIL from unknown[192.0.2.7]: 451 4.3.2 Error: too many "
+                   "backend connections, try again later; proto=ESMTP helo=<client.test>"));
+    s.setBackendSlots(true, true);
+    s.client("MAIL FROM:<a@sender.example>\r\n");
+    CHECK(s.take() == "B open login=\nB> MAIL FROM:<a@sender.example>\n");
+  }
 }
 
 }  // namespace

@@ -757,10 +757,11 @@ class Loader {
     if (table == nullptr) {
       return;
     }
-    checkKeys(*table, "limits",
-              {"max_line_length", "max_recipients", "max_errors", "max_connections",
-               "high_watermark", "client_connections", "client_connection_rate",
-               "client_message_rate", "client_recipient_rate", "rate_window", "exempt_networks"});
+    checkKeys(
+        *table, "limits",
+        {"max_line_length", "max_recipients", "max_errors", "max_connections", "high_watermark",
+         "client_connections", "client_connection_rate", "client_message_rate",
+         "client_recipient_rate", "rate_window", "exempt_networks", "greeting_delay"});
     constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
     Limits& l = config.limits;
     if (auto v = getInteger(*table, "max_line_length", "limits", 512, 65536)) {
@@ -801,6 +802,13 @@ class Loader {
         fail(table.get("rate_window")->source(), "limits.rate_window", "must be from 1s to 24h");
       }
       l.rateWindow = *window;
+    }
+    if (auto delay = getDuration(table, "greeting_delay", "limits", true)) {
+      if (*delay > std::chrono::seconds(30)) {
+        fail(table.get("greeting_delay")->source(), "limits.greeting_delay",
+             "must be at most 30s (postscreen's greet wait is 6s)");
+      }
+      l.greetingDelay = *delay;
     }
     if (table.get("exempt_networks") != nullptr) {
       l.exemptNetworks = stringArray(table, "exempt_networks", "limits");

@@ -211,6 +211,10 @@ struct Limits {
   std::size_t clientMessageRate = 0;
   std::size_t clientRecipientRate = 0;
   std::chrono::milliseconds rateWindow{60'000};  // Postfix anvil_rate_time_unit
+  // Pregreet detection (nginx smtp_greeting_delay, Postfix postscreen's pregreet test): the
+  // greeting waits this long, and a client that talks first gets 554 5.5.0 and is closed.
+  // 0 = off (default). Not on implicit-TLS listeners, where the client must speak first.
+  std::chrono::milliseconds greetingDelay{0};
   // Clients (CIDRs as written, each accepted by parseCidr) to which none of the four applies.
   // Default: loopback, as Postfix's $mynetworks (mynetworks_style = host) includes it.
   std::vector<std::string> exemptNetworks{"127.0.0.0/8", "::1/128"};

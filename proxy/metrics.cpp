@@ -332,8 +332,9 @@ void Metrics::countIdentity(smtp::Outcome what, std::string_view identity) {
 
 std::string_view limitName(Limit limit) {
   static constexpr std::array<std::string_view, kLimits> kNames = {
-      "client_connections", "client_connection_rate", "client_message_rate",
-      "client_recipient_rate", "table_full", "backend_connections"};
+      "client_connections",  "client_connection_rate",
+      "client_message_rate", "client_recipient_rate",
+      "table_full",          "backend_connections"};
   return kNames[static_cast<std::size_t>(limit)];
 }
 

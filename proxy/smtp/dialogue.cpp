@@ -92,6 +92,12 @@ void Dialogue::start(bool overConnectionLimit, bool draining) {
     host_.armTimer(config_.timeouts.tlsHandshake);
     return;
   }
+  if (config_.limits.greetingDelay.count() > 0) {
+    // Pregreet test: read, but say nothing until the delay has passed.
+    phase_ = Phase::Pregreet;
+    host_.armTimer(config_.limits.greetingDelay);
+    return;
+  }
   reply(replies::greeting(config_.hostname));
   host_.armTimer(config_.timeouts.command);
 }
@@ -99,6 +105,10 @@ void Dialogue::start(bool overConnectionLimit, bool draining) {
 void Dialogue::onClientBytes(std::string_view bytes) {
   if (phase_ == Phase::Closing || phase_ == Phase::TlsHandshake) {
     return;  // nothing more is read once closing; handshake bytes are the host's
+  }
+  if (phase_ == Phase::Pregreet) {
+    onPregreet(bytes);
+    return;
   }
   if (inContent()) {
     host_.armTimer(config_.timeouts.data);  // the DATA timeout is an inactivity timeout
@@ -329,8 +339,8 @@ void Dialogue::onMail(const Command& command) {
   }
   if (!ensureBackend()) {
     // Not the client's fault: a 4xx it retries, not counted as an error.
-    warn("backend connection limit reached (backend.max_connections): MAIL from " +
-             clientName() + " deferred",
+    warn("backend connection limit reached (backend.max_connections): MAIL from " + clientName() +
+             " deferred",
          {{"event", "backend_connections_exceeded"}});
     logReject("MAIL", replies::kTooManyBackendConnections, {});
     reply(replies::kTooManyBackendConnections);
@@ -645,6 +655,8 @@ void Dialogue::onTimer() {
       phase_ = Phase::Closing;
       host_.closeClient();
       return;
+    case Phase::Pregreet:
+      return greet();
     case Phase::Command:
     case Phase::Data:
     case Phase::Chunk:

@@ -181,7 +181,8 @@ class Dialogue {
 
  private:
   enum class Phase : std::uint8_t {
-    Command,       // reading commands
+    Pregreet,  // limits.greeting_delay: the greeting waits; any byte from the client is a refusal
+    Command,   // reading commands
     TlsHandshake,  // after 220 Ready to start TLS, until the handshake completes
     Data,          // streaming DATA content (to the backend, or discarded when the backend is lost)
     Chunk,         // reading a BDAT chunk (forwarded or discarded)
@@ -220,6 +221,10 @@ class Dialogue {
   // --- per-client rates (dialogue_limits.cpp) ---
   // False after refusing the command (450 4.7.1, Postfix's warning and NOQUEUE line).
   bool admitRate(RateEvent event, const std::string& rcpt);
+  // A client that talked before the greeting (limits.greeting_delay): 554 5.5.0 and close.
+  void onPregreet(std::string_view bytes);
+  // The greeting delay passed in silence: the greeting.
+  void greet();
   void refuseContentCommand(std::string_view wire);
 
   // --- content (dialogue_content.cpp) ---

@@ -314,6 +314,9 @@ bool Dialogue::messageInFlight() const {
 }
 
 void Dialogue::closeIfDrainedIdle() {
+  if (draining_ && phase_ == Phase::Pregreet) {
+    phase_ = Phase::Command;  // not greeted yet: 421 instead of the greeting
+  }
   if (draining_ && phase_ == Phase::Command && replies_.empty() && !transaction_.open &&
       lines_.buffered() == 0 && !deferredLine_) {
     reply(replies::shuttingDown(config_.hostname), true);

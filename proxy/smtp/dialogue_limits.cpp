@@ -26,6 +26,28 @@ void Dialogue::refuseClient(ClientLimit limit, std::uint64_t count) {
   reply(replies::tooManyConnectionsFrom(config_.hostname, settings_.peer.addr), true);
 }
 
+void Dialogue::onPregreet(std::string_view bytes) {
+  // postscreen: "PREGREET 11 after 0.07 from [192.0.2.1]:49430: EHLO x\r\n" (without the time:
+  // the dialogue has no clock).
+  const std::string_view first = bytes.substr(0, bytes.find('\n'));
+  warn("PREGREET " + std::to_string(bytes.size()) + " from " + clientName() + ": " +
+           text::sanitizeComment(first, 100),
+       {{"event", "pregreet"}, {"size", bytes.size()}});
+  // nginx's smtp_greeting_delay and Postfix's smtpd answer the same: a protocol error, and the
+  // client's bytes are never read as commands.
+  reply(replies::kSyncError, true);
+}
+
+void Dialogue::greet() {
+  phase_ = Phase::Command;
+  if (draining_) {
+    reply(replies::shuttingDown(config_.hostname), true);
+    return;
+  }
+  reply(replies::greeting(config_.hostname));
+  host_.armTimer(config_.timeouts.command);
+}
+
 bool Dialogue::admitRate(RateEvent event, const std::string& rcpt) {
   const bool message = event == RateEvent::Message;
   const std::size_t limit =

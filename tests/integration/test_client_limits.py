@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Per-client limits (limits.client_connections, client_connection_rate, client_message_rate,
-client_recipient_rate, exempt_networks): Postfix's replies and warnings, counted across two
+client_recipient_rate, exempt_networks, greeting_delay): Postfix's replies and warnings, counted across two
 workers, keyed by the certificate's identity when it is listed."""
 
 import os
@@ -109,6 +109,24 @@ class ClientLimitsTest(harness.IntegrationTest):
         self.assertReply(c.command("DATA"), 354, c)
         c.send("Subject: limits\r\n\r\nbody\r\n.\r\n")
         self.assertReply(c.read_reply(), 250, c)
+
+    def test_greeting_delay_refuses_a_client_that_talks_first(self):
+        proxy = self.start_proxy(self.backend.port, limits={"greeting_delay": "1s"})
+        early = self.watch(harness.SmtpClient(proxy.port))
+        self.addCleanup(early.close)
+        mark = proxy.mark()
+        early.send("EHLO early.example\r\n")
+        self.assertReply(early.read_reply(), "554 5.5.0", early)
+        self.assertTrue(early.wait_closed(5.0), early.dump())
+        self.assertTrue(proxy.wait_log(
+            re.compile(r"PREGREET 20 from unknown\[127\.0\.0\.1\]: EHLO early\.example"),
+            start=mark), proxy.dump())
+        # A patient client gets the greeting after the delay, and nothing before it.
+        patient = self.watch(harness.SmtpClient(proxy.port))
+        self.addCleanup(patient.close)
+        self.assertEqual(patient.silent_for(0.5), b"", patient.dump())
+        self.assertReply(patient.read_reply(timeout=5.0), harness.Expect.GREETING, patient)
+        self.assertEqual(patient.ehlo().code, 250, patient.dump())
 
 
 if __name__ == "__main__":

@@ -124,6 +124,15 @@ TEST_SUITE("config limits") {
     CHECK(f.backendError("max_connections = -1\n") ==
           f.at(6, "backend.max_connections: must be at least 0, got -1"));
   }
+
+  TEST_CASE("greeting_delay: off by default, 0 allowed, at most 30s") {
+    Files f;
+    CHECK(f.parse("").limits.greetingDelay == milliseconds(0));
+    CHECK(f.parse("greeting_delay = \"0s\"\n").limits.greetingDelay == milliseconds(0));
+    CHECK(f.parse("greeting_delay = \"1500ms\"\n").limits.greetingDelay == milliseconds(1500));
+    CHECK(f.error("greeting_delay = \"31s\"\n") ==
+          f.at(10, "limits.greeting_delay: must be at most 30s (postscreen's greet wait is 6s)"));
+  }
 }
 
 }  // namespace

@@ -176,11 +176,48 @@ TEST_SUITE("dialogue limits") {
       CHECK(s.take() ==
             "B refused\nC< 451 4.3.2 Error: too many backend connections, try again later\n");
     }
-    CHECK(s.logged("NOQUEUE: reject: MAIL from unknown[192.0.2.7]: 451 4.3.2 Error: too many "
-                   "backend connections, try again later; proto=ESMTP helo=<client.test>"));
+    CHECK(
+        s.logged("NOQUEUE: reject: MAIL from unknown[192.0.2.7]: 451 4.3.2 Error: too many "
+                 "backend connections, try again later; proto=ESMTP helo=<client.test>"));
     s.setBackendSlots(true, true);
     s.client("MAIL FROM:<a@sender.example>\r\n");
     CHECK(s.take() == "B open login=\nB> MAIL FROM:<a@sender.example>\n");
+  }
+
+  TEST_CASE("greeting_delay: the greeting waits for the timer, then the command timeout runs") {
+    config::Config config = testing::scriptConfig();
+    config.limits.greetingDelay = std::chrono::milliseconds(1000);
+    Script s(config);
+    s.start();
+    CHECK(s.take().empty());
+    CHECK(s.timer() == std::chrono::milliseconds(1000));
+    CHECK(s.dialogue().wantsInput());  // read, to catch a client talking first
+    s.dialogue().onTimer();
+    CHECK(s.take() == "C< 220 mx.test ESMTP certrelay\n");
+    CHECK(s.timer() == config.timeouts.command);
+    s.client("EHLO client.test\r\n");
+    CHECK(s.take().rfind("C< 250-mx.test", 0) == 0);
+  }
+
+  TEST_CASE("greeting_delay: a client that talks first gets 554 5.5.0 and is closed") {
+    config::Config config = testing::scriptConfig();
+    config.limits.greetingDelay = std::chrono::milliseconds(1000);
+    Script s(config);
+    s.start();
+    s.client("EHLO client.test\r\nMAIL FROM:<a@sender.example>\r\n");
+    CHECK(s.take() == "C< 554 5.5.0 Error: SMTP protocol synchronization\nclose\n");
+    CHECK(s.logged("PREGREET 48 from unknown[192.0.2.7]: EHLO client.test?"));
+    s.dialogue().onTimer();  // the delay's timer, if the host still fires it: nothing more
+    CHECK(s.take().empty());
+  }
+
+  TEST_CASE("greeting_delay: draining before the greeting gets 421 instead") {
+    config::Config config = testing::scriptConfig();
+    config.limits.greetingDelay = std::chrono::milliseconds(1000);
+    Script s(config);
+    s.start();
+    s.dialogue().drain();
+    CHECK(s.take() == "C< 421 4.3.2 mx.test Service shutting down\nclose\n");
   }
 }
 

@@ -215,6 +215,12 @@ struct Limits {
   // greeting waits this long, and a client that talks first gets 554 5.5.0 and is closed.
   // 0 = off (default). Not on implicit-TLS listeners, where the client must speak first.
   std::chrono::milliseconds greetingDelay{0};
+  // Postfix smtpd_junk_command_limit: NOOP, RSET, VRFY and HELP beyond this many (since the last
+  // MAIL) each count as an error toward max_errors. 0 = no junk limit.
+  std::size_t maxJunkCommands = 100;
+  // Messages per session; the next MAIL gets 421 4.7.0 and the session closes (the client
+  // reconnects). 0 = unlimited (default; Postfix has no such limit, OpenSMTPD's is 100).
+  std::size_t maxMessagesPerSession = 0;
   // Clients (CIDRs as written, each accepted by parseCidr) to which none of the four applies.
   // Default: loopback, as Postfix's $mynetworks (mynetworks_style = host) includes it.
   std::vector<std::string> exemptNetworks{"127.0.0.0/8", "::1/128"};

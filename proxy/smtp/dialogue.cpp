@@ -229,15 +229,16 @@ void Dialogue::handleCommand(const Command& command) {
     case Verb::Bdat:
       return onBdat(command);
     case Verb::Rset:
-      return onRset();
+      onRset();
+      return junk({});
     case Verb::Noop:
-      return reply(replies::kOk);
+      return junk(replies::kOk);
     case Verb::Quit:
       return reply(replies::kBye, true);
     case Verb::Vrfy:
-      return reply(replies::kVrfy);
+      return junk(replies::kVrfy);
     case Verb::Help:
-      return reply(replies::kHelp);
+      return junk(replies::kHelp);
     case Verb::Xclient:
     case Verb::Xforward:
       // Only the proxy speaks for the client; a client's own claim is never forwarded.
@@ -334,6 +335,15 @@ void Dialogue::onMail(const Command& command) {
                                                           : replies::kBadSender);
     return;
   }
+  const std::size_t maxMessages = config_.limits.maxMessagesPerSession;
+  if (maxMessages != 0 && messages_ >= maxMessages) {
+    info("too many messages in this session from " + clientName() + " (" +
+             std::to_string(messages_) + ")",
+         {{"event", "too_many_messages"}, {"messages", messages_}});
+    logReject("MAIL", replies::tooManyMessages(config_.hostname), {});
+    reply(replies::tooManyMessages(config_.hostname), true);
+    return;
+  }
   if (!admitRate(RateEvent::Message, {})) {
     return;
   }
@@ -346,6 +356,7 @@ void Dialogue::onMail(const Command& command) {
     reply(replies::kTooManyBackendConnections);
     return;
   }
+  junkCommands_ = 0;  // a transaction is progress: the junk count starts over
   transaction_.open = true;
   transaction_.utf8 = params.utf8;
   transaction_.from = sender.null ? "<>" : sender.mailbox.canonical();
@@ -484,8 +495,22 @@ void Dialogue::reply(std::string_view wire, bool closeAfter) {
 }
 
 void Dialogue::reject(std::string_view wire) {
-  ++errors_;
   reply(wire);
+  countError();
+}
+
+void Dialogue::junk(std::string_view wire) {
+  if (!wire.empty()) {
+    reply(wire);
+  }
+  const std::size_t limit = config_.limits.maxJunkCommands;
+  if (limit != 0 && ++junkCommands_ > limit) {
+    countError();
+  }
+}
+
+void Dialogue::countError() {
+  ++errors_;
   if (errors_ >= config_.limits.maxErrors && phase_ != Phase::Closing) {
     info("too many errors from " + clientName(), {{"event", "too_many_errors"}});
     reply(replies::tooManyErrors(config_.hostname), true);

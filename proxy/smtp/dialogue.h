@@ -254,6 +254,10 @@ class Dialogue {
   // --- replies and helpers (dialogue.cpp) ---
   void reply(std::string_view wire, bool closeAfter = false);
   void reject(std::string_view wire);  // a client error: counts toward limits.max_errors
+  // One more error; past limits.max_errors, 421 4.7.0 and close.
+  void countError();
+  // NOOP, RSET, VRFY, HELP: answered with `wire`; past limits.max_junk_commands an error too.
+  void junk(std::string_view wire);
   void fill(Ticket ticket, std::string_view wire, bool closeAfter = false);
   void flushReplies();
   void closeOnBug(const char* what);
@@ -310,6 +314,7 @@ class Dialogue {
   std::optional<std::string> deferredLine_;
   bool draining_ = false;
   unsigned errors_ = 0;
+  std::size_t junkCommands_ = 0;  // since the last accepted MAIL
   unsigned messages_ = 0;
   // Each message whose final reply is still awaited, oldest first: the backend's verdict is
   // logged on one line with it.

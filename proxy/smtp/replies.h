@@ -33,6 +33,9 @@ inline std::string tooMuchMailFrom(std::string_view client) {
 inline std::string tooManyRecipientsFrom(std::string_view client) {
   return "450 4.7.1 Error: too many recipients from " + std::string(client) + "\r\n";
 }
+inline std::string tooManyMessages(std::string_view host) {
+  return "421 4.7.0 " + std::string(host) + " Error: too many messages in this session\r\n";
+}
 inline std::string shuttingDown(std::string_view host) {
   return "421 4.3.2 " + std::string(host) + " Service shutting down\r\n";
 }

@@ -133,6 +133,17 @@ TEST_SUITE("config limits") {
     CHECK(f.error("greeting_delay = \"31s\"\n") ==
           f.at(10, "limits.greeting_delay: must be at most 30s (postscreen's greet wait is 6s)"));
   }
+
+  TEST_CASE("max_junk_commands and max_messages_per_session: defaults 100 and 0, 0 allowed") {
+    Files f;
+    CHECK(f.parse("").limits.maxJunkCommands == 100);
+    CHECK(f.parse("").limits.maxMessagesPerSession == 0);
+    const Config c = f.parse("max_junk_commands = 0\nmax_messages_per_session = 50\n");
+    CHECK(c.limits.maxJunkCommands == 0);
+    CHECK(c.limits.maxMessagesPerSession == 50);
+    CHECK(f.error("max_messages_per_session = -2\n") ==
+          f.at(10, "limits.max_messages_per_session: must be from 0 to 16777214, got -2"));
+  }
 }
 
 }  // namespace

@@ -219,6 +219,57 @@ TEST_SUITE("dialogue limits") {
     s.dialogue().drain();
     CHECK(s.take() == "C< 421 4.3.2 mx.test Service shutting down\nclose\n");
   }
+
+  TEST_CASE("junk commands past max_junk_commands count as errors, up to 421 too many errors") {
+    config::Config config = testing::scriptConfig();
+    config.limits.maxJunkCommands = 3;
+    config.limits.maxErrors = 2;
+    Script s(config);
+    plainSession(s);
+    s.client("NOOP\r\nRSET\r\nVRFY x\r\n");
+    CHECK(s.take() ==
+          "C< 250 2.0.0 Ok\nC< 250 2.0.0 Ok\n"
+          "C< 252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\n");
+    s.client("HELP\r\n");  // the 4th: answered, and the first error
+    CHECK(s.take().rfind("C< 214 2.0.0", 0) == 0);
+    s.client("NOOP\r\nNOOP\r\n");
+    CHECK(s.take() == "C< 250 2.0.0 Ok\nC< 421 4.7.0 mx.test Error: too many errors\nclose\n");
+  }
+
+  TEST_CASE("junk commands: an accepted MAIL starts the count over") {
+    config::Config config = testing::scriptConfig();
+    config.limits.maxJunkCommands = 2;
+    config.limits.maxErrors = 1;
+    Script s(config);
+    plainSession(s);
+    s.client("NOOP\r\nNOOP\r\nMAIL FROM:<a@sender.example>\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.client("NOOP\r\nNOOP\r\n");
+    CHECK(s.take().find("421") == std::string::npos);
+    s.client("NOOP\r\n");
+    CHECK(s.take() ==
+          "C< 250 2.0.0 Ok\nC< 421 4.7.0 mx.test Error: too many errors\nB close\nclose\n");
+  }
+
+  TEST_CASE("max_messages_per_session: the next MAIL gets 421 4.7.0 and the session closes") {
+    config::Config config = testing::scriptConfig();
+    config.limits.maxMessagesPerSession = 1;
+    Script s(config);
+    plainSession(s);
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\nDATA\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.backend("250 2.1.5 Ok");
+    s.backend("354 go ahead");
+    s.client("body\r\n.\r\n");
+    s.backend("250 2.0.0 Ok: queued");
+    s.take();
+    s.client("MAIL FROM:<a@sender.example>\r\n");
+    CHECK(s.take() ==
+          "C< 421 4.7.0 mx.test Error: too many messages in this session\nB close\nclose\n");
+    CHECK(
+        s.logged("NOQUEUE: reject: MAIL from unknown[192.0.2.7]: 421 4.7.0 mx.test Error: too "
+                 "many messages in this session"));
+  }
 }
 
 }  // namespace

@@ -761,7 +761,7 @@ class Loader {
               {"max_line_length", "max_recipients", "max_errors", "max_connections",
                "high_watermark", "client_connections", "client_connection_rate",
                "client_message_rate", "client_recipient_rate", "rate_window", "exempt_networks",
-               "greeting_delay", "max_junk_commands", "max_messages_per_session"});
+               "greeting_delay", "max_junk_commands", "max_messages_per_session", "min_data_rate"});
     constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
     Limits& l = config.limits;
     if (auto v = getInteger(*table, "max_line_length", "limits", 512, 65536)) {
@@ -793,6 +793,7 @@ class Loader {
         {"client_recipient_rate", &l.clientRecipientRate},
         {"max_junk_commands", &l.maxJunkCommands},
         {"max_messages_per_session", &l.maxMessagesPerSession},
+        {"min_data_rate", &l.minDataRate},
     };
     for (const auto& [name, target] : counts) {
       if (auto v = getInteger(table, name, "limits", 0, kMaxCount)) {

@@ -221,6 +221,10 @@ struct Limits {
   // Messages per session; the next MAIL gets 421 4.7.0 and the session closes (the client
   // reconnects). 0 = unlimited (default; Postfix has no such limit, OpenSMTPD's is 100).
   std::size_t maxMessagesPerSession = 0;
+  // Postfix smtpd_min_data_rate (bytes/s): message content must arrive within timeouts.data plus
+  // one second per this many bytes received so far (measured from the 354, or from each BDAT),
+  // else 421 4.4.2 timeout. timeouts.data stays the inactivity limit. 0 = off.
+  std::size_t minDataRate = 500;
   // Clients (CIDRs as written, each accepted by parseCidr) to which none of the four applies.
   // Default: loopback, as Postfix's $mynetworks (mynetworks_style = host) includes it.
   std::vector<std::string> exemptNetworks{"127.0.0.0/8", "::1/128"};

@@ -506,6 +506,10 @@ std::shared_ptr<const smtp::Capabilities> Session::backendCapabilities() {
   return worker_.shared().backendCapabilities.load();
 }
 
+std::uint64_t Session::monotonicMs() {
+  return uv_now(worker_.loop());  // the loop's cached time: no system call
+}
+
 std::time_t Session::wallClock() {
   return std::time(nullptr);
 }

@@ -110,8 +110,8 @@ void Dialogue::onClientBytes(std::string_view bytes) {
     onPregreet(bytes);
     return;
   }
-  if (inContent()) {
-    host_.armTimer(config_.timeouts.data);  // the DATA timeout is an inactivity timeout
+  if (inContent() && !contentArrived(bytes.size())) {
+    return;  // too slow: closed
   }
   if (lines_.buffered() == 0 && phase_ == Phase::Data) {
     consumeData(bytes);  // fast path: content is not copied into the line buffer first

@@ -113,6 +113,8 @@ class DialogueHost {
   // What the backend last announced to the proxy; null until it answered once.
   virtual std::shared_ptr<const Capabilities> backendCapabilities() = 0;
   virtual std::time_t wallClock() = 0;
+  // Monotonic milliseconds (limits.min_data_rate); the host's cached loop time will do.
+  virtual std::uint64_t monotonicMs() = 0;
   // One more MAIL or RCPT by `key` (a listed identity when `identity`, else the client address):
   // the count in the current rate window, this one included, summed over the process; 0 when it
   // is not counted (an exempt client, or no room to count it).
@@ -232,6 +234,11 @@ class Dialogue {
   void consumeChunk(std::string_view bytes);
   void consumeData(std::string_view bytes);
   void endData(std::size_t used, std::string_view bytes);
+  // Content starts (354, or a BDAT): the clock of limits.min_data_rate starts over.
+  void startContentClock();
+  // `bytes` more content arrived: re-arms the content deadline (inactivity, and the minimum data
+  // rate). False after closing the session for a client too slow.
+  bool contentArrived(std::size_t bytes);
   std::string receivedHeader() const;
 
   // --- backend (dialogue_backend.cpp) ---
@@ -306,7 +313,9 @@ class Dialogue {
   std::string helo_;
   bool esmtp_ = false;
   Transaction transaction_;
-  std::uint64_t chunkedBytes_ = 0;  // BDAT bytes of the transaction, for the outcome report
+  std::uint64_t chunkedBytes_ = 0;    // BDAT bytes of the transaction, for the outcome report
+  std::uint64_t contentStartMs_ = 0;  // limits.min_data_rate: since the 354 or the BDAT
+  std::uint64_t contentBytes_ = 0;
   Chunk chunk_;
 
   // A command that must end its pipelining group (EHLO, HELO, STARTTLS, QUIT) and arrived while

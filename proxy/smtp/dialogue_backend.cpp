@@ -257,6 +257,7 @@ void Dialogue::onDataReply(Ticket ticket, const Reply& reply) {
     host_.backendContent(receivedHeader(), ContentTiming::WithNextWrite);
     transaction_.headerSent = true;
   }
+  startContentClock();
   host_.armTimer(config_.timeouts.data);
 }
 

@@ -1,6 +1,8 @@
 // Dialogue: the anvil-style per-client limits (Postfix smtpd_client_*_limit), with Postfix's
 // replies and log words. The counting itself is the host's (proxy/client_limits.h).
 
+#include <algorithm>
+
 #include "common/text.h"
 #include "proxy/smtp/dialogue.h"
 #include "proxy/smtp/replies.h"
@@ -46,6 +48,35 @@ void Dialogue::greet() {
   }
   reply(replies::greeting(config_.hostname));
   host_.armTimer(config_.timeouts.command);
+}
+
+void Dialogue::startContentClock() {
+  contentStartMs_ = host_.monotonicMs();
+  contentBytes_ = 0;
+}
+
+bool Dialogue::contentArrived(std::size_t bytes) {
+  const auto inactivity = static_cast<std::uint64_t>(config_.timeouts.data.count());
+  const std::uint64_t rate = config_.limits.minDataRate;
+  if (rate == 0) {
+    host_.armTimer(config_.timeouts.data);  // an inactivity timeout only
+    return true;
+  }
+  // Postfix's smtpd_min_data_rate: the time allowed grows by one second per `rate` bytes.
+  contentBytes_ += bytes;
+  const std::uint64_t allowed = inactivity + contentBytes_ * 1000 / rate;
+  const std::uint64_t elapsed = host_.monotonicMs() - contentStartMs_;
+  if (elapsed >= allowed) {
+    info("timeout after DATA from " + clientName() + ": " + std::to_string(contentBytes_) +
+             " bytes in " + std::to_string(elapsed / 1000) +
+             " s, below limits.min_data_rate = " + std::to_string(rate) + " bytes/s",
+         {{"event", "min_data_rate"}, {"size", contentBytes_}});
+    dropBackend();  // an unfinished message is never completed towards the backend
+    reply(replies::timeout(config_.hostname), true);
+    return false;
+  }
+  host_.armTimer(std::chrono::milliseconds(std::min(allowed - elapsed, inactivity)));
+  return true;
 }
 
 bool Dialogue::admitRate(RateEvent event, const std::string& rcpt) {

@@ -128,6 +128,28 @@ class ClientLimitsTest(harness.IntegrationTest):
         self.assertReply(patient.read_reply(timeout=5.0), harness.Expect.GREETING, patient)
         self.assertEqual(patient.ehlo().code, 250, patient.dump())
 
+    def test_min_data_rate_cuts_a_slow_sender(self):
+        # 10 bytes every 0.25 s: never idle for timeouts.data (1 s), but far below 100 bytes/s.
+        proxy = self.start_proxy(self.backend.port, limits={"min_data_rate": 100},
+                                 timeouts={"data": "1s"})
+        c = self.client(proxy)
+        c.ehlo()
+        self.assertReply(c.command("MAIL FROM:<sender@x.example>"), 250, c)
+        self.assertReply(c.command(f"RCPT TO:<u@{LOCAL_DOMAIN}>"), 250, c)
+        self.assertReply(c.command("DATA"), 354, c)
+        for _ in range(40):  # at most 10 s; the cut is due after about 1.7 s
+            try:
+                c.send("0123456789")
+            except OSError:
+                break
+            if c.silent_for(0.25):
+                break
+        self.assertReply(c.read_reply(), harness.Expect.TIMEOUT, c)
+        self.assertTrue(c.wait_closed(5.0), c.dump())
+        # The deadline's timer, or the next bytes after it, ends the session.
+        self.assertTrue(proxy.wait_log("timeout after DATA from"), proxy.dump())
+        self.assertEqual([m for x in self.backend.sessions() for m in x.messages], [])
+
 
 if __name__ == "__main__":
     harness.main()

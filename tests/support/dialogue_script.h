@@ -255,6 +255,9 @@ class Script final : public DialogueHost {
   std::shared_ptr<const policy::Policy> policy() override { return policy_; }
   std::shared_ptr<const Capabilities> backendCapabilities() override { return capabilities_; }
   std::time_t wallClock() override { return 1'800'000'000; }
+  std::uint64_t monotonicMs() override { return nowMs_; }
+  // Moves the monotonic clock on (limits.min_data_rate).
+  void advance(std::chrono::milliseconds by) { nowMs_ += static_cast<std::uint64_t>(by.count()); }
   // Counts per (event, kind, key) with no window: the dialogue's side of the rate limits.
   std::uint64_t countRate(RateEvent event, bool identity, std::string_view key) override {
     if (rateExempt_) {
@@ -301,6 +304,7 @@ class Script final : public DialogueHost {
   bool backendOpen_ = false;
   bool closed_ = false;
   bool rateExempt_ = false;
+  std::uint64_t nowMs_ = 1'000'000;
   bool backendEarly_ = true;
   bool backendAvailable_ = true;
   std::map<std::string, std::uint64_t> rates_;

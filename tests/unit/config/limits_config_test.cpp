@@ -144,6 +144,13 @@ TEST_SUITE("config limits") {
     CHECK(f.error("max_messages_per_session = -2\n") ==
           f.at(10, "limits.max_messages_per_session: must be from 0 to 16777214, got -2"));
   }
+
+  TEST_CASE("min_data_rate: 500 bytes/s by default as Postfix, 0 turns it off") {
+    Files f;
+    CHECK(f.parse("").limits.minDataRate == 500);
+    CHECK(f.parse("min_data_rate = 0\n").limits.minDataRate == 0);
+    CHECK(f.parse("min_data_rate = 2000\n").limits.minDataRate == 2000);
+  }
 }
 
 }  // namespace

@@ -270,6 +270,51 @@ TEST_SUITE("dialogue limits") {
         s.logged("NOQUEUE: reject: MAIL from unknown[192.0.2.7]: 421 4.7.0 mx.test Error: too "
                  "many messages in this session"));
   }
+
+  TEST_CASE("min_data_rate: content slower than the rate is cut with 421 4.4.2, never delivered") {
+    config::Config config = testing::scriptConfig();
+    config.limits.minDataRate = 100;                         // bytes/s
+    config.timeouts.data = std::chrono::milliseconds(1000);  // inactivity
+    Script s(config);
+    plainSession(s);
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\nDATA\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.backend("250 2.1.5 Ok");
+    s.backend("354 go ahead");
+    s.take();
+    // 10 bytes every 0.5 s (20 bytes/s): never idle for the inactivity timeout, but at 1.5 s
+    // only 1 s + 30 bytes / 100 bytes/s = 1.3 s are allowed.
+    for (int i = 0; i < 2; ++i) {
+      s.advance(std::chrono::milliseconds(500));
+      s.client("0123456789");
+      CHECK(s.timer() <= std::chrono::milliseconds(1000));
+    }
+    CHECK(s.take().find("C< ") == std::string::npos);
+    s.advance(std::chrono::milliseconds(500));
+    s.client("0123456789");
+    const std::string out = s.take();
+    CHECK(out.find("B close\n") != std::string::npos);
+    CHECK(out.find("C< 421 4.4.2 mx.test Error: timeout exceeded\n") != std::string::npos);
+    CHECK(out.find("B> end") == std::string::npos);
+    CHECK(s.logged("below limits.min_data_rate = 100 bytes/s"));
+  }
+
+  TEST_CASE("min_data_rate: a fast client earns time; the timer never exceeds the inactivity") {
+    config::Config config = testing::scriptConfig();
+    config.limits.minDataRate = 10;
+    config.timeouts.data = std::chrono::milliseconds(1000);
+    Script s(config);
+    plainSession(s);
+    s.client("MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@local.example>\r\nDATA\r\n");
+    s.backend("250 2.1.0 Ok");
+    s.backend("250 2.1.5 Ok");
+    s.backend("354 go ahead");
+    s.client(std::string(100, 'x'));  // 10 s of credit at once
+    CHECK(s.timer() == std::chrono::milliseconds(1000));
+    s.advance(std::chrono::milliseconds(5000));
+    s.client("y\r\n.\r\n");
+    CHECK(s.take().find("B> end") != std::string::npos);
+  }
 }
 
 }  // namespace

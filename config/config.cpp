@@ -545,7 +545,7 @@ class Loader {
     const toml::table& table = *subTable(root, "backend", true, true, "");
     checkKeys(table, "backend",
               {"address", "addresses", "balance", "helo_name", "probe_interval", "identity",
-               "received_header"});
+               "received_header", "max_connections"});
     readBackendAddresses(table, config.backend);
     const auto helo = getString(table, "helo_name", "backend");
     if (helo && !helo->empty()) {
@@ -571,6 +571,10 @@ class Loader {
       }
     }
     config.backend.receivedHeader = getBool(table, "received_header", "backend").value_or(true);
+    if (auto v = getInteger(table, "max_connections", "backend", 0,
+                            std::numeric_limits<int64_t>::max())) {
+      config.backend.maxConnections = static_cast<std::size_t>(*v);
+    }
   }
 
   // A key that holds one file name or a list of them (tls.cert, tls.key, tls.ticket_keys): each
@@ -861,9 +865,11 @@ class Loader {
     if (table == nullptr) {
       return;
     }
-    checkKeys(
-        *table, "limits",
-        {"max_line_length", "max_recipients", "max_errors", "max_connections", "high_watermark"});
+    checkKeys(*table, "limits",
+              {"max_line_length", "max_recipients", "max_errors", "max_connections",
+               "high_watermark", "client_connections", "client_connection_rate",
+               "client_message_rate", "client_recipient_rate", "rate_window", "exempt_networks",
+               "greeting_delay", "max_junk_commands", "max_messages_per_session", "min_data_rate"});
     constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
     Limits& l = config.limits;
     if (auto v = getInteger(*table, "max_line_length", "limits", 512, 65536)) {
@@ -880,6 +886,52 @@ class Loader {
     }
     if (auto v = getInteger(*table, "high_watermark", "limits", 4096, kMax)) {
       l.highWatermark = static_cast<std::size_t>(*v);
+    }
+    readClientLimits(*table, l);
+  }
+
+  // The anvil-style client limits of [limits]. Counts are capped where the counting table's
+  // 24-bit counters saturate (proxy/client_limits.h).
+  void readClientLimits(const toml::table& table, Limits& l) const {
+    constexpr int64_t kMaxCount = (int64_t{1} << 24) - 2;
+    const std::pair<const char*, std::size_t*> counts[] = {
+        {"client_connections", &l.clientConnections},
+        {"client_connection_rate", &l.clientConnectionRate},
+        {"client_message_rate", &l.clientMessageRate},
+        {"client_recipient_rate", &l.clientRecipientRate},
+        {"max_junk_commands", &l.maxJunkCommands},
+        {"max_messages_per_session", &l.maxMessagesPerSession},
+        {"min_data_rate", &l.minDataRate},
+    };
+    for (const auto& [name, target] : counts) {
+      if (auto v = getInteger(table, name, "limits", 0, kMaxCount)) {
+        *target = static_cast<std::size_t>(*v);
+      }
+    }
+    if (auto window = getDuration(table, "rate_window", "limits")) {
+      if (*window < std::chrono::seconds(1) || *window > std::chrono::hours(24)) {
+        fail(table.get("rate_window")->source(), "limits.rate_window", "must be from 1s to 24h");
+      }
+      l.rateWindow = *window;
+    }
+    if (auto delay = getDuration(table, "greeting_delay", "limits", true)) {
+      if (*delay > std::chrono::seconds(30)) {
+        fail(table.get("greeting_delay")->source(), "limits.greeting_delay",
+             "must be at most 30s (postscreen's greet wait is 6s)");
+      }
+      l.greetingDelay = *delay;
+    }
+    if (table.get("exempt_networks") != nullptr) {
+      l.exemptNetworks = stringArray(table, "exempt_networks", "limits");
+    }
+    for (size_t i = 0; i < l.exemptNetworks.size(); ++i) {
+      try {
+        parseCidr(l.exemptNetworks[i]);
+      } catch (const std::invalid_argument& e) {
+        fail(table.get("exempt_networks")->as_array()->get(i)->source(),
+             "limits.exempt_networks[" + std::to_string(i) + "]",
+             "bad CIDR '" + l.exemptNetworks[i] + "': " + e.what());
+      }
     }
   }
 

@@ -123,6 +123,10 @@ struct Backend {
   IdentityMode identity = IdentityMode::Auto;
   // Prepend certrelay's own Received header (Postfix layout plus the certificate fingerprint).
   bool receivedHeader = true;
+  // Concurrent backend sessions per process (0 = unlimited). The backend is set up early (at the
+  // client's EHLO inside TLS) only while fewer than 80% of these are open; at the cap, MAIL gets
+  // 451 4.3.2 (the client retries later) instead of waiting for a free one.
+  std::size_t maxConnections = 0;
 };
 
 // One server certificate chain and its private key (tls.cert[i], tls.key[i]).
@@ -217,6 +221,40 @@ struct Limits {
   unsigned maxErrors = 20;                   // per session -> 421 4.7.0
   std::size_t maxConnections = 10'000;       // per process -> 421 4.7.0 at accept
   std::size_t highWatermark = 256UL * 1024;  // outgoing bytes queued before the other side pauses
+  // Anvil-style limits per client (Postfix smtpd_client_*_limit), counted per process: a
+  // replica behind a Service counts only what it sees. 0 = unlimited (the default for all four).
+  // Concurrent connections per client address -> 421 4.7.0 at connect.
+  std::size_t clientConnections = 0;
+  // New connections per client address per rate_window -> 421 4.7.0 at connect.
+  std::size_t clientConnectionRate = 0;
+  // MAIL / RCPT commands per rate_window, per listed certificate identity when the client is
+  // trusted by one, else per address -> 450 4.7.1 at MAIL / RCPT.
+  std::size_t clientMessageRate = 0;
+  std::size_t clientRecipientRate = 0;
+  std::chrono::milliseconds rateWindow{60'000};  // Postfix anvil_rate_time_unit
+  // Pregreet detection (nginx smtp_greeting_delay, Postfix postscreen's pregreet test): the
+  // greeting waits this long, and a client that talks first gets 554 5.5.0 and is closed.
+  // 0 = off (default). Not on implicit-TLS listeners, where the client must speak first.
+  std::chrono::milliseconds greetingDelay{0};
+  // Postfix smtpd_junk_command_limit: NOOP, RSET, VRFY and HELP beyond this many (since the last
+  // MAIL) each count as an error toward max_errors. 0 = no junk limit.
+  std::size_t maxJunkCommands = 100;
+  // Messages per session; the next MAIL gets 421 4.7.0 and the session closes (the client
+  // reconnects). 0 = unlimited (default; Postfix has no such limit, OpenSMTPD's is 100).
+  std::size_t maxMessagesPerSession = 0;
+  // Postfix smtpd_min_data_rate (bytes/s): message content must arrive within timeouts.data plus
+  // one second per this many bytes received so far (measured from the 354, or from each BDAT),
+  // else 421 4.4.2 timeout. timeouts.data stays the inactivity limit. 0 = off.
+  std::size_t minDataRate = 500;
+  // Clients (CIDRs as written, each accepted by parseCidr) to which none of the four applies.
+  // Default: loopback, as Postfix's $mynetworks (mynetworks_style = host) includes it.
+  std::vector<std::string> exemptNetworks{"127.0.0.0/8", "::1/128"};
+
+  // Whether any of the four client limits is on (the counting table exists only then).
+  bool clientLimitsEnabled() const {
+    return clientConnections != 0 || clientConnectionRate != 0 || clientMessageRate != 0 ||
+           clientRecipientRate != 0;
+  }
 };
 
 // [admin]: the HTTP endpoint for probes, metrics, drain and reload (absent = off).

@@ -110,6 +110,10 @@ class BackendConnection {
   void cork() { ++corked_; }
   void uncork();
 
+  // `counter` is decremented when this connection is gone (its socket closed): the session that
+  // incremented it for backend.max_connections hands it over.
+  void countIn(std::atomic<std::size_t>* counter) { counter_ = counter; }
+
   // Bytes not yet taken by the kernel, queued commands and chunks included (backpressure).
   std::size_t queuedBytes() const { return out_.size() + inflight_.size() + queuedWire_; }
 
@@ -151,7 +155,11 @@ class BackendConnection {
                     Mode mode, std::vector<config::Endpoint> targets, smtp::ClientIdentity identity,
                     std::string logId, Metrics* metrics,
                     const std::atomic<config::IdentityMode>* identityInForce);
-  ~BackendConnection() = default;
+  ~BackendConnection() {
+    if (counter_ != nullptr) {
+      counter_->fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 
   void connect();
   // Connects tcp_ (initialised, not connected) to targets_[attempt_].
@@ -197,6 +205,7 @@ class BackendConnection {
   Metrics* metrics_;
   std::vector<config::Endpoint> targets_;
   std::size_t attempt_ = 0;  // index in targets_ of the address in use
+  std::atomic<std::size_t>* counter_ = nullptr;  // backend.max_connections (sessions)
   // The hand-off in force (SharedState::identityInForce): backend.identity, or what "auto"
   // resolved to at the first probe. Null: backend.identity as configured.
   const std::atomic<config::IdentityMode>* identityInForce_;

@@ -54,6 +54,9 @@ constexpr const char* kRcptHelp =
 constexpr const char* kMessagesHelp =
     "Messages (content sent to its end) by the reply to them: accepted (2xx), rejected (5xx), "
     "deferred (4xx, the backend's or the proxy's), unknown (backend lost after the end of data).";
+constexpr const char* kLimitRefusalsHelp =
+    "Connections, MAIL and RCPT commands refused by a limit (limits.client_*), by limit; "
+    "table_full counts clients let through uncounted because the per-client table was full.";
 constexpr const char* kBytesHelp =
     "Content bytes of accepted messages as received from the client, after line-end "
     "canonicalisation and dot-unstuffing (DATA) or as chunked (BDAT); the proxy's Received "
@@ -240,6 +243,13 @@ void Metrics::buildSessionMetrics(const config::Config& config) {
     }
     listeners_.push_back(std::move(children));
   }
+  auto& refusals = BuildCounter()
+                       .Name("certrelay_limit_refusals_total")
+                       .Help(kLimitRefusalsHelp)
+                       .Register(*registry_);
+  for (std::size_t i = 0; i < kLimits; ++i) {
+    limitRefusals_[i] = &refusals.Add({{"limit", std::string(limitName(static_cast<Limit>(i)))}});
+  }
   auto& rcpt = BuildCounter().Name("certrelay_rcpt_total").Help(kRcptHelp).Register(*registry_);
   auto& messages =
       BuildCounter().Name("certrelay_messages_total").Help(kMessagesHelp).Register(*registry_);
@@ -326,6 +336,18 @@ void Metrics::countIdentity(smtp::Outcome what, std::string_view identity) {
     counter = &family.Add({{"identity", std::string(identity)}, {"result", resultName(what)}});
   }
   counter->Increment();
+}
+
+std::string_view limitName(Limit limit) {
+  static constexpr std::array<std::string_view, kLimits> kNames = {
+      "client_connections",  "client_connection_rate",
+      "client_message_rate", "client_recipient_rate",
+      "table_full",          "backend_connections"};
+  return kNames[static_cast<std::size_t>(limit)];
+}
+
+void Metrics::limitRefused(Limit limit) {
+  limitRefusals_[static_cast<std::size_t>(limit)]->Increment();
 }
 
 void Metrics::countReplies(std::string_view wire) {

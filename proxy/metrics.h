@@ -54,6 +54,20 @@ class LockFreeHistogram {
   std::atomic<double> sum_{0.0};
 };
 
+// A limit that refused something (certrelay_limit_refusals_total{limit}); the label is
+// limitName(). TableFull is not a refusal: a client the per-client table had no room for, let
+// through uncounted (proxy/client_limits.h).
+enum class Limit : std::uint8_t {
+  ClientConnections,
+  ClientConnectionRate,
+  ClientMessageRate,
+  ClientRecipientRate,
+  TableFull,
+  BackendConnections,
+};
+inline constexpr std::size_t kLimits = 6;
+std::string_view limitName(Limit limit);
+
 class Metrics {
  public:
   // The children of one listener, all created by the constructor.
@@ -87,6 +101,7 @@ class Metrics {
   void outcome(smtp::Outcome what, std::string_view identity, std::uint64_t bytes);
   // Counts the code of every final reply line in `wire` (bytes for the client, whole replies).
   void countReplies(std::string_view wire);
+  void limitRefused(Limit limit);
 
   // --- set by the server (main loop) ---
   // certrelay_backend_up: 1 when at least one backend is healthy (the aggregate alerts use).
@@ -125,6 +140,7 @@ class Metrics {
   std::vector<Listener> listeners_;
   std::array<prometheus::Counter*, kOutcomes> outcomes_{};
   prometheus::Counter* messageBytes_ = nullptr;
+  std::array<prometheus::Counter*, kLimits> limitRefusals_{};
   prometheus::Family<prometheus::Counter>* replies_ = nullptr;
   prometheus::Family<prometheus::Counter>* identityRcpt_ = nullptr;      // per_identity only
   prometheus::Family<prometheus::Counter>* identityMessages_ = nullptr;  // per_identity only

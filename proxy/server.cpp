@@ -187,6 +187,10 @@ bool loadSharedState(uv_loop_t* loop, const std::shared_ptr<const config::Config
   shared.identityInForce.store(config->backend.identity);  // "auto": resolved by the probe
   // Before the first load: the watchers' publications set its gauges.
   shared.metrics = std::make_shared<Metrics>(*config);
+  if (config->limits.clientLimitsEnabled()) {
+    shared.clientLimits = std::make_unique<ClientLimits>(config->workers, config->limits.rateWindow,
+                                                         config->limits.exemptNetworks);
+  }
   watchers.push_back(std::make_unique<MaterialWatcher>(loop, tlsMaterial(shared)));
   if (config->policy.fingerprints.empty()) {
     shared.policy.store(policy::buildPolicy(config->policy));

@@ -4,6 +4,7 @@
 #include "proxy/session.h"
 
 #include <array>
+#include <bit>
 #include <utility>
 
 #include "common/assert.h"
@@ -58,6 +59,9 @@ Session::Session(Worker& worker, const config::Listener& listener,
 
 Session::~Session() {
   worker_.shared().connections.fetch_sub(1, std::memory_order_relaxed);
+  if (clientLimits_ != nullptr) {
+    clientLimits_->disconnect(worker_.index(), clientSlot_);
+  }
   if (listenerMetrics_ != nullptr) {
     metrics_->sessionClosed(*listenerMetrics_);
   }
@@ -103,9 +107,76 @@ void Session::beginDialogue() {
   const bool overLimit =
       worker_.shared().connections.load(std::memory_order_relaxed) > config_.limits.maxConnections;
   ++clientCork_;
-  dialogue_->start(overLimit, worker_.draining());
+  const auto overClientLimit = countConnection();
+  if (overClientLimit && !overLimit && !worker_.draining()) {
+    dialogue_->refuseClient(overClientLimit->first, overClientLimit->second);
+  } else {
+    dialogue_->start(overLimit, worker_.draining());
+  }
   uncorkClient();
   updateReading();
+}
+
+std::optional<std::pair<smtp::ClientLimit, std::uint64_t>> Session::countConnection() {
+  ClientLimits* limits = worker_.shared().clientLimits.get();
+  if (limits == nullptr || peer_.addr.empty() || limits->exempt(peer_.addr)) {
+    return std::nullopt;
+  }
+  clientLimits_ = limits;
+  // The loop's cached time: no system call. A refused connection counts too, as in anvil, so a
+  // client that keeps hammering stays refused.
+  const ClientLimits::Connected counted =
+      limits->connect(worker_.index(), peer_.addr, uv_now(worker_.loop()));
+  clientSlot_ = counted.slot;
+  if (counted.slot < 0) {
+    clientTableFull();
+    return std::nullopt;
+  }
+  const config::Limits& l = config_.limits;
+  std::optional<std::pair<smtp::ClientLimit, std::uint64_t>> over;
+  Limit metric = Limit::ClientConnections;
+  if (l.clientConnections != 0 && counted.concurrent > l.clientConnections) {
+    over.emplace(smtp::ClientLimit::Connections, counted.concurrent);
+  } else if (l.clientConnectionRate != 0 && counted.rate > l.clientConnectionRate) {
+    over.emplace(smtp::ClientLimit::ConnectionRate, counted.rate);
+    metric = Limit::ClientConnectionRate;
+  }
+  if (over && metrics_ != nullptr) {
+    metrics_->limitRefused(metric);
+  }
+  return over;
+}
+
+void Session::clientTableFull() {
+  if (metrics_ != nullptr) {
+    metrics_->limitRefused(Limit::TableFull);
+  }
+  // The 1st, 2nd, 4th, 8th... time: enough to be seen, never a flood.
+  if (std::has_single_bit(clientLimits_->tableFull())) {
+    log::line(log::Level::Warning, id_,
+              "per-client limits table full: " + clientLogName(peer_) +
+                  " not counted (let through; limits.max_connections still applies)");
+  }
+}
+
+std::uint64_t Session::countRate(smtp::RateEvent event, bool identity, std::string_view key) {
+  if (clientLimits_ == nullptr) {
+    return 0;  // no limits, or an exempt client
+  }
+  const bool message = event == smtp::RateEvent::Message;
+  const std::uint64_t count =
+      clientLimits_->count(worker_.index(), message ? RateCounter::Message : RateCounter::Recipient,
+                           identity, key, uv_now(worker_.loop()));
+  if (count == 0) {
+    clientTableFull();
+    return 0;
+  }
+  const std::size_t limit =
+      message ? config_.limits.clientMessageRate : config_.limits.clientRecipientRate;
+  if (limit != 0 && count > limit && metrics_ != nullptr) {
+    metrics_->limitRefused(message ? Limit::ClientMessageRate : Limit::ClientRecipientRate);
+  }
+  return count;
 }
 
 void Session::onClientRead(ssize_t nread, const uv_buf_t* buf) {
@@ -390,9 +461,21 @@ void Session::onHandleClosed() {
 
 // --- the dialogue's backend actions ---
 
-void Session::openBackend(const smtp::ClientIdentity& identity) {
+bool Session::openBackend(const smtp::ClientIdentity& identity, bool early) {
   if (!CERTRELAY_ASSERT(backend_ == nullptr)) {
     closeBackend();
+  }
+  // backend.max_connections: reserve a place first (one atomic add, no lock), give it back if
+  // over. Early set-ups (ahead of MAIL) keep the last 20% for sessions that are at MAIL.
+  std::atomic<std::size_t>& open = worker_.shared().backendSessions;
+  const std::size_t cap = config_.backend.maxConnections;
+  const std::size_t allowed = early ? cap - cap / 5 : cap;
+  if (cap != 0 && open.fetch_add(1, std::memory_order_relaxed) >= allowed) {
+    open.fetch_sub(1, std::memory_order_relaxed);
+    if (!early && metrics_ != nullptr) {
+      metrics_->limitRefused(Limit::BackendConnections);
+    }
+    return false;
   }
   std::vector<config::Endpoint> order;
   if (const auto backends = worker_.shared().backends.load()) {
@@ -401,6 +484,10 @@ void Session::openBackend(const smtp::ClientIdentity& identity) {
   backend_ = BackendConnection::start(worker_.loop(), config_, this,
                                       BackendConnection::Mode::Session, std::move(order), identity,
                                       id_, metrics_, &worker_.shared().identityInForce);
+  if (cap != 0) {
+    backend_->countIn(&open);
+  }
+  return true;
 }
 
 void Session::closeBackend() {
@@ -452,6 +539,10 @@ std::shared_ptr<const policy::Policy> Session::policy() {
 
 std::shared_ptr<const smtp::Capabilities> Session::backendCapabilities() {
   return worker_.shared().backendCapabilities.load();
+}
+
+std::uint64_t Session::monotonicMs() {
+  return uv_now(worker_.loop());  // the loop's cached time: no system call
 }
 
 std::time_t Session::wallClock() {

@@ -18,10 +18,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "config/config.h"
 #include "policy/networks.h"
 #include "proxy/backend_connection.h"
+#include "proxy/client_limits.h"
 #include "proxy/metrics.h"
 #include "proxy/net_util.h"
 #include "proxy/smtp/dialogue.h"
@@ -74,6 +76,11 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   void onHandleClosed();
   // The TLS handshake ended: established (`ok`), failed, or abandoned by the teardown (metrics).
   void handshakeEnded(bool ok);
+  // Counts this connection in the per-client limits (limits.client_connections and
+  // _connection_rate); the limit it is over, if any, with the count.
+  std::optional<std::pair<smtp::ClientLimit, std::uint64_t>> countConnection();
+  // The per-client table had no room: counted and, now and then, logged.
+  void clientTableFull();
 
   // --- PROXY protocol (session_proxy_header.cpp) ---
   // Before the greeting on a proxy_protocol listener: refuses a peer outside proxy_networks,
@@ -87,7 +94,7 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   void startTls() override;
   void armTimer(std::chrono::milliseconds timeout) override;
   void closeClient() override;
-  void openBackend(const smtp::ClientIdentity& identity) override;
+  bool openBackend(const smtp::ClientIdentity& identity, bool early) override;
   void closeBackend() override;
   void backendCommand(std::string_view line, smtp::BackendPurpose purpose,
                       smtp::Ticket ticket) override;
@@ -99,6 +106,8 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   std::shared_ptr<const policy::Policy> policy() override;
   std::shared_ptr<const smtp::Capabilities> backendCapabilities() override;
   std::time_t wallClock() override;
+  std::uint64_t monotonicMs() override;
+  std::uint64_t countRate(smtp::RateEvent event, bool identity, std::string_view key) override;
   void outcome(smtp::Outcome what, std::string_view identity, std::uint64_t bytes) override;
 
   // --- BackendEvents ---
@@ -141,6 +150,9 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   std::uint64_t tlsStarted_ = 0;      // uv_hrtime() at startTls()
   bool handshakeOpen_ = false;        // started, not yet counted as ended
   BackendConnection* backend_ = nullptr;
+  // Per-client limits: null when none is configured or the client is exempt.
+  ClientLimits* clientLimits_ = nullptr;
+  std::int64_t clientSlot_ = -1;  // this connection's slot in clientLimits_ (-1: not counted)
   std::optional<smtp::Dialogue> dialogue_;  // constructed once the addresses are known
 };
 

@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "policy/relay_policy.h"
 #include "proxy/backend_set.h"
+#include "proxy/client_limits.h"
 #include "proxy/smtp/capabilities.h"
 #include "tls/context.h"
 
@@ -34,6 +35,11 @@ struct SharedState {
   std::atomic<std::shared_ptr<const BackendSet>> backends;
   // Open client connections across all workers (limits.max_connections).
   std::atomic<std::size_t> connections{0};
+  // Backend connections of sessions (not the probe's), open or still closing
+  // (backend.max_connections).
+  std::atomic<std::size_t> backendSessions{0};
+  // The anvil-style per-client counts (limits.client_*); null when every one of them is 0.
+  std::unique_ptr<ClientLimits> clientLimits;
   // The process's metrics (proxy/metrics.h): set once before the workers start, never replaced.
   // Null where nobody counts (unit tests); every user tolerates that.
   std::shared_ptr<Metrics> metrics;

@@ -45,6 +45,7 @@ class Worker {
 
   // Loop-thread only.
   uv_loop_t* loop() { return &loop_; }
+  unsigned index() const { return index_; }
   SharedState& shared() { return shared_; }
   const config::Config& config() const { return *shared_.config; }
   std::string nextSessionId();

@@ -92,6 +92,12 @@ void Dialogue::start(bool overConnectionLimit, bool draining) {
     host_.armTimer(config_.timeouts.tlsHandshake);
     return;
   }
+  if (config_.limits.greetingDelay.count() > 0) {
+    // Pregreet test: read, but say nothing until the delay has passed.
+    phase_ = Phase::Pregreet;
+    host_.armTimer(config_.limits.greetingDelay);
+    return;
+  }
   reply(replies::greeting(config_.hostname));
   host_.armTimer(config_.timeouts.command);
 }
@@ -100,8 +106,12 @@ void Dialogue::onClientBytes(std::string_view bytes) {
   if (phase_ == Phase::Closing || phase_ == Phase::TlsHandshake) {
     return;  // nothing more is read once closing; handshake bytes are the host's
   }
-  if (inContent()) {
-    host_.armTimer(config_.timeouts.data);  // the DATA timeout is an inactivity timeout
+  if (phase_ == Phase::Pregreet) {
+    onPregreet(bytes);
+    return;
+  }
+  if (inContent() && !contentArrived(bytes.size())) {
+    return;  // too slow: closed
   }
   if (lines_.buffered() == 0 && phase_ == Phase::Data) {
     consumeData(bytes);  // fast path: content is not copied into the line buffer first
@@ -219,15 +229,16 @@ void Dialogue::handleCommand(const Command& command) {
     case Verb::Bdat:
       return onBdat(command);
     case Verb::Rset:
-      return onRset();
+      onRset();
+      return junk({});
     case Verb::Noop:
-      return reply(replies::kOk);
+      return junk(replies::kOk);
     case Verb::Quit:
       return reply(replies::kBye, true);
     case Verb::Vrfy:
-      return reply(replies::kVrfy);
+      return junk(replies::kVrfy);
     case Verb::Help:
-      return reply(replies::kHelp);
+      return junk(replies::kHelp);
     case Verb::Xclient:
     case Verb::Xforward:
       // Only the proxy speaks for the client; a client's own claim is never forwarded.
@@ -262,8 +273,9 @@ void Dialogue::onEhlo(const Command& command, bool extended) {
   if (tls_ != nullptr) {
     // Inside TLS everything the identity hand-off needs (address, HELO, certificate) is known
     // now, and MAIL is what comes next: set the backend up while the client reads this reply
-    // instead of after its MAIL (saves the connect+EHLO+XCLIENT round trips, ~0.35 ms).
-    ensureBackend();
+    // instead of after its MAIL (saves the connect+EHLO+XCLIENT round trips, ~0.35 ms). Only
+    // while backend connections are plentiful (backend.max_connections): else at MAIL.
+    ensureBackend(true);
   }
 }
 
@@ -323,10 +335,31 @@ void Dialogue::onMail(const Command& command) {
                                                           : replies::kBadSender);
     return;
   }
+  const std::size_t maxMessages = config_.limits.maxMessagesPerSession;
+  if (maxMessages != 0 && messages_ >= maxMessages) {
+    info("too many messages in this session from " + clientName() + " (" +
+             std::to_string(messages_) + ")",
+         {{"event", "too_many_messages"}, {"messages", messages_}});
+    logReject("MAIL", replies::tooManyMessages(config_.hostname), {});
+    reply(replies::tooManyMessages(config_.hostname), true);
+    return;
+  }
+  if (!admitRate(RateEvent::Message, {})) {
+    return;
+  }
+  if (!ensureBackend()) {
+    // Not the client's fault: a 4xx it retries, not counted as an error.
+    warn("backend connection limit reached (backend.max_connections): MAIL from " + clientName() +
+             " deferred",
+         {{"event", "backend_connections_exceeded"}});
+    logReject("MAIL", replies::kTooManyBackendConnections, {});
+    reply(replies::kTooManyBackendConnections);
+    return;
+  }
+  junkCommands_ = 0;  // a transaction is progress: the junk count starts over
   transaction_.open = true;
   transaction_.utf8 = params.utf8;
   transaction_.from = sender.null ? "<>" : sender.mailbox.canonical();
-  ensureBackend();
   const Ticket ticket = replies_.reserve();
   owed_.push_back(Owed{BackendPurpose::Mail, ticket, transaction_.utf8, false, 0, {}});
   host_.backendMail("MAIL FROM:" + transaction_.from + params.wire, ticket, messageId(),
@@ -350,6 +383,9 @@ void Dialogue::onRcpt(const Command& command) {
   if (transaction_.recipients >= config_.limits.maxRecipients) {
     logReject("RCPT", replies::kTooManyRecipients, path.path);
     reply(replies::kTooManyRecipients);
+    return;
+  }
+  if (!admitRate(RateEvent::Recipient, path.path)) {
     return;
   }
   ++transaction_.recipients;
@@ -459,8 +495,22 @@ void Dialogue::reply(std::string_view wire, bool closeAfter) {
 }
 
 void Dialogue::reject(std::string_view wire) {
-  ++errors_;
   reply(wire);
+  countError();
+}
+
+void Dialogue::junk(std::string_view wire) {
+  if (!wire.empty()) {
+    reply(wire);
+  }
+  const std::size_t limit = config_.limits.maxJunkCommands;
+  if (limit != 0 && ++junkCommands_ > limit) {
+    countError();
+  }
+}
+
+void Dialogue::countError() {
+  ++errors_;
   if (errors_ >= config_.limits.maxErrors && phase_ != Phase::Closing) {
     info("too many errors from " + clientName(), {{"event", "too_many_errors"}});
     reply(replies::tooManyErrors(config_.hostname), true);
@@ -634,6 +684,8 @@ void Dialogue::onTimer() {
       phase_ = Phase::Closing;
       host_.closeClient();
       return;
+    case Phase::Pregreet:
+      return greet();
     case Phase::Command:
     case Phase::Data:
     case Phase::Chunk:

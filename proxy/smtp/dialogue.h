@@ -72,6 +72,11 @@ enum class Outcome : std::uint8_t {
   MessageUnknown,       // the final reply never came: the backend was lost after the end of data
 };
 
+// A per-client limit refusing a new connection (limits.client_connections, _connection_rate).
+enum class ClientLimit : std::uint8_t { Connections, ConnectionRate };
+// A per-client rate counted at MAIL and RCPT (limits.client_message_rate, _recipient_rate).
+enum class RateEvent : std::uint8_t { Message, Recipient };
+
 class DialogueHost {
  public:
   virtual ~DialogueHost() = default;
@@ -87,7 +92,9 @@ class DialogueHost {
   virtual void closeClient() = 0;
 
   // --- actions on the backend (at most one connection at a time) ---
-  virtual void openBackend(const ClientIdentity& identity) = 0;
+  // False when backend.max_connections does not allow it now: `early` (ahead of MAIL, at EHLO)
+  // only below 80% of the cap, at MAIL below the cap. Nothing else happens then.
+  virtual bool openBackend(const ClientIdentity& identity, bool early) = 0;
   // QUIT if the connection is usable, then close. No backend event follows.
   virtual void closeBackend() = 0;
   virtual void backendCommand(std::string_view line, BackendPurpose purpose, Ticket ticket) = 0;
@@ -106,6 +113,12 @@ class DialogueHost {
   // What the backend last announced to the proxy; null until it answered once.
   virtual std::shared_ptr<const Capabilities> backendCapabilities() = 0;
   virtual std::time_t wallClock() = 0;
+  // Monotonic milliseconds (limits.min_data_rate); the host's cached loop time will do.
+  virtual std::uint64_t monotonicMs() = 0;
+  // One more MAIL or RCPT by `key` (a listed identity when `identity`, else the client address):
+  // the count in the current rate window, this one included, summed over the process; 0 when it
+  // is not counted (an exempt client, or no room to count it).
+  virtual std::uint64_t countRate(RateEvent event, bool identity, std::string_view key) = 0;
 
   // --- reports ---
   // A recipient's or a message's result, once, when it is known (see Outcome). `identity`: with
@@ -136,6 +149,10 @@ class Dialogue {
   // --- events ---
   // The connection was accepted: greeting, or 421 when over limits.max_connections or draining.
   void start(bool overConnectionLimit, bool draining);
+  // Instead of start(): the client is over a per-client limit with `count` connections (open, or
+  // new in the window): 421 4.7.0 and close (implicit TLS: close before TLS), with Postfix's
+  // warning. `service`: the listener's name, as Postfix names its master.cf service.
+  void refuseClient(ClientLimit limit, std::uint64_t count);
   // Plaintext from the client (decrypted under TLS).
   void onClientBytes(std::string_view bytes);
   // `facts` must stay valid (and unchanged) for the rest of the dialogue: the host's TLS engine
@@ -169,7 +186,8 @@ class Dialogue {
 
  private:
   enum class Phase : std::uint8_t {
-    Command,       // reading commands
+    Pregreet,  // limits.greeting_delay: the greeting waits; any byte from the client is a refusal
+    Command,   // reading commands
     TlsHandshake,  // after 220 Ready to start TLS, until the handshake completes
     Data,          // streaming DATA content (to the backend, or discarded when the backend is lost)
     Chunk,         // reading a BDAT chunk (forwarded or discarded)
@@ -205,6 +223,13 @@ class Dialogue {
   void onData(const Command& command);
   void onRset();
   void onForbidden(const std::string& line);
+  // --- per-client rates (dialogue_limits.cpp) ---
+  // False after refusing the command (450 4.7.1, Postfix's warning and NOQUEUE line).
+  bool admitRate(RateEvent event, const std::string& rcpt);
+  // A client that talked before the greeting (limits.greeting_delay): 554 5.5.0 and close.
+  void onPregreet(std::string_view bytes);
+  // The greeting delay passed in silence: the greeting.
+  void greet();
   void refuseContentCommand(std::string_view wire);
 
   // --- content (dialogue_content.cpp) ---
@@ -212,10 +237,16 @@ class Dialogue {
   void consumeChunk(std::string_view bytes);
   void consumeData(std::string_view bytes);
   void endData(std::size_t used, std::string_view bytes);
+  // Content starts (354, or a BDAT): the clock of limits.min_data_rate starts over.
+  void startContentClock();
+  // `bytes` more content arrived: re-arms the content deadline (inactivity, and the minimum data
+  // rate). False after closing the session for a client too slow.
+  bool contentArrived(std::size_t bytes);
   std::string receivedHeader() const;
 
   // --- backend (dialogue_backend.cpp) ---
-  void ensureBackend();
+  // False when the host refused to open it (backend.max_connections).
+  bool ensureBackend(bool early = false);
   void dropBackend();
   void sendToBackend(std::string_view line, BackendPurpose purpose);
   // `report`: what the outcome report needs (Owed's last three members; the rest is set here).
@@ -235,6 +266,10 @@ class Dialogue {
   // --- replies and helpers (dialogue.cpp) ---
   void reply(std::string_view wire, bool closeAfter = false);
   void reject(std::string_view wire);  // a client error: counts toward limits.max_errors
+  // One more error; past limits.max_errors, 421 4.7.0 and close.
+  void countError();
+  // NOOP, RSET, VRFY, HELP: answered with `wire`; past limits.max_junk_commands an error too.
+  void junk(std::string_view wire);
   void fill(Ticket ticket, std::string_view wire, bool closeAfter = false);
   void flushReplies();
   void closeOnBug(const char* what);
@@ -284,7 +319,9 @@ class Dialogue {
   std::string helo_;
   bool esmtp_ = false;
   Transaction transaction_;
-  std::uint64_t chunkedBytes_ = 0;  // BDAT bytes of the transaction, for the outcome report
+  std::uint64_t chunkedBytes_ = 0;    // BDAT bytes of the transaction, for the outcome report
+  std::uint64_t contentStartMs_ = 0;  // limits.min_data_rate: since the 354 or the BDAT
+  std::uint64_t contentBytes_ = 0;
   Chunk chunk_;
 
   // A command that must end its pipelining group (EHLO, HELO, STARTTLS, QUIT) and arrived while
@@ -292,6 +329,7 @@ class Dialogue {
   std::optional<std::string> deferredLine_;
   bool draining_ = false;
   unsigned errors_ = 0;
+  std::size_t junkCommands_ = 0;  // since the last accepted MAIL
   unsigned messages_ = 0;
   // Each message whose final reply is still awaited, oldest first: the backend's verdict is
   // logged on one line with it.

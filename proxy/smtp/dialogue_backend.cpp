@@ -39,9 +39,9 @@ bool isFinal(BackendPurpose purpose) {
 
 }  // namespace
 
-void Dialogue::ensureBackend() {
+bool Dialogue::ensureBackend(bool early) {
   if (backendOpen_) {
-    return;
+    return true;
   }
   ClientIdentity identity;
   identity.addr = settings_.peer.addr;
@@ -52,8 +52,8 @@ void Dialogue::ensureBackend() {
   identity.esmtp = esmtp_;
   // LOGIN only for a client whose certificate is listed right now.
   identity.login = listedIdentity();
-  backendOpen_ = true;
-  host_.openBackend(identity);
+  backendOpen_ = host_.openBackend(identity, early);
+  return backendOpen_;
 }
 
 void Dialogue::dropBackend() {
@@ -264,6 +264,7 @@ void Dialogue::onDataReply(Ticket ticket, const Reply& reply) {
     host_.backendContent(receivedHeader(), ContentTiming::WithNextWrite);
     transaction_.headerSent = true;
   }
+  startContentClock();
   host_.armTimer(config_.timeouts.data);
 }
 
@@ -321,6 +322,9 @@ bool Dialogue::messageInFlight() const {
 }
 
 void Dialogue::closeIfDrainedIdle() {
+  if (draining_ && phase_ == Phase::Pregreet) {
+    phase_ = Phase::Command;  // not greeted yet: 421 instead of the greeting
+  }
   if (draining_ && phase_ == Phase::Command && replies_.empty() && !transaction_.open &&
       lines_.buffered() == 0 && !deferredLine_) {
     reply(replies::shuttingDown(config_.hostname), true);

@@ -27,6 +27,7 @@ void Dialogue::onBdat(const Command& command) {
   }
   chunk_ = Chunk{size, last, false};
   phase_ = Phase::Chunk;
+  startContentClock();
   // RFC 3030: a refused BDAT's chunk is still read (and dropped); the session goes on.
   if (!transaction_.open) {
     chunk_.discard = true;

@@ -22,6 +22,20 @@ inline std::string tooManyErrors(std::string_view host) {
 inline std::string tooManyConnections(std::string_view host) {
   return "421 4.7.0 " + std::string(host) + " Error: too many connections\r\n";
 }
+// Postfix's anvil refusals (smtpd_client_connection_count_limit and _rate_limit share the 421).
+inline std::string tooManyConnectionsFrom(std::string_view host, std::string_view client) {
+  return "421 4.7.0 " + std::string(host) + " Error: too many connections from " +
+         std::string(client) + "\r\n";
+}
+inline std::string tooMuchMailFrom(std::string_view client) {
+  return "450 4.7.1 Error: too much mail from " + std::string(client) + "\r\n";
+}
+inline std::string tooManyRecipientsFrom(std::string_view client) {
+  return "450 4.7.1 Error: too many recipients from " + std::string(client) + "\r\n";
+}
+inline std::string tooManyMessages(std::string_view host) {
+  return "421 4.7.0 " + std::string(host) + " Error: too many messages in this session\r\n";
+}
 inline std::string shuttingDown(std::string_view host) {
   return "421 4.3.2 " + std::string(host) + " Service shutting down\r\n";
 }
@@ -77,6 +91,8 @@ inline constexpr std::string_view kVrfy =
     "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n";
 inline constexpr std::string_view kHelp =
     "214 2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n";
+inline constexpr std::string_view kTooManyBackendConnections =
+    "451 4.3.2 Error: too many backend connections, try again later\r\n";
 inline constexpr std::string_view kBackendUnavailable =
     "451 4.3.0 Error: backend unavailable, try again later\r\n";
 inline constexpr std::string_view kOutcomeUnknown =

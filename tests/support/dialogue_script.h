@@ -190,9 +190,20 @@ class Script final : public DialogueHost {
     transcript_ += "close\n";
     closed_ = true;
   }
-  void openBackend(const ClientIdentity& identity) override {
+  bool openBackend(const ClientIdentity& identity, bool early) override {
+    if (early ? !backendEarly_ : !backendAvailable_) {
+      transcript_ += std::string("B refused") + (early ? " (early)" : "") + "\n";
+      return false;
+    }
     transcript_ += "B open login=" + identity.login + "\n";
     backendOpen_ = true;
+    return true;
+  }
+  // backend.max_connections as the host sees it: whether a backend may be opened early (at
+  // EHLO) and at all (at MAIL).
+  void setBackendSlots(bool early, bool available) {
+    backendEarly_ = early;
+    backendAvailable_ = available;
   }
   void closeBackend() override {
     transcript_ += "B close\n";
@@ -244,6 +255,19 @@ class Script final : public DialogueHost {
   std::shared_ptr<const policy::Policy> policy() override { return policy_; }
   std::shared_ptr<const Capabilities> backendCapabilities() override { return capabilities_; }
   std::time_t wallClock() override { return 1'800'000'000; }
+  std::uint64_t monotonicMs() override { return nowMs_; }
+  // Moves the monotonic clock on (limits.min_data_rate).
+  void advance(std::chrono::milliseconds by) { nowMs_ += static_cast<std::uint64_t>(by.count()); }
+  // Counts per (event, kind, key) with no window: the dialogue's side of the rate limits.
+  std::uint64_t countRate(RateEvent event, bool identity, std::string_view key) override {
+    if (rateExempt_) {
+      return 0;
+    }
+    return ++rates_[std::to_string(static_cast<int>(event)) + (identity ? "i:" : "a:") +
+                    std::string(key)];
+  }
+  // The client is exempt from the rate limits (countRate says 0).
+  void setRateExempt(bool exempt) { rateExempt_ = exempt; }
   void outcome(Outcome what, std::string_view identity, std::uint64_t bytes) override {
     static constexpr const char* kNames[] = {
         "rcpt relayed",     "rcpt local",       "rcpt relay_denied", "rcpt backend_rejected",
@@ -279,6 +303,11 @@ class Script final : public DialogueHost {
   std::chrono::milliseconds timer_{0};
   bool backendOpen_ = false;
   bool closed_ = false;
+  bool rateExempt_ = false;
+  std::uint64_t nowMs_ = 1'000'000;
+  bool backendEarly_ = true;
+  bool backendAvailable_ = true;
+  std::map<std::string, std::uint64_t> rates_;
 };
 
 }  // namespace certrelay::smtp::testing

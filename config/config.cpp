@@ -772,6 +772,7 @@ class Loader {
     Timeouts& t = config.timeouts;
     const std::pair<const char*, std::chrono::milliseconds*> fields[] = {
         {"command", &t.command},
+        {"command_under_stress", &t.commandUnderStress},
         {"tls_handshake", &t.tlsHandshake},
         {"data", &t.data},
         {"backend_connect", &t.backendConnect},
@@ -782,8 +783,8 @@ class Loader {
         {"shutdown", &config.shutdown.timeout},
     };
     checkKeys(*table, "timeouts",
-              {"command", "tls_handshake", "data", "backend_connect", "backend_reply",
-               "backend_idle", "proxy_header", "shutdown"});
+              {"command", "command_under_stress", "tls_handshake", "data", "backend_connect",
+               "backend_reply", "backend_idle", "proxy_header", "shutdown"});
     for (const auto& [name, target] : fields) {
       if (auto value = getDuration(*table, name, "timeouts")) {
         *target = *value;

@@ -202,7 +202,10 @@ struct Policy {
 };
 
 struct Timeouts {
-  std::chrono::milliseconds command{300'000};        // greeting / between commands
+  std::chrono::milliseconds command{300'000};  // greeting / between commands
+  // The command timeout while the process holds more than 80% of limits.max_connections
+  // (Postfix's ${stress?{10}:{300}}s): idle clients let go of their places sooner.
+  std::chrono::milliseconds commandUnderStress{10'000};
   std::chrono::milliseconds tlsHandshake{60'000};    // whole handshake, not per read
   std::chrono::milliseconds data{180'000};           // inactivity while receiving DATA
   std::chrono::milliseconds backendConnect{30'000};  // TCP connect + greeting

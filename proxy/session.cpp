@@ -541,6 +541,12 @@ std::shared_ptr<const smtp::Capabilities> Session::backendCapabilities() {
   return worker_.shared().backendCapabilities.load();
 }
 
+bool Session::underStress() {
+  // One relaxed atomic load per command: over 80% of limits.max_connections.
+  const std::size_t open = worker_.shared().connections.load(std::memory_order_relaxed);
+  return open * 5 > config_.limits.maxConnections * 4;
+}
+
 std::uint64_t Session::monotonicMs() {
   return uv_now(worker_.loop());  // the loop's cached time: no system call
 }

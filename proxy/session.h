@@ -107,6 +107,7 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   std::shared_ptr<const smtp::Capabilities> backendCapabilities() override;
   std::time_t wallClock() override;
   std::uint64_t monotonicMs() override;
+  bool underStress() override;
   std::uint64_t countRate(smtp::RateEvent event, bool identity, std::string_view key) override;
   void outcome(smtp::Outcome what, std::string_view identity, std::uint64_t bytes) override;
 

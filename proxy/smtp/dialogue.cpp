@@ -99,7 +99,7 @@ void Dialogue::start(bool overConnectionLimit, bool draining) {
     return;
   }
   reply(replies::greeting(config_.hostname));
-  host_.armTimer(config_.timeouts.command);
+  host_.armTimer(commandTimeout());
 }
 
 void Dialogue::onClientBytes(std::string_view bytes) {
@@ -175,7 +175,7 @@ void Dialogue::processInput() {
       return;
     }
     // The command deadline restarts per complete command, not per read (slowloris).
-    host_.armTimer(config_.timeouts.command);
+    host_.armTimer(commandTimeout());
     if (result == LineReader::Result::TooLong) {
       reject(replies::kLineTooLong);
       continue;
@@ -693,7 +693,7 @@ void Dialogue::onTimer() {
   }
   if (replies_.unfilled() > 0) {
     // The client waits for us, and the backend's own deadline covers that wait.
-    host_.armTimer(config_.timeouts.command);
+    host_.armTimer(commandTimeout());
     return;
   }
   info("timeout after " + std::string(phase_ == Phase::Command ? "command" : "DATA") + " from " +
@@ -718,7 +718,7 @@ void Dialogue::onTlsEstablished(const tls::PeerFacts& facts) {
     }
     reply(replies::greeting(config_.hostname));
   }
-  host_.armTimer(config_.timeouts.command);
+  host_.armTimer(commandTimeout());
 }
 
 void Dialogue::logTlsEstablished(const tls::PeerFacts& facts) {

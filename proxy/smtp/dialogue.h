@@ -115,6 +115,8 @@ class DialogueHost {
   virtual std::time_t wallClock() = 0;
   // Monotonic milliseconds (limits.min_data_rate); the host's cached loop time will do.
   virtual std::uint64_t monotonicMs() = 0;
+  // Whether the process is near limits.max_connections (over 80% of it): shorter timeouts.
+  virtual bool underStress() = 0;
   // One more MAIL or RCPT by `key` (a listed identity when `identity`, else the client address):
   // the count in the current rate window, this one included, summed over the process; 0 when it
   // is not counted (an exempt client, or no room to count it).
@@ -239,6 +241,8 @@ class Dialogue {
   void endData(std::size_t used, std::string_view bytes);
   // Content starts (354, or a BDAT): the clock of limits.min_data_rate starts over.
   void startContentClock();
+  // timeouts.command, or timeouts.command_under_stress when the host is under stress.
+  std::chrono::milliseconds commandTimeout() const;
   // `bytes` more content arrived: re-arms the content deadline (inactivity, and the minimum data
   // rate). False after closing the session for a client too slow.
   bool contentArrived(std::size_t bytes);

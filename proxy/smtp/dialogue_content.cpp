@@ -81,7 +81,7 @@ void Dialogue::consumeChunk(std::string_view bytes) {
     return;
   }
   phase_ = Phase::Command;
-  host_.armTimer(config_.timeouts.command);
+  host_.armTimer(commandTimeout());
   if (chunk_.last && !chunk_.discard) {
     ++messages_;
     info("end of BDAT from " + clientName() + ": from=" + transaction_.from);
@@ -130,7 +130,7 @@ void Dialogue::endData(std::size_t used, std::string_view bytes) {
   resetTransaction();
   if (phase_ == Phase::Data) {
     phase_ = Phase::Command;
-    host_.armTimer(config_.timeouts.command);
+    host_.armTimer(commandTimeout());
   }
   if (used < bytes.size()) {
     lines_.feed(bytes.substr(used));  // pipelined commands after the final dot

@@ -47,7 +47,12 @@ void Dialogue::greet() {
     return;
   }
   reply(replies::greeting(config_.hostname));
-  host_.armTimer(config_.timeouts.command);
+  host_.armTimer(commandTimeout());
+}
+
+std::chrono::milliseconds Dialogue::commandTimeout() const {
+  const auto& t = config_.timeouts;
+  return host_.underStress() ? std::min(t.command, t.commandUnderStress) : t.command;
 }
 
 void Dialogue::startContentClock() {

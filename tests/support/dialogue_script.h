@@ -256,6 +256,8 @@ class Script final : public DialogueHost {
   std::shared_ptr<const Capabilities> backendCapabilities() override { return capabilities_; }
   std::time_t wallClock() override { return 1'800'000'000; }
   std::uint64_t monotonicMs() override { return nowMs_; }
+  bool underStress() override { return stress_; }
+  void setStress(bool stress) { stress_ = stress; }
   // Moves the monotonic clock on (limits.min_data_rate).
   void advance(std::chrono::milliseconds by) { nowMs_ += static_cast<std::uint64_t>(by.count()); }
   // Counts per (event, kind, key) with no window: the dialogue's side of the rate limits.
@@ -304,6 +306,7 @@ class Script final : public DialogueHost {
   bool backendOpen_ = false;
   bool closed_ = false;
   bool rateExempt_ = false;
+  bool stress_ = false;
   std::uint64_t nowMs_ = 1'000'000;
   bool backendEarly_ = true;
   bool backendAvailable_ = true;

@@ -151,6 +151,13 @@ TEST_SUITE("config limits") {
     CHECK(f.parse("min_data_rate = 0\n").limits.minDataRate == 0);
     CHECK(f.parse("min_data_rate = 2000\n").limits.minDataRate == 2000);
   }
+
+  TEST_CASE("timeouts.command_under_stress: 10s by default, as Postfix's stress value") {
+    Files f;
+    CHECK(f.parse("").timeouts.commandUnderStress == milliseconds(10'000));
+    CHECK(f.parse("[timeouts]\ncommand_under_stress = \"30s\"\n").timeouts.commandUnderStress ==
+          milliseconds(30'000));
+  }
 }
 
 }  // namespace

@@ -88,6 +88,7 @@ TEST_SUITE("client_limits") {
   TEST_CASE("table full: an open connection keeps its slot, the newcomer is not counted") {
     ClientLimits limits(1, milliseconds(1000), kNoExempt, ClientLimits::kProbe);
     std::vector<ClientLimits::Connected> open;
+    open.reserve(ClientLimits::kProbe);
     for (int i = 0; i < static_cast<int>(ClientLimits::kProbe); ++i) {
       open.push_back(limits.connect(0, "198.51.100." + std::to_string(i), 0));
     }

@@ -315,6 +315,18 @@ TEST_SUITE("dialogue limits") {
     s.client("y\r\n.\r\n");
     CHECK(s.take().find("B> end") != std::string::npos);
   }
+
+  TEST_CASE("under stress (near max_connections) the command timeout is command_under_stress") {
+    Script s;
+    s.setStress(true);
+    s.start();
+    CHECK(s.timer() == s.config().timeouts.commandUnderStress);
+    s.client("EHLO client.test\r\n");
+    CHECK(s.timer() == std::chrono::milliseconds(10'000));
+    s.setStress(false);
+    s.client("NOOP\r\n");
+    CHECK(s.timer() == s.config().timeouts.command);
+  }
 }
 
 }  // namespace

@@ -204,7 +204,7 @@ class BackendConnection {
   std::string logId_;
   Metrics* metrics_;
   std::vector<config::Endpoint> targets_;
-  std::size_t attempt_ = 0;  // index in targets_ of the address in use
+  std::size_t attempt_ = 0;                      // index in targets_ of the address in use
   std::atomic<std::size_t>* counter_ = nullptr;  // backend.max_connections (sessions)
   // The hand-off in force (SharedState::identityInForce): backend.identity, or what "auto"
   // resolved to at the first probe. Null: backend.identity as configured.

@@ -43,6 +43,7 @@ class PostfixXclientTest(harness.IntegrationTest):
     def setUp(self):
         super().setUp()
         self.watch(self.postfix)
+        self.postfix_mark = len(self.postfix.log_lines())  # where this test's proxy starts
         self.proxy = self.start_proxy(self.postfix.port)
 
     def smtp(self, cert) -> smtplib.SMTP:
@@ -77,8 +78,13 @@ class PostfixXclientTest(harness.IntegrationTest):
             ends = [line for line in lines if re.search(r"smtpd\[\d+\]: disconnect from ", line)]
             return connects == len(ends), ends
 
-        harness.wait_until(lambda: settled(self.postfix.log_lines())[0], 10.0,
-                           what="Postfix sessions before the test to end")
+        # The proxy's start-up probe (EHLO, QUIT) must be in the log before the window opens:
+        # it would otherwise count as one of the three.
+        probe = re.compile(r"smtpd\[\d+\]: disconnect from \S+ ehlo=1 quit=1 commands=2$")
+        harness.wait_until(
+            lambda: settled(self.postfix.log_lines())[0]
+            and any(probe.search(line) for line in self.postfix.log_lines()[self.postfix_mark:]),
+            10.0, what="the proxy's probe and the sessions before the test to end")
         first = len(self.postfix.log_lines())
         for _ in range(3):
             client = self.smtp(self.pki.trusted)

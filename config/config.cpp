@@ -497,16 +497,7 @@ class Loader {
   void readListenerProxy(const toml::table& table, const std::string& prefix,
                          Listener& listener) const {
     listener.proxyProtocol = getBool(table, "proxy_protocol", prefix).value_or(false);
-    listener.proxyNetworks = stringArray(table, "proxy_networks", prefix);
-    for (size_t i = 0; i < listener.proxyNetworks.size(); ++i) {
-      try {
-        parseCidr(listener.proxyNetworks[i]);
-      } catch (const std::invalid_argument& e) {
-        fail(table.get("proxy_networks")->as_array()->get(i)->source(),
-             prefix + ".proxy_networks[" + std::to_string(i) + "]",
-             "bad CIDR '" + listener.proxyNetworks[i] + "': " + e.what());
-      }
-    }
+    listener.proxyNetworks = cidrArray(table, "proxy_networks", prefix);
     if (listener.proxyProtocol && listener.proxyNetworks.empty()) {
       fail(table.get("proxy_protocol")->source(), prefix + ".proxy_networks",
            "required with proxy_protocol = true: the networks of the load balancers that may "
@@ -696,18 +687,7 @@ class Loader {
              "expected \"sha256\", \"sha1\" or \"md5\", got \"" + *digest + "\"");
       }
     }
-    // Checked here with the same parser policy::NetworkList uses, so --check-config names the
-    // line; the strings are kept as written.
-    policy.relayNetworks = stringArray(*table, "relay_networks", "policy");
-    for (size_t i = 0; i < policy.relayNetworks.size(); ++i) {
-      try {
-        parseCidr(policy.relayNetworks[i]);
-      } catch (const std::invalid_argument& e) {
-        fail(table->get("relay_networks")->as_array()->get(i)->source(),
-             "policy.relay_networks[" + std::to_string(i) + "]",
-             "bad CIDR '" + policy.relayNetworks[i] + "': " + e.what());
-      }
-    }
+    policy.relayNetworks = cidrArray(*table, "relay_networks", "policy");
     if (auto interval = getDuration(*table, "reload_poll_interval", "policy")) {
       policy.reloadPollInterval = *interval;
     }
@@ -721,6 +701,23 @@ class Loader {
   }
 
   // The strings of an array-of-strings key; empty when absent.
+  // An array of CIDRs, each checked with the parser policy::NetworkList uses, so that
+  // --check-config names the line; the strings are kept as written.
+  std::vector<std::string> cidrArray(const toml::table& table, std::string_view name,
+                                     const std::string& prefix) const {
+    std::vector<std::string> cidrs = stringArray(table, name, prefix);
+    for (size_t i = 0; i < cidrs.size(); ++i) {
+      try {
+        parseCidr(cidrs[i]);
+      } catch (const std::invalid_argument& e) {
+        fail(table.get(name)->as_array()->get(i)->source(),
+             join(prefix, name) + "[" + std::to_string(i) + "]",
+             "bad CIDR '" + cidrs[i] + "': " + e.what());
+      }
+    }
+    return cidrs;
+  }
+
   std::vector<std::string> stringArray(const toml::table& table, std::string_view name,
                                        const std::string& prefix) const {
     std::vector<std::string> values;
@@ -923,16 +920,7 @@ class Loader {
       l.greetingDelay = *delay;
     }
     if (table.get("exempt_networks") != nullptr) {
-      l.exemptNetworks = stringArray(table, "exempt_networks", "limits");
-    }
-    for (size_t i = 0; i < l.exemptNetworks.size(); ++i) {
-      try {
-        parseCidr(l.exemptNetworks[i]);
-      } catch (const std::invalid_argument& e) {
-        fail(table.get("exempt_networks")->as_array()->get(i)->source(),
-             "limits.exempt_networks[" + std::to_string(i) + "]",
-             "bad CIDR '" + l.exemptNetworks[i] + "': " + e.what());
-      }
+      l.exemptNetworks = cidrArray(table, "exempt_networks", "limits");
     }
   }
 

@@ -101,14 +101,15 @@ ClientLimits::Slot* ClientLimits::ownSlot(unsigned worker, std::uint64_t key, st
     tableFull_.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
-  // Seqlock write: readers that overlap see an odd or changed sequence and retry.
+  // Seqlock write: readers that overlap see an odd or changed sequence and retry. Each store is
+  // a release (not a fence, which TSan cannot model): a reader that sees any new value also sees
+  // the odd sequence before it. Free on x86, and only when a slot changes hands.
   const std::uint32_t seq = free->seq.load(std::memory_order_relaxed);
   free->seq.store(seq + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  free->key.store(key, std::memory_order_relaxed);
-  free->connections.store(0, std::memory_order_relaxed);
+  free->key.store(key, std::memory_order_release);
+  free->connections.store(0, std::memory_order_release);
   for (auto& rate : free->rates) {
-    rate.store(0, std::memory_order_relaxed);
+    rate.store(0, std::memory_order_release);
   }
   free->seq.store(seq + 2, std::memory_order_release);
   return free;
@@ -123,12 +124,12 @@ bool ClientLimits::readSlot(const Table& table, std::uint64_t key, std::uint32_t
       if ((before & 1U) != 0) {
         continue;
       }
-      const std::uint64_t held = slot.key.load(std::memory_order_relaxed);
-      connections = slot.connections.load(std::memory_order_relaxed);
+      // Acquire loads keep the second sequence load after them (the writer's stores pair).
+      const std::uint64_t held = slot.key.load(std::memory_order_acquire);
+      connections = slot.connections.load(std::memory_order_acquire);
       for (std::size_t r = 0; r < rates.size(); ++r) {
-        rates[r] = slot.rates[r].load(std::memory_order_relaxed);
+        rates[r] = slot.rates[r].load(std::memory_order_acquire);
       }
-      std::atomic_thread_fence(std::memory_order_acquire);
       if (slot.seq.load(std::memory_order_relaxed) != before) {
         continue;
       }

@@ -219,10 +219,13 @@ struct Timeouts {
 };
 
 struct Limits {
-  std::size_t maxLineLength = 2'048;         // command line incl. CRLF -> 500 5.5.2
-  std::size_t maxRecipients = 1'000;         // per message -> 452 4.5.3
-  unsigned maxErrors = 20;                   // per session -> 421 4.7.0
-  std::size_t maxConnections = 10'000;       // per process -> 421 4.7.0 at accept
+  std::size_t maxLineLength = 2'048;    // command line incl. CRLF -> 500 5.5.2
+  std::size_t maxRecipients = 1'000;    // per message -> 452 4.5.3
+  unsigned maxErrors = 20;              // per session -> 421 4.7.0
+  std::size_t maxConnections = 10'000;  // per process -> 421 4.7.0 at accept
+  // Whether the file set max_connections: an unset one is lowered at start to what RLIMIT_NOFILE
+  // fits; a set one that does not fit refuses to start (proxy/descriptor_budget.h).
+  bool maxConnectionsSet = false;
   std::size_t highWatermark = 256UL * 1024;  // outgoing bytes queued before the other side pauses
   // Anvil-style limits per client (Postfix smtpd_client_*_limit), counted per process: a
   // replica behind a Service counts only what it sees. 0 = unlimited (the default for all four).

@@ -64,6 +64,7 @@ class LimitsSections : public TomlReader {
     }
     if (auto v = getInteger(*table, "max_connections", "limits", 1, kMax)) {
       l.maxConnections = static_cast<std::size_t>(*v);
+      l.maxConnectionsSet = true;
     }
     if (auto v = getInteger(*table, "high_watermark", "limits", 4096, kMax)) {
       l.highWatermark = static_cast<std::size_t>(*v);

@@ -342,7 +342,8 @@ std::string_view limitName(Limit limit) {
   static constexpr std::array<std::string_view, kLimits> kNames = {
       "client_connections",  "client_connection_rate",
       "client_message_rate", "client_recipient_rate",
-      "table_full",          "backend_connections"};
+      "table_full",          "backend_connections",
+      "descriptors"};
   return kNames[static_cast<std::size_t>(limit)];
 }
 

@@ -64,8 +64,9 @@ enum class Limit : std::uint8_t {
   ClientRecipientRate,
   TableFull,
   BackendConnections,
+  Descriptors,  // out of file descriptors at accept (proxy/acceptor.h)
 };
-inline constexpr std::size_t kLimits = 6;
+inline constexpr std::size_t kLimits = 7;
 std::string_view limitName(Limit limit);
 
 class Metrics {

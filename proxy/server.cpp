@@ -16,6 +16,7 @@
 #include "policy/relay_policy.h"
 #include "proxy/backend_connection.h"
 #include "proxy/capability_probe.h"
+#include "proxy/descriptor_budget.h"
 #include "proxy/log.h"
 #include "proxy/material_watcher.h"
 #include "proxy/metrics.h"
@@ -282,11 +283,35 @@ bool bindListeners(MainLoop& main, const config::Config& config,
   }
 }
 
+// Raises RLIMIT_NOFILE and fits limits.max_connections under it (descriptor_budget.h): the
+// configuration to run with, or null when it cannot fit (logged).
+std::shared_ptr<const config::Config> fitDescriptors(
+    const std::shared_ptr<const config::Config>& loaded) {
+  rlim_t soft = 0;
+  rlim_t hard = 0;
+  const DescriptorBudget budget = applyDescriptorLimit(*loaded, soft, hard);
+  if (!budget.error.empty()) {
+    log::error(budget.error + "; not starting");
+    return nullptr;
+  }
+  if (budget.warning.empty()) {
+    return loaded;
+  }
+  log::warning(budget.warning);
+  auto fitted = std::make_shared<config::Config>(*loaded);
+  fitted->limits.maxConnections = budget.maxConnections;
+  return fitted;
+}
+
 }  // namespace
 
-int runServer(const std::shared_ptr<const config::Config>& config) {
+int runServer(const std::shared_ptr<const config::Config>& loaded) {
   signal(SIGPIPE, SIG_IGN);
-  log::configure(config->log);  // before any other thread exists
+  log::configure(loaded->log);  // before any other thread exists
+  const std::shared_ptr<const config::Config> config = fitDescriptors(loaded);
+  if (!config) {
+    return 1;
+  }
   MainLoop main;
   if (const int rc = uv_loop_init(&main.loop); rc != 0) {
     log::error(std::string("uv_loop_init: ") + uv_strerror(rc));

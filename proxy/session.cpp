@@ -3,6 +3,8 @@
 
 #include "proxy/session.h"
 
+#include <unistd.h>
+
 #include <array>
 #include <bit>
 #include <utility>
@@ -21,7 +23,7 @@ constexpr std::chrono::milliseconds kCloseFlushTimeout{10'000};
 }  // namespace
 
 void Session::accept(Worker& worker, const config::Listener& listener,
-                     const policy::NetworkList* proxyNetworks, uv_stream_t* server) {
+                     const policy::NetworkList* proxyNetworks, int fd) {
   auto* session = new Session(worker, listener, proxyNetworks);
   const int tcp = uv_tcp_init(worker.loop(), &session->client_);
   const int timer = uv_timer_init(worker.loop(), &session->timer_);
@@ -34,7 +36,9 @@ void Session::accept(Worker& worker, const config::Listener& listener,
   session->timer_.data = session;
   session->openHandles_ = 2;
   worker.add(session);
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&session->client_)) != 0) {
+  if (const int rc = uv_tcp_open(&session->client_, fd); rc != 0) {
+    ::close(fd);  // not the handle's: uv_tcp_open took nothing
+    log::warning(std::string("accept: uv_tcp_open: ") + uv_strerror(rc));
     session->teardown("accept failed");
     return;
   }

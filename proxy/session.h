@@ -35,10 +35,10 @@ class Worker;
 
 class Session final : public smtp::DialogueHost, public BackendEvents {
  public:
-  // Accepts one connection from `server` (a listening socket of `listener`). `proxyNetworks`:
+  // Takes over `fd`, a connection accepted on a socket of `listener`. `proxyNetworks`:
   // the peers that may send a PROXY protocol header (listener.proxy_protocol), else null.
   static void accept(Worker& worker, const config::Listener& listener,
-                     const policy::NetworkList* proxyNetworks, uv_stream_t* server);
+                     const policy::NetworkList* proxyNetworks, int fd);
 
   // Graceful stop: an idle session is told 421 4.3.2 at once, a busy one when it is done.
   // `fast`: only a message in flight is waited for (smtp::Dialogue::drain).

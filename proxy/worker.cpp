@@ -43,32 +43,40 @@ void Worker::startThread(std::function<void()> onFinished) {
                  "; /livez will report this loop as stalled");
   }
   for (const auto& socket : sockets_) {
-    auto handle = std::make_unique<ListenHandle>();
-    handle->listener = socket.listener;
-    handle->worker = this;
-    if (socket.listener->proxyProtocol) {
-      // Validated by the config already: parse() cannot throw here.
-      handle->proxyNetworks = policy::NetworkList::parse(socket.listener->proxyNetworks);
-    }
-    uv_tcp_init(&loop_, &handle->tcp);
-    handle->tcp.data = handle.get();
-    uv_tcp_open(&handle->tcp, socket.fd);
-    const int rc = uv_listen(
-        reinterpret_cast<uv_stream_t*>(&handle->tcp), 1024, [](uv_stream_t* server, int status) {
-          auto* h = static_cast<ListenHandle*>(server->data);
-          if (status != 0) {
-            log::warning(std::string("accept: ") + uv_strerror(status));
-            return;
-          }
-          Session::accept(*h->worker, *h->listener,
-                          h->listener->proxyProtocol ? &h->proxyNetworks : nullptr, server);
-        });
-    if (rc != 0) {
-      log::error("listener " + socket.listener->name + ": listen: " + uv_strerror(rc));
-    }
-    listeners_.push_back(std::move(handle));
+    startAcceptor(socket);
   }
   thread_ = std::thread([this] { run(); });
+}
+
+void Worker::startAcceptor(const ListenerSocket& socket) {
+  auto handle = std::make_unique<ListenHandle>();
+  const config::Listener* listener = socket.listener;
+  handle->listener = listener;
+  if (listener->proxyProtocol) {
+    // Validated by the config already: parse() cannot throw here.
+    handle->proxyNetworks = policy::NetworkList::parse(listener->proxyNetworks);
+  }
+  // An implicit-TLS client cannot read a plaintext line: it is only closed.
+  const std::string refusal = listener->tlsMode == config::TlsMode::Implicit
+                                  ? ""
+                                  : "421 4.3.2 " + config().hostname +
+                                        " Service not available: out of file descriptors\r\n";
+  ListenHandle* h = handle.get();
+  handle->acceptor = std::make_unique<Acceptor>(
+      &loop_, socket.fd, listener->name, refusal, reserve_,
+      [this, h](int fd) {
+        Session::accept(*this, *h->listener,
+                        h->listener->proxyProtocol ? &h->proxyNetworks : nullptr, fd);
+      },
+      [this] {
+        if (Metrics* metrics = shared_.metrics.get()) {
+          metrics->limitRefused(Limit::Descriptors);
+        }
+      });
+  if (const int rc = handle->acceptor->start(); rc != 0) {
+    log::error("listener " + listener->name + ": listen: " + uv_strerror(rc));
+  }
+  listeners_.push_back(std::move(handle));
 }
 
 void Worker::run() {
@@ -134,8 +142,8 @@ void Worker::onStopRequested() {
   fast_ = fast;
   if (!draining_) {
     draining_ = true;
-    for (auto& handle : listeners_) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&handle->tcp), nullptr);
+    for (auto& listener : listeners_) {
+      listener->acceptor->close();
     }
   }
   drainSessions(fast);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "policy/networks.h"
+#include "proxy/acceptor.h"
 #include "proxy/admin/liveness.h"
 #include "proxy/shared_state.h"
 
@@ -61,12 +62,12 @@ class Worker {
 
  private:
   struct ListenHandle {
-    uv_tcp_t tcp;
+    std::unique_ptr<Acceptor> acceptor;
     const config::Listener* listener;
-    Worker* worker;
     policy::NetworkList proxyNetworks;  // listener->proxyNetworks, parsed once
   };
 
+  void startAcceptor(const ListenerSocket& socket);
   void run();
   void onStopRequested();
   void drainSessions(bool fast);
@@ -87,6 +88,8 @@ class Worker {
   uv_prepare_t logFlush_{};
   uv_timer_t logFlushTimer_{};
   admin::LoopHeartbeat heartbeat_;
+  // Given up for a moment at descriptor exhaustion, so that a client can be told 421.
+  ReservedDescriptor reserve_;
   std::vector<std::unique_ptr<ListenHandle>> listeners_;
   std::unordered_set<Session*> sessions_;  // live sessions, not owned
   bool draining_ = false;

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -210,8 +211,9 @@ class Proxy:
     READY_TIMEOUT = 10.0
 
     def __init__(self, tmpdir: str, pki: Pki, backend_port: int, *, fingerprints=None,
-                 binary: str | None = None, start: bool = True, **overrides):
+                 binary: str | None = None, start: bool = True, nofile=None, **overrides):
         self.binary = binary or CERTRELAY_BIN
+        self.nofile = nofile  # (soft, hard) RLIMIT_NOFILE to start with, else inherited
         self.dir = tmpdir
         os.makedirs(tmpdir, exist_ok=True)
         if fingerprints is None:
@@ -240,8 +242,8 @@ class Proxy:
             # the log right after a reply (a mark, then what follows it). test_json_logs runs
             # with the default.
             "log": {"flush_interval": "0s"},
-            "limits": {"max_line_length": 2048, "max_recipients": 1000, "max_errors": 20,
-                       "max_connections": 10000},
+            # max_connections left to its default: lowered to what RLIMIT_NOFILE fits.
+            "limits": {"max_line_length": 2048, "max_recipients": 1000, "max_errors": 20},
         }
         self.config = deep_merge(config, overrides)
         self.config_path = os.path.join(tmpdir, "certrelay.toml")
@@ -257,9 +259,12 @@ class Proxy:
     def start(self):
         if not os.access(self.binary, os.X_OK):
             raise ProxyStartError(f"certrelay binary not found: {self.binary}")
-        self.proc = subprocess.Popen([self.binary, "--config", self.config_path],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        nofile = self.nofile
+        self.proc = subprocess.Popen(
+            [self.binary, "--config", self.config_path],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile))
+            if nofile else None)
         self.log = LogCapture(self.proc.stdout, f"certrelay[{self.proc.pid}]")
         if not self.log.wait_for(Expect.LOG_READY, self.READY_TIMEOUT):
             self._kill()

@@ -343,8 +343,16 @@ void BackendConnection::sendMail(std::string_view line, std::uint64_t tag, std::
 }
 
 void BackendConnection::uncork() {
-  if (corked_ > 0 && --corked_ == 0 && phase_ == Phase::Ready) {
+  if (corked_ == 0 || --corked_ != 0) {
+    return;
+  }
+  if (phase_ == Phase::Ready) {
     flushQueue();
+  }
+  // Content written while corked (a message's last bytes and its dot) leaves now, with the
+  // commands pipelined behind it.
+  if (inflight_.empty()) {
+    startWrite();
   }
 }
 
@@ -419,14 +427,20 @@ void BackendConnection::endContent(std::string_view lastBytes, std::uint64_t tag
     return;
   }
   write(lastBytes);
-  expected_.push_back(Expected{BackendPurpose::EndOfData, tag, true});
-  waitingSync_ = true;
+  // With PIPELINING the next transaction may follow the dot at once (RFC 2920 lists DATA, not
+  // the end of data, among the commands that end a group; Postfix's smtp client does the
+  // same): its MAIL, RCPT and DATA leave in the dot's write instead of a round trip later. The
+  // final reply is still the backend's, matched in order.
+  const bool sync = !capabilities_.pipelining;
+  expected_.push_back(Expected{BackendPurpose::EndOfData, tag, sync});
+  waitingSync_ = sync;
   armTimer(config_.timeouts.backendReply);
 }
 
 void BackendConnection::write(std::string_view bytes) {
   out_.append(bytes.data(), bytes.size());
-  if (inflight_.empty()) {
+  // Corked: everything from the client's read leaves together at uncork().
+  if (inflight_.empty() && corked_ == 0) {
     startWrite();
   }
   if (!writePaused_ && queuedBytes() > config_.limits.highWatermark) {

@@ -8,8 +8,8 @@
 //
 // Flow: connect -> 220 greeting -> EHLO <proxy name> -> (Session) XCLIENT ... -> 220/250 ->
 // EHLO <client helo> -> ready. Commands the session sends before that are queued and flushed
-// once ready, keeping RFC 2920's rules as a client: a sync-point command (DATA, end of data,
-// QUIT; every command when the backend lacks PIPELINING) is the last of its group.
+// once ready, keeping RFC 2920's rules as a client: a sync-point command (DATA, QUIT; every
+// command and the end of data when the backend lacks PIPELINING) is the last of its group.
 //
 // Failover: a connection is given the backend addresses to try, in order. A failure before it
 // is ready (connect refused or timed out, greeting or EHLO refused, XCLIENT not offered) moves on
@@ -103,7 +103,8 @@ class BackendConnection {
   // Writes the last content bytes, which end with the terminator, and expects the final reply.
   void endContent(std::string_view lastBytes, std::uint64_t tag);
 
-  // While corked, commands only queue; uncork() writes them as one group. The session corks
+  // While corked, commands only queue and content waits; uncork() writes them as one group
+  // (content first, in the order submitted). The session corks
   // around everything it parses from one read, so a pipelined client group reaches the backend
   // as one write (a backend that answers a command's reply before reading on, like smtp-sink,
   // otherwise waits for a delayed ACK: ~40 ms per group).

@@ -136,6 +136,7 @@ class BackendConnection:
         self.sock = sock
         self.peer = peer
         self.received = bytearray()          # raw bytes, exactly as read
+        self.reads: list[bytes] = []         # the same, one entry per recv (what came together)
         self.commands: list[str] = []        # command lines (outside DATA), without CRLF
         self.messages: list[bytes] = []      # DATA contents up to (not incl.) the terminator
         # BDAT (RFC 3030): every chunk as (count, last, bytes), and each complete message
@@ -320,6 +321,7 @@ class ScriptedBackend:
                     return
                 with self._cond:
                     conn.received += chunk
+                    conn.reads.append(chunk)
                     self._cond.notify_all()
                 buf += chunk
                 while True:

@@ -121,5 +121,46 @@ class PipeliningTest(harness.IntegrationTest):
         self.assertIn(b"Subject: two", conn.messages[1])
 
 
+class EndOfDataPipeliningTest(harness.IntegrationTest):
+    """The next envelope behind the dot goes to a PIPELINING backend in the dot's own write,
+    before the backend's final reply; without PIPELINING it waits for that reply."""
+
+    def start(self, pipelining: bool):
+        behaviour = Behaviour()
+        behaviour.after_dot = "silent"  # the final reply never comes: only order can show
+        if not pipelining:
+            behaviour.capabilities.remove("PIPELINING")
+        self.backend = self.start_backend(behaviour)
+        self.proxy = self.start_proxy(self.backend.port)
+        c = self.tls_client(self.proxy, self.pki.trusted, helo="pipe.example")
+        c.send(f"MAIL FROM:<a@x.example>\r\nRCPT TO:<r@{REMOTE_DOMAIN}>\r\nDATA\r\n")
+        self.assert_codes(c.read_replies(3), [250, 250, 354], c)
+        c.send("Subject: one\r\n\r\nbody\r\n.\r\nMAIL FROM:<b@x.example>\r\n"
+               f"RCPT TO:<r2@{REMOTE_DOMAIN}>\r\nDATA\r\n")
+        return c
+
+    def assert_codes(self, replies, codes, client):
+        self.assertEqual([r.code for r in replies], codes, client.dump())
+
+    def test_next_envelope_leaves_with_the_dot(self):
+        self.start(pipelining=True)
+        together = b"body\r\n.\r\nMAIL FROM:<b@x.example>\r\n"
+        conn = self.backend.wait_for(
+            lambda b: next((x for x in b.sessions()
+                            if any(together in r for r in x.reads)), None),
+            what="the dot and the next MAIL in one read")
+        self.assertIn(f"RCPT TO:<r2@{REMOTE_DOMAIN}>", conn.commands, self.backend.dump())
+        self.assertEqual(len(conn.messages), 1)  # and still no final reply to it
+
+    def test_without_pipelining_the_dot_waits_for_its_reply(self):
+        self.start(pipelining=False)
+        conn = self.backend.wait_for(
+            lambda b: next((x for x in b.sessions() if len(x.messages) == 1), None),
+            what="the message at the backend")
+        # The backend never answers the dot: nothing may follow it.
+        with self.assertRaises(TimeoutError, msg=self.backend.dump()):
+            self.backend.wait_for(lambda b: "MAIL FROM:<b@x.example>" in conn.commands, 1.0)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -390,7 +390,7 @@ TEST_SUITE("smtp") {
     lines = splitLines(buildReceivedHeader(info));
     CHECK(lines[0] == "Received: from good.example.test (good.example.test [192.0.2.10])");
     // Whatever reaches the builder is a token all the same.
-    info.clientName = std::string("a b\r\n(x)\0", 10);
+    info.clientName = std::string("a b\r\n(x)\0", 9);
     lines = splitLines(buildReceivedHeader(info));
     CHECK(lines[0] == "Received: from unknown (unknown [192.0.2.10])");
     info.clientName = "a b;c";

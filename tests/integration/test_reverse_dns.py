@@ -272,15 +272,33 @@ class ReverseDnsTest(harness.IntegrationTest):
                                   r"within dns\.timeout 1500ms\)")
         self.assertFalse([line for line in self.proxy.lines()[mark:] if timeout_line.search(line)],
                          self.proxy.dump())
-        # MAIL waits for the deadline; by its reply the outcome is in.
+        # MAIL waits for the deadline: the backend is told the outcome (the 450 below shows it
+        # got NAME=[TEMPUNAVAIL], which exists only once the deadline passed).
         self.assertEqual(c.command(f"MAIL FROM:<{SENDER}>").code, 250, c.dump())
-        self.assertTrue(any(timeout_line.search(line) for line in self.proxy.lines()[mark:]),
-                        self.proxy.dump())
+        self.assertTrue(self.proxy.wait_log(timeout_line, 5.0, start=mark), self.proxy.dump())
         rcpt = c.command(f"RCPT TO:<{NAMES_RCPT}>")
         # REVERSE_NAME=slow.example.test passes; NAME=[TEMPUNAVAIL] gets the temporary 450.
         self.assertEqual(rcpt.code, 450, c.dump())
         self.assertIn("cannot find your hostname, [127.0.0.5]", rcpt.text)
         c.quit()
+
+    def test_client_gone_before_its_lookup_ends_and_a_stop_with_lookups_running(self):
+        mark = self.proxy.mark()
+        # Gone while the forward lookup still waits on the silent upstream: the lookup is
+        # cancelled, and nothing of it reaches a session that no longer exists.
+        gone = self.connect(SLOW)
+        self.assertEqual(gone.greeting().code, 220, gone.dump())
+        gone.quit()
+        self.assert_proxy_log(r"disconnect from unknown\[127\.0\.0\.5\] ", mark)
+        c, rcpt, _ = self.names_reply(GOOD)
+        self.assertEqual(rcpt.code, 250, c.dump())
+        c.quit()
+        # A session whose lookup still runs when the proxy stops (its c-ares queries with it).
+        waiting = self.connect(SLOW)
+        self.assertEqual(waiting.greeting().code, 220, waiting.dump())
+        self.assertEqual(self.proxy.stop(), 0, self.proxy.dump())
+        self.assertFalse([line for line in self.proxy.lines()[mark:]
+                          if "slow.example.test does not resolve" in line], self.proxy.dump())
 
     def test_xforward_carries_the_confirmed_name_and_unknown_otherwise(self):
         proxy = self.start_proxy(

@@ -21,6 +21,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       g++ cmake ninja-build pkg-config libuv1-dev libssl-dev libmimalloc-dev \
       libtomlplusplus-dev prometheus-cpp-dev libhttp-parser-dev nlohmann-json3-dev \
+      libc-ares-dev \
  && rm -rf /var/lib/apt/lists/*
 # Names the build stage's layers, so that tests/container/run.sh can prune the stale ones.
 LABEL org.opencontainers.image.title="certrelay-build"

@@ -33,7 +33,7 @@ constexpr int64_t kMaxWorkers = 256;
 // noticeably late.
 constexpr int64_t kMaxDebounceMs = 10'000;
 
-// The sections of the file, read in order; [backend], [timeouts] and [limits] live beside.
+// The sections of the file, read in order; [backend], [timeouts], [limits] and [dns] live beside.
 class Loader : public TomlReader {
  public:
   using TomlReader::TomlReader;
@@ -53,7 +53,7 @@ class Loader : public TomlReader {
     config.file = std::filesystem::absolute(origin()).lexically_normal();
     checkKeys(root, "",
               {"hostname", "workers", "listener", "backend", "tls", "policy", "timeouts", "limits",
-               "admin", "log", "shutdown", "metrics"});
+               "admin", "log", "shutdown", "dns", "metrics"});
 
     readHostname(root, config);
     readWorkers(root, config);
@@ -62,6 +62,7 @@ class Loader : public TomlReader {
     readTls(root, config);
     readPolicy(root, config);
     readLimitsSections(*this, root, config);
+    readDnsSection(*this, root, config);
     readOperations(root, config);
     return config;
   }

@@ -291,6 +291,19 @@ struct Shutdown {
   std::chrono::milliseconds timeout{30'000};
 };
 
+// [dns]: the client's verified host name (Postfix's reverse lookup with forward confirmation).
+struct Dns {
+  // Off by default (a sidecar's clients are its own pods): the name is then `unknown` everywhere
+  // and XCLIENT says NAME=[UNAVAILABLE]. On for an edge proxy facing the Internet.
+  bool reverseLookup = false;
+  // Numeric resolvers to ask (port 53 unless given); empty = the system's (/etc/resolv.conf).
+  std::vector<Endpoint> servers;
+  // The whole lookup (PTR, then A or AAAA of the name) from accept; past it the name is
+  // [TEMPUNAVAIL] to the backend and `unknown` in logs. Only the backend set-up (at MAIL) ever
+  // waits for it, never the greeting.
+  std::chrono::milliseconds timeout{2'000};
+};
+
 // [metrics]
 struct Metrics {
   // Per-identity counters (labels bounded by the fingerprint table's identities).
@@ -310,6 +323,7 @@ struct Config {
   Admin admin;
   Log log;
   Shutdown shutdown;
+  Dns dns;
   Metrics metrics;
   // CERTRELAY_<SECTION>_<KEY> overrides in force ("backend.address = ... (CERTRELAY_...)").
   std::vector<std::string> environmentOverrides;

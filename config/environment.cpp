@@ -12,8 +12,8 @@ namespace {
 
 constexpr std::string_view kPrefix = "CERTRELAY_";
 constexpr std::array<std::string_view, 2> kRootKeys = {"hostname", "workers"};
-constexpr std::array<std::string_view, 9> kSections = {
-    "backend", "tls", "policy", "timeouts", "limits", "admin", "log", "shutdown", "metrics"};
+constexpr std::array<std::string_view, 10> kSections = {
+    "backend", "tls", "policy", "timeouts", "limits", "admin", "log", "shutdown", "dns", "metrics"};
 
 std::string lower(std::string_view text) {
   std::string out(text);

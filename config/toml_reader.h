@@ -1,6 +1,7 @@
 // TomlReader: the typed reads every section of the configuration shares (strings, integers in a
 // range, durations, readable files, host names, CIDRs), each failing with the file, the line and
-// the key. Internal to config/: the sections (config.cpp, backend_config.cpp, limits_config.cpp)
+// the key. Internal to config/: the sections (config.cpp, backend_config.cpp, limits_config.cpp,
+// dns_config.cpp)
 // derive from it.
 #pragma once
 
@@ -118,5 +119,7 @@ class TomlReader {
 void readBackendSection(const TomlReader& reader, const toml::table& root, Config& config);
 // [timeouts] and [limits] (limits_config.cpp).
 void readLimitsSections(const TomlReader& reader, const toml::table& root, Config& config);
+// [dns] (dns_config.cpp).
+void readDnsSection(const TomlReader& reader, const toml::table& root, Config& config);
 
 }  // namespace certrelay::config

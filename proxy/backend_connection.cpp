@@ -367,6 +367,7 @@ void BackendConnection::flushQueue() {
         handoff_ == smtp::IdentityHandoff::Xforward && !next.xforwardProto.empty()) {
       // XFORWARD lives for one transaction: it goes before each MAIL, in its own commands.
       smtp::ForwardInfo info;
+      info.name = identity_.name;
       info.addr = identity_.addr;
       info.port = identity_.port;
       info.helo = identity_.helo;

@@ -57,6 +57,10 @@ constexpr const char* kMessagesHelp =
 constexpr const char* kLimitRefusalsHelp =
     "Connections, MAIL and RCPT commands refused by a limit (limits.client_*), by limit; "
     "table_full counts clients let through uncounted because the per-client table was full.";
+constexpr const char* kDnsLookupsHelp =
+    "Reverse lookups of client addresses (dns.reverse_lookup), by result: confirmed (the PTR "
+    "name resolves to the address), unconfirmed, no_name (no usable PTR record), tempfail (a "
+    "DNS server failed), timeout (no answer within dns.timeout).";
 constexpr const char* kBytesHelp =
     "Content bytes of accepted messages as received from the client, after line-end "
     "canonicalisation and dot-unstuffing (DATA) or as chunked (BDAT); the proxy's Received "
@@ -250,6 +254,12 @@ void Metrics::buildSessionMetrics(const config::Config& config) {
   for (std::size_t i = 0; i < kLimits; ++i) {
     limitRefusals_[i] = &refusals.Add({{"limit", std::string(limitName(static_cast<Limit>(i)))}});
   }
+  auto& lookups =
+      BuildCounter().Name("certrelay_dns_lookups_total").Help(kDnsLookupsHelp).Register(*registry_);
+  for (std::size_t i = 0; i < kLookupResults; ++i) {
+    dnsLookups_[i] = &lookups.Add(
+        {{"result", std::string(smtp::lookupResultKeyword(static_cast<smtp::LookupResult>(i)))}});
+  }
   auto& rcpt = BuildCounter().Name("certrelay_rcpt_total").Help(kRcptHelp).Register(*registry_);
   auto& messages =
       BuildCounter().Name("certrelay_messages_total").Help(kMessagesHelp).Register(*registry_);
@@ -349,6 +359,10 @@ std::string_view limitName(Limit limit) {
 
 void Metrics::limitRefused(Limit limit) {
   limitRefusals_[static_cast<std::size_t>(limit)]->Increment();
+}
+
+void Metrics::dnsLookup(smtp::LookupResult result) {
+  dnsLookups_[static_cast<std::size_t>(result)]->Increment();
 }
 
 void Metrics::countReplies(std::string_view wire) {

@@ -103,6 +103,8 @@ class Metrics {
   // Counts the code of every final reply line in `wire` (bytes for the client, whole replies).
   void countReplies(std::string_view wire);
   void limitRefused(Limit limit);
+  // A reverse lookup of a client address ended (certrelay_dns_lookups_total{result}).
+  void dnsLookup(smtp::LookupResult result);
 
   // --- set by the server (main loop) ---
   // certrelay_backend_up: 1 when at least one backend is healthy (the aggregate alerts use).
@@ -128,7 +130,8 @@ class Metrics {
     prometheus::Counter* failure = nullptr;
     prometheus::Gauge* lastSuccess = nullptr;
   };
-  static constexpr std::size_t kOutcomes = 8;  // smtp::Outcome's enumerators
+  static constexpr std::size_t kOutcomes = 8;       // smtp::Outcome's enumerators
+  static constexpr std::size_t kLookupResults = 5;  // smtp::LookupResult's enumerators
 
   void buildProcessMetrics();
   void buildSessionMetrics(const config::Config& config);
@@ -142,6 +145,7 @@ class Metrics {
   std::array<prometheus::Counter*, kOutcomes> outcomes_{};
   prometheus::Counter* messageBytes_ = nullptr;
   std::array<prometheus::Counter*, kLimits> limitRefusals_{};
+  std::array<prometheus::Counter*, kLookupResults> dnsLookups_{};
   prometheus::Family<prometheus::Counter>* replies_ = nullptr;
   prometheus::Family<prometheus::Counter>* identityRcpt_ = nullptr;      // per_identity only
   prometheus::Family<prometheus::Counter>* identityMessages_ = nullptr;  // per_identity only

@@ -22,6 +22,7 @@
 #include "proxy/metrics.h"
 #include "proxy/net_util.h"
 #include "proxy/process_admin.h"
+#include "proxy/reverse_dns.h"
 #include "proxy/service_notify.h"
 #include "proxy/shared_state.h"
 #include "proxy/supervisor.h"
@@ -323,6 +324,14 @@ int runServer(const std::shared_ptr<const config::Config>& loaded) {
   if (!loadSharedState(&main.loop, config, shared, watchers)) {
     closeLoop(main.loop);  // nothing ran on it yet
     return 1;
+  }
+  if (config->dns.reverseLookup) {
+    // A resolver the workers could not use is a start-up error, not a silent "unknown" later.
+    if (const std::string problem = ReverseDns::check(config->dns); !problem.empty()) {
+      log::error("dns.reverse_lookup: " + problem + "; not starting");
+      closeLoop(main.loop);  // nothing ran on it yet
+      return 1;
+    }
   }
   CapabilityProbe probe(&main.loop, shared);
   main.probe = &probe;

@@ -107,7 +107,11 @@ void Session::beginDialogue() {
       log::Level::Info, id_,
       "connect from " + client + " to " + listener_.name + " port " + std::to_string(local_.port),
       std::span<const log::Field>(fields.data(), proxyPeer_.empty() ? 6 : 7));
-  dialogue_.emplace(smtp::DialogueSettings{config_, listener_, id_, peer_, local_}, *this);
+  // The client's name is looked up from here on (after the PROXY header: its address is the
+  // client's); nothing before MAIL waits for it.
+  ReverseDns* dns = worker_.reverseDns();
+  const bool lookup = dns != nullptr && !peer_.addr.empty();
+  dialogue_.emplace(smtp::DialogueSettings{config_, listener_, id_, peer_, local_, lookup}, *this);
   const bool overLimit =
       worker_.shared().connections.load(std::memory_order_relaxed) > config_.limits.maxConnections;
   ++clientCork_;
@@ -116,6 +120,33 @@ void Session::beginDialogue() {
     dialogue_->refuseClient(overClientLimit->first, overClientLimit->second);
   } else {
     dialogue_->start(overLimit, worker_.draining());
+  }
+  uncorkClient();  // the greeting leaves before the first DNS query does
+  if (lookup && !tornDown_) {
+    lookup_ = dns->start(peer_.addr, this);
+  }
+  updateReading();
+}
+
+void Session::onClientName(const smtp::ClientName& name) {
+  lookup_ = nullptr;  // it is gone
+  if (metrics_ != nullptr) {
+    metrics_->dnsLookup(name.result);
+  }
+  if (tornDown_) {
+    return;  // cancelled in teardown(); never called then, but a dialogue may be half gone
+  }
+  peer_.name = name.verified() ? name.name : std::string();
+  // Like a read: what the dialogue now does (a MAIL that waited opens the backend and goes to
+  // it) leaves in one write each way.
+  ++clientCork_;
+  BackendConnection* corked = backend_;
+  if (corked != nullptr) {
+    corked->cork();
+  }
+  dialogue_->onClientName(name);
+  if (corked != nullptr) {
+    corked->uncork();
   }
   uncorkClient();
   updateReading();
@@ -441,6 +472,9 @@ void Session::teardown(const char* reason) {
   }
   tornDown_ = true;
   handshakeEnded(false);  // a handshake still running is abandoned (timeout, client gone)
+  if (lookup_ != nullptr) {
+    worker_.reverseDns()->cancel(std::exchange(lookup_, nullptr));
+  }
   closeBackend();
   const std::string client = clientLogName(peer_);
   const std::size_t messages = dialogue_ ? dialogue_->messages() : 0;

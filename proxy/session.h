@@ -26,6 +26,7 @@
 #include "proxy/client_limits.h"
 #include "proxy/metrics.h"
 #include "proxy/net_util.h"
+#include "proxy/reverse_dns.h"
 #include "proxy/smtp/dialogue.h"
 #include "tls/engine.h"
 
@@ -33,7 +34,7 @@ namespace certrelay::proxy {
 
 class Worker;
 
-class Session final : public smtp::DialogueHost, public BackendEvents {
+class Session final : public smtp::DialogueHost, public BackendEvents, public ReverseDns::Handler {
  public:
   // Takes over `fd`, a connection accepted on a socket of `listener`. `proxyNetworks`:
   // the peers that may send a PROXY protocol header (listener.proxy_protocol), else null.
@@ -121,13 +122,16 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   void onBackendReadEnd() override { uncorkClient(); }
   void onBackendIdle() override;
 
+  // --- ReverseDns::Handler: the client's name (dns.reverse_lookup) ---
+  void onClientName(const smtp::ClientName& name) override;
+
   Worker& worker_;
   const config::Config& config_;
   const config::Listener& listener_;
   Metrics* metrics_;                          // null: nothing is counted
   const Metrics::Listener* listenerMetrics_;  // null without metrics
   std::string id_;
-  PeerAddress peer_;   // the client (from the PROXY header on such listeners)
+  PeerAddress peer_;   // the client (from the PROXY header on such listeners); its name once known
   PeerAddress local_;  // the address the client connected to (likewise)
 
   const policy::NetworkList* proxyNetworks_;  // null: the listener takes no PROXY header
@@ -155,6 +159,9 @@ class Session final : public smtp::DialogueHost, public BackendEvents {
   ClientLimits* clientLimits_ = nullptr;
   std::int64_t clientSlot_ = -1;  // this connection's slot in clientLimits_ (-1: not counted)
   std::optional<smtp::Dialogue> dialogue_;  // constructed once the addresses are known
+  // The reverse lookup of peer_ while it runs (started with the dialogue); null before, after
+  // its outcome, and when lookups are off.
+  ReverseDns::Lookup* lookup_ = nullptr;
 };
 
 }  // namespace certrelay::proxy

@@ -38,6 +38,14 @@ void Worker::startThread(std::function<void()> onFinished) {
   uv_timer_init(&loop_, &logFlushTimer_);
   logFlushTimer_.data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(&logFlushTimer_));
+  if (config().dns.reverseLookup) {
+    std::string error;
+    reverseDns_ = ReverseDns::create(&loop_, config().dns, error);
+    if (!reverseDns_) {
+      // runServer() checked the same settings before any worker started: not expected.
+      log::error("worker " + std::to_string(index_) + ": reverse lookups off: " + error);
+    }
+  }
   if (const int rc = heartbeat_.start(&loop_); rc != 0) {
     log::warning("worker " + std::to_string(index_) + ": heartbeat: " + uv_strerror(rc) +
                  "; /livez will report this loop as stalled");
@@ -82,6 +90,9 @@ void Worker::startAcceptor(const ListenerSocket& socket) {
 void Worker::run() {
   log::beginBatching();
   uv_run(&loop_, UV_RUN_DEFAULT);
+  if (reverseDns_) {
+    reverseDns_->close();  // its queries end and its poll handles close with their own callbacks
+  }
   // Only unreferenced handles can be left (the shutdown timer): close them, let callbacks run.
   uv_walk(
       &loop_,

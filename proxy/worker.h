@@ -17,6 +17,7 @@
 #include "policy/networks.h"
 #include "proxy/acceptor.h"
 #include "proxy/admin/liveness.h"
+#include "proxy/reverse_dns.h"
 #include "proxy/shared_state.h"
 
 namespace certrelay::proxy {
@@ -57,6 +58,8 @@ class Worker {
   void add(Session* session) { sessions_.insert(session); }
   void remove(Session* session) { sessions_.erase(session); }
   bool draining() const { return draining_; }
+  // The worker's reverse-lookup channel (dns.reverse_lookup); null when the lookups are off.
+  ReverseDns* reverseDns() { return reverseDns_.get(); }
   // Any thread: proof that this worker's loop turns (/livez).
   const admin::LoopHeartbeat& heartbeat() const { return heartbeat_; }
 
@@ -92,6 +95,8 @@ class Worker {
   ReservedDescriptor reserve_;
   std::vector<std::unique_ptr<ListenHandle>> listeners_;
   std::unordered_set<Session*> sessions_;  // live sessions, not owned
+  // Closed (close()) when the loop has ended, freed with the worker after the close callbacks.
+  std::unique_ptr<ReverseDns> reverseDns_;
   bool draining_ = false;
   std::uint32_t sessionCounter_ = 0;
   std::uint64_t backendTurn_ = 0;

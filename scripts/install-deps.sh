@@ -1,14 +1,15 @@
 #!/bin/sh
 # Installs what certrelay needs to build, test and run its demo, from Debian 12 packages only
 # (clang-format, clang-tidy and shellcheck: the checks in .ci/run; prometheus: promtool and a
-# private server for the metrics tests).
+# private server for the metrics tests; dnsmasq-base: the private resolver of the reverse-DNS
+# test).
 # Does nothing (and needs no network) when everything is already there.
 set -eu
 
 PACKAGES="g++ cmake ninja-build pkg-config make libuv1-dev libssl-dev libmimalloc-dev
 libtomlplusplus-dev doctest-dev libbenchmark-dev openssl python3 python3-cryptography postfix swaks procps
 clang libfuzzer-14-dev clang-format clang-tidy shellcheck prometheus-cpp-dev libhttp-parser-dev
-nlohmann-json3-dev prometheus libsasl2-modules libidn12"
+nlohmann-json3-dev prometheus libsasl2-modules libidn12 libc-ares-dev dnsmasq-base"
 
 missing=""
 for p in $PACKAGES; do

@@ -302,7 +302,8 @@ void BM_XclientBuild(benchmark::State& state) {
                                 .destPort = 25,
                                 .helo = "client1.lab.example",
                                 .esmtp = true,
-                                .login = "lab printer"};
+                                .login = "lab printer",
+                                .name = certrelay::smtp::noLookup()};
   const std::set<std::string> offered = {"NAME", "ADDR",  "PROTO",    "HELO",    "REVERSE_NAME",
                                          "PORT", "LOGIN", "DESTADDR", "DESTPORT"};
   std::size_t bytes = 0;

@@ -61,7 +61,8 @@ Dialogue::Dialogue(DialogueSettings settings, DialogueHost& host)
     : settings_(std::move(settings)),
       config_(settings_.config),
       host_(host),
-      lines_(settings_.config.limits.maxLineLength) {}
+      lines_(settings_.config.limits.maxLineLength),
+      nameKnown_(!settings_.nameLookup) {}
 
 void Dialogue::start(bool overConnectionLimit, bool draining) {
   const bool implicit = settings_.listener.tlsMode == config::TlsMode::Implicit;
@@ -194,7 +195,10 @@ void Dialogue::handleLine(const std::string& line) {
     reject(replies::kBadSyntax);
     return;
   }
-  if (isGroupEnd(command.verb) && replies_.unfilled() > 0) {
+  if ((isGroupEnd(command.verb) && replies_.unfilled() > 0) ||
+      (command.verb == Verb::Mail && !nameKnown_)) {
+    // Input stops here until the replies owed are in (resumeInput), or until the client's name
+    // is known (onClientName): MAIL opens the backend, which is told the name.
     deferredLine_ = line;
     return;
   }
@@ -274,8 +278,13 @@ void Dialogue::onEhlo(const Command& command, bool extended) {
     // Inside TLS everything the identity hand-off needs (address, HELO, certificate) is known
     // now, and MAIL is what comes next: set the backend up while the client reads this reply
     // instead of after its MAIL (saves the connect+EHLO+XCLIENT round trips, ~0.35 ms). Only
-    // while backend connections are plentiful (backend.max_connections): else at MAIL.
-    ensureBackend(true);
+    // while backend connections are plentiful (backend.max_connections): else at MAIL. The
+    // client's name goes with the identity: a lookup still running puts this off until it ends.
+    if (nameKnown_) {
+      ensureBackend(true);
+    } else {
+      openWhenNamed_ = true;
+    }
   }
 }
 

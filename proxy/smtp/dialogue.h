@@ -41,6 +41,7 @@
 #include "proxy/log.h"
 #include "proxy/smtp/backend_events.h"
 #include "proxy/smtp/capabilities.h"
+#include "proxy/smtp/client_name.h"
 #include "proxy/smtp/command.h"
 #include "proxy/smtp/data_canonicalizer.h"
 #include "proxy/smtp/fifo.h"
@@ -136,6 +137,9 @@ struct DialogueSettings {
   std::string id;     // the session id, as in the logs
   PeerAddress peer;   // the client
   PeerAddress local;  // the address the client connected to
+  // A reverse lookup of peer.addr is running (dns.reverse_lookup): its outcome comes later through
+  // onClientName(), and MAIL waits for it. False: the name is unknown (noLookup()) from the start.
+  bool nameLookup = false;
 };
 
 class Dialogue {
@@ -169,6 +173,10 @@ class Dialogue {
                         std::string_view address = {});
   // The backend connection has been idle for timeouts.backend_idle.
   void onBackendIdle();
+  // The reverse lookup ended (within dns.timeout, settings.nameLookup only, once): the name for
+  // the logs from now on, for the identity hand-off and the Received header. A MAIL that waited
+  // for it goes on.
+  void onClientName(const ClientName& name);
   void onTimer();
   // Graceful stop: an idle session is told 421 4.3.2 at once; a transaction runs to its end.
   // `fast`: only a message in flight (content being received, or its final reply owed) runs to
@@ -285,6 +293,8 @@ class Dialogue {
   std::string messageId() const;
   std::string protocolName() const;
   std::string clientName() const { return clientLogName(settings_.peer); }
+  // The reverse lookup's outcome, logged (Postfix's warnings for a name that is not confirmed).
+  void logClientName(const ClientName& name);
   std::string rejectLogSuffix(const std::string& rcpt) const;
   // Postfix's `NOQUEUE: reject: <stage> from <client>: <reply>; from=<> to=<> proto= helo=<>`
   // for a refusal at MAIL or RCPT, ours or the backend's. `reply` without its CRLF.
@@ -316,6 +326,14 @@ class Dialogue {
   policy::CertificateKeys certificate_;  // fingerprints of the client certificate, if any
 
   bool backendOpen_ = false;
+  // The client name as the identity hand-off and the Received header need it. Only the backend
+  // needs it to be final: the greeting, EHLO and STARTTLS never wait; MAIL (which opens the
+  // backend) waits in deferredLine_ until it is known, at most dns.timeout from accept.
+  ClientName clientName_;
+  bool nameKnown_ = true;
+  // Inside TLS the backend is set up at EHLO (onEhlo); with the name still unknown that waits for
+  // it too (cleared when the backend is dropped meanwhile).
+  bool openWhenNamed_ = false;
   std::string backendAddress_;  // of the last backend connection that got that far (logs)
   Fifo<Owed> owed_;  // replies the backend owes, oldest first (Internal commands excluded)
 

@@ -52,11 +52,44 @@ bool Dialogue::ensureBackend(bool early) {
   identity.esmtp = esmtp_;
   // LOGIN only for a client whose certificate is listed right now.
   identity.login = listedIdentity();
+  identity.name = clientName_;
   backendOpen_ = host_.openBackend(identity, early);
   return backendOpen_;
 }
 
+void Dialogue::onClientName(const ClientName& name) {
+  if (!CERTRELAY_ASSERT(!nameKnown_)) {
+    return;  // one outcome per lookup; a second would change the name under the backend
+  }
+  nameKnown_ = true;
+  clientName_ = name;
+  settings_.peer.name = name.verified() ? name.name : std::string();
+  logClientName(name);
+  if (phase_ == Phase::Closing) {
+    return;
+  }
+  if (std::exchange(openWhenNamed_, false) && phase_ == Phase::Command && tls_ != nullptr) {
+    ensureBackend(true);  // what onEhlo() put off
+  }
+  resumeInput();  // a MAIL that waited for the name
+}
+
+void Dialogue::logClientName(const ClientName& name) {
+  const std::string_view result = lookupResultKeyword(name.result);
+  if (name.result == LookupResult::Confirmed) {
+    note(log::Level::Debug, "client name " + clientName() + " (forward-confirmed)",
+         {{"event", "client_name"}, {"result", result}});
+    return;
+  }
+  note(name.warning ? log::Level::Warning : log::Level::Debug, name.detail,
+       {{"event", "client_name"},
+        {"result", result},
+        {"ptr_name", name.reverseStatus == NameStatus::Ok ? std::string_view(name.reverseName)
+                                                          : std::string_view()}});
+}
+
 void Dialogue::dropBackend() {
+  openWhenNamed_ = false;  // a backend put off until the name is known is dropped as well
   if (!backendOpen_) {
     return;
   }

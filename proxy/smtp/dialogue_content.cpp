@@ -141,6 +141,7 @@ std::string Dialogue::receivedHeader() const {
   ReceivedInfo info;
   info.helo = helo_;
   info.clientAddr = settings_.peer.addr;
+  info.clientName = settings_.peer.name;
   info.esmtp = esmtp_;
   info.utf8 = transaction_.utf8;
   if (tls_ != nullptr) {

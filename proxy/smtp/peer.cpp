@@ -3,7 +3,7 @@
 namespace certrelay::smtp {
 
 std::string clientLogName(const PeerAddress& peer) {
-  return "unknown[" + peer.addr + "]";
+  return (peer.name.empty() ? std::string("unknown") : peer.name) + "[" + peer.addr + "]";
 }
 
 }  // namespace certrelay::smtp

@@ -25,9 +25,16 @@ bool holdsNul(std::string_view text) {
   return text.find('\0') != std::string_view::npos;
 }
 
-std::string heloText(std::string_view helo) {
+// The verified client name, or "unknown".
+std::string nameText(std::string_view name) {
+  std::string text = holdsNul(name) ? std::string() : text::sanitizeToken(name, kMaxText);
+  return text.empty() ? std::string("unknown") : text;
+}
+
+// Without a usable HELO name Postfix writes the client name in its place.
+std::string heloText(std::string_view helo, std::string_view name) {
   if (helo.empty() || holdsNul(helo)) {
-    return "unknown";
+    return nameText(name);
   }
   return text::sanitizeToken(helo, kMaxText);
 }
@@ -180,8 +187,8 @@ std::string rfc5322Date(std::time_t when) {
 
 std::string buildReceivedHeader(const ReceivedInfo& info) {
   HeaderWriter w;
-  w.line("Received: from " + heloText(info.helo) + " (unknown " + addressLiteral(info.clientAddr) +
-         ")");
+  w.line("Received: from " + heloText(info.helo, info.clientName) + " (" +
+         nameText(info.clientName) + " " + addressLiteral(info.clientAddr) + ")");
   if (info.tls) {
     writeTls(info, w);
   }

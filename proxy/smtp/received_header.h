@@ -5,7 +5,7 @@
 // Postfix does not write, the client certificate's fingerprint and the relay identity found for
 // it. Continuation lines start with a TAB; every line ends with CR LF:
 //
-//   Received: from <helo> (unknown [<addr>])
+//   Received: from <helo> (<name> [<addr>])
 //   	(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
 //   	 key-exchange X25519 server-signature ECDSA (prime256v1) server-digest SHA256
 //   	 client-signature ECDSA (prime256v1) client-digest SHA256)
@@ -44,8 +44,9 @@
 //    comment_sanitize() keeps balanced parentheses; inside our quoted strings any parenthesis is
 //    replaced, which is simpler and just as safe.)
 //  * HELO: the same, and also space, '<', '>', ';', '@' become '?' (Postfix's NEUTER_CHARACTERS
-//    for the HELO name). Empty, or holding a NUL: "unknown" (Postfix writes the client name,
-//    which is "unknown" here: certrelay does no reverse DNS lookups).
+//    for the HELO name). Empty, or holding a NUL: the client name (Postfix's rule).
+//  * Client name: the forward-confirmed name (dns.reverse_lookup), else "unknown"; a token like
+//    the HELO name (it passed the host-name check already; sanitized all the same).
 //  * Address, TLS names, digest name, hostname, id: the HELO rules (they are tokens); the TLS
 //    names (tls::describeTlsParts; a signature detail keeps its spaces) and the digest name cut
 //    to 64, address to 64, hostname and id to 255. An IPv4-mapped IPv6 address
@@ -67,6 +68,7 @@ namespace certrelay::smtp {
 struct ReceivedInfo {
   std::string helo;        // client's HELO/EHLO argument, raw (sanitized here)
   std::string clientAddr;  // "192.0.2.1" or "2001:db8::1" (raw; v6 written [IPv6:...])
+  std::string clientName;  // forward-confirmed host name; "" = unknown
   bool esmtp = true;       // EHLO (true) or HELO
   bool utf8 = false;       // MAIL ... SMTPUTF8
   bool tls = false;

@@ -29,11 +29,17 @@ std::vector<std::string> buildXclientCommands(const ClientIdentity& identity,
   add("DESTADDR", addressAttribute(identity.destAddr));
   add("DESTPORT", identity.destPort != 0 ? std::to_string(identity.destPort) : unavailable);
 
-  // NAME and ADDR must travel together in the final command, ADDR last of all. The proxy does no
-  // reverse DNS lookups: the name is unknown, not made up.
+  // NAME and ADDR must travel together in the final command, ADDR last of all. The name is the
+  // forward-confirmed one or a status ([UNAVAILABLE], [TEMPUNAVAIL]), never a guess; without a
+  // verified name REVERSE_NAME follows it, since Postfix would otherwise keep the reverse name
+  // it found for the proxy itself (reject_unknown_reverse_client_hostname would pass everyone).
   std::string tail;
   if (offered.count("NAME") != 0) {
-    tail += " NAME=" + unavailable;
+    tail += " NAME=" + xclientName(identity.name);
+  }
+  if (const auto reverse = xclientReverseName(identity.name);
+      reverse && offered.count("REVERSE_NAME") != 0) {
+    tail += " REVERSE_NAME=" + *reverse;
   }
   if (offered.count("ADDR") != 0) {
     tail += " ADDR=" + addressAttribute(identity.addr);

@@ -5,11 +5,14 @@
 // values are xtext; each value at most 255 characters (else [UNAVAILABLE]); each command line at
 // most 512 octets with CR LF, split when needed, with NAME and ADDR in the *last* command, ADDR
 // last of all (once ADDR is sent the proxy is usually no longer authorised to send XCLIENT).
+// REVERSE_NAME goes between them when NAME is not a verified name (client_name.h says why).
 
 #include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
+
+#include "proxy/smtp/client_name.h"
 
 namespace certrelay::smtp {
 
@@ -21,6 +24,7 @@ struct ClientIdentity {
   std::string helo;  // the client's (post-TLS) HELO/EHLO argument; "" = none
   bool esmtp = true;
   std::string login;  // identity of a trusted client; "" when untrusted
+  ClientName name;    // the reverse lookup's outcome (noLookup() when dns.reverse_lookup is off)
 };
 
 // Lines without CR LF, in sending order. Empty when the backend offers none of the attributes.

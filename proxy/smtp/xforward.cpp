@@ -21,7 +21,7 @@ std::vector<std::string> buildXforwardCommands(const ForwardInfo& info,
       packer.add(name, value);
     }
   };
-  add("NAME", std::string(kUnavailable));
+  add("NAME", xforwardName(info.name));
   add("ADDR", addressAttribute(info.addr));
   add("PORT", info.port != 0 ? std::to_string(info.port) : std::string(kUnavailable));
   add("PROTO", xtextOrUnavailable(info.proto, kMaxProto));

@@ -14,9 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "proxy/smtp/client_name.h"
+
 namespace certrelay::smtp {
 
 struct ForwardInfo {
+  ClientName name;         // the reverse lookup's outcome; only a verified name is sent
   std::string addr;        // "192.0.2.1" or "2001:db8::1"; "" = unknown
   std::uint16_t port = 0;  // 0 = unknown
   std::string helo;        // the client's HELO/EHLO argument, raw; "" = none
@@ -25,7 +28,8 @@ struct ForwardInfo {
 };
 
 // Lines without CR LF, in sending order. Empty when the backend offers none of the attributes.
-//   NAME   = [UNAVAILABLE] (the proxy does no reverse DNS lookups)
+//   NAME   = the forward-confirmed name (xtext), else [UNAVAILABLE] (XFORWARD has no
+//            [TEMPUNAVAIL]: Postfix answers it 501 Bad NAME syntax)
 //   ADDR   = the address, IPv6 as "IPV6:2001:db8::1", [UNAVAILABLE] when empty
 //   PORT   = decimal, [UNAVAILABLE] when 0
 //   PROTO  = xtext, [UNAVAILABLE] when empty or longer than 64 characters encoded

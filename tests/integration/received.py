@@ -31,7 +31,8 @@ MAX_LINE = 998                     # RFC 5322 2.1.1, CR LF excluded
 _DATE = (r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [ \d]\d "
          r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d "
          r"\+0000 \(UTC\)")
-_FIRST = re.compile(r"^Received: from (?P<helo>[!-~]+) \(unknown \[(?P<addr>[^\]\s]+)\]\)$")
+_FIRST = re.compile(r"^Received: from (?P<helo>[!-~]+) "
+                    r"\((?P<name>[!-~]+) \[(?P<addr>[^\]\s]+)\]\)$")
 _USING = re.compile(r"^\t\(using (?P<version>\S+) with cipher (?P<cipher>\S+) "
                     r"\((?P<bits>\d+)/(?P<alg_bits>\d+) bits\)(?P<close>\))?$")
 _DETAIL = re.compile(r"^\t (?P<text>\S.*?)(?P<close>\))?$")
@@ -52,7 +53,7 @@ class Received:
 
     raw          the header's bytes, line ends included
     lines        its lines (str, no line ends)
-    helo, addr   from the first line
+    helo, name, addr  from the first line (name: the verified client name, or "unknown")
     tls          None (plaintext) or dict(version, cipher, bits, alg_bits, details=[lines])
                  where details are the continuation lines of "(using ...)" without the
                  leading TAB SPACE and without the closing ")" (empty for the one-line form)
@@ -92,8 +93,8 @@ class Received:
             lines.pop(0)
             return m
 
-        m = take(_FIRST, "'Received: from <helo> (unknown [<addr>])'")
-        self.helo, self.addr = m.group("helo"), m.group("addr")
+        m = take(_FIRST, "'Received: from <helo> (<name> [<addr>])'")
+        self.helo, self.name, self.addr = m.group("helo"), m.group("name"), m.group("addr")
 
         if lines and lines[0].startswith("\t(using "):
             m = take(_USING, "the '(using ...' line")

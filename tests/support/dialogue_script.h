@@ -85,7 +85,10 @@ class Script final : public DialogueHost {
     Ticket ticket;
   };
 
-  explicit Script(config::Config configuration = scriptConfig(), bool requireTls = false)
+  // `nameLookup`: a reverse lookup runs (DialogueSettings::nameLookup); its outcome comes with
+  // clientName().
+  explicit Script(config::Config configuration = scriptConfig(), bool requireTls = false,
+                  bool nameLookup = false)
       : config_(std::move(configuration)) {
     listener_.name = "smtp";
     listener_.requireTls = requireTls;
@@ -97,7 +100,9 @@ class Script final : public DialogueHost {
                       "script"));
     capabilities_ = std::make_shared<const Capabilities>(scriptCapabilities());
     dialogue_ = std::make_unique<Dialogue>(
-        DialogueSettings{config_, listener_, "S1", {"192.0.2.7", 40000}, {"192.0.2.1", 25}}, *this);
+        DialogueSettings{
+            config_, listener_, "S1", {"192.0.2.7", 40000, {}}, {"192.0.2.1", 25, {}}, nameLookup},
+        *this);
   }
 
   Dialogue& dialogue() { return *dialogue_; }
@@ -110,6 +115,8 @@ class Script final : public DialogueHost {
     dialogue_->start(overLimit, draining);
   }
   void client(std::string_view bytes) { dialogue_->onClientBytes(bytes); }
+  // The reverse lookup's outcome.
+  void clientName(const ClientName& name) { dialogue_->onClientName(name); }
   // One backend reply to the oldest owed command: "250 2.1.0 Ok", or several lines joined by
   // "\r\n" for a multi-line reply.
   void backend(std::string_view replyText) {
@@ -197,8 +204,11 @@ class Script final : public DialogueHost {
     }
     transcript_ += "B open login=" + identity.login + "\n";
     backendOpen_ = true;
+    identity_ = identity;
     return true;
   }
+  // What the last backend opened was told (XCLIENT's attributes come from it).
+  const ClientIdentity& identity() const { return identity_; }
   // backend.max_connections as the host sees it: whether a backend may be opened early (at
   // EHLO) and at all (at MAIL).
   void setBackendSlots(bool early, bool available) {
@@ -303,6 +313,7 @@ class Script final : public DialogueHost {
   std::vector<std::map<std::string, std::string>> logFields_;  // one per line of logs_
   std::deque<Owed> owed_;
   std::chrono::milliseconds timer_{0};
+  ClientIdentity identity_;
   bool backendOpen_ = false;
   bool closed_ = false;
   bool rateExempt_ = false;

@@ -169,6 +169,22 @@ TEST_SUITE("metrics") {
     CHECK(has(text, "certrelay_tls_handshake_duration_seconds_count 1"));
   }
 
+  TEST_CASE("dns lookups: one child per result, from 0, each counted under its own") {
+    Metrics metrics(metricsConfig());
+    std::string text = metrics.exposition();
+    CHECK(has(text, "# TYPE certrelay_dns_lookups_total counter"));
+    for (const char* result : {"confirmed", "unconfirmed", "no_name", "tempfail", "timeout"}) {
+      CHECK(has(text, std::string("certrelay_dns_lookups_total{result=\"") + result + "\"} 0"));
+    }
+    metrics.dnsLookup(smtp::LookupResult::Confirmed);
+    metrics.dnsLookup(smtp::LookupResult::Confirmed);
+    metrics.dnsLookup(smtp::LookupResult::Timeout);
+    text = metrics.exposition();
+    CHECK(has(text, "certrelay_dns_lookups_total{result=\"confirmed\"} 2"));
+    CHECK(has(text, "certrelay_dns_lookups_total{result=\"timeout\"} 1"));
+    CHECK(has(text, "certrelay_dns_lookups_total{result=\"tempfail\"} 0"));
+  }
+
   TEST_CASE("replies: the code of every final line, continuation lines not counted") {
     Metrics metrics(metricsConfig());
     metrics.countReplies(

@@ -381,6 +381,23 @@ TEST_SUITE("smtp") {
     CHECK(lines[4] == "\t(Client CN \"\", Issuer \"\" (verified OK))");
   }
 
+  TEST_CASE("received: the verified client name, and in place of a missing HELO") {
+    ReceivedInfo info = fullInfo();
+    info.clientName = "good.example.test";
+    std::vector<std::string> lines = splitLines(buildReceivedHeader(info));
+    CHECK(lines[0] == "Received: from client1.lab.example (good.example.test [192.0.2.10])");
+    info.helo.clear();
+    lines = splitLines(buildReceivedHeader(info));
+    CHECK(lines[0] == "Received: from good.example.test (good.example.test [192.0.2.10])");
+    // Whatever reaches the builder is a token all the same.
+    info.clientName = std::string("a b\r\n(x)\0", 9);
+    lines = splitLines(buildReceivedHeader(info));
+    CHECK(lines[0] == "Received: from unknown (unknown [192.0.2.10])");
+    info.clientName = "a b;c";
+    lines = splitLines(buildReceivedHeader(info));
+    CHECK(lines[0] == "Received: from a?b?c (a?b?c [192.0.2.10])");
+  }
+
   TEST_CASE("received: 300-character fields are cut to 255") {
     ReceivedInfo info = fullInfo();
     info.subjectCn = std::string(300, 'c');

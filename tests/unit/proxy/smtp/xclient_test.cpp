@@ -31,7 +31,8 @@ TEST_SUITE("smtp") {
     REQUIRE(commands.size() == 1);
     CHECK(commands[0] ==
           "XCLIENT PORT=40001 PROTO=ESMTP HELO=client1.lab.example LOGIN=client1 "
-          "DESTADDR=198.51.100.25 DESTPORT=25 NAME=[UNAVAILABLE] ADDR=192.0.2.10");
+          "DESTADDR=198.51.100.25 DESTPORT=25 NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE] "
+          "ADDR=192.0.2.10");
   }
 
   TEST_CASE("xclient: only attributes the backend offers (smtp-sink: NAME HELO)") {
@@ -95,7 +96,69 @@ TEST_SUITE("smtp") {
   }
 
   TEST_CASE("xclient: nothing offered, nothing sent") {
-    CHECK(buildXclientCommands(sampleIdentity(), {"REVERSE_NAME"}).empty());
+    CHECK(buildXclientCommands(sampleIdentity(), {"FORWARD_NAME", "name"}).empty());
+  }
+
+  TEST_CASE("xclient: a forward-confirmed name is NAME, and NAME alone sets the reverse name") {
+    ClientIdentity id = sampleIdentity();
+    id.name = certrelay::smtp::afterForward("192.0.2.10", "client1.lab.example",
+                                            certrelay::smtp::DnsAnswer::Found, {"192.0.2.10"}, "");
+    const auto commands = buildXclientCommands(id, kPostfixAttributes);
+    REQUIRE(commands.size() == 1);
+    CHECK(commands[0].substr(commands[0].find(" NAME=")) ==
+          " NAME=client1.lab.example ADDR=192.0.2.10");
+  }
+
+  TEST_CASE("xclient: unconfirmed, temporary failure and no lookup: NAME and REVERSE_NAME") {
+    using certrelay::smtp::DnsAnswer;
+    ClientIdentity id = sampleIdentity();
+    SUBCASE("a PTR name that does not resolve back") {
+      id.name = certrelay::smtp::afterForward("192.0.2.10", "liar.example", DnsAnswer::Found,
+                                              {"192.0.2.99"}, "");
+      const auto commands = buildXclientCommands(id, kPostfixAttributes);
+      REQUIRE(commands.size() == 1);
+      CHECK(commands[0].substr(commands[0].find(" NAME=")) ==
+            " NAME=[UNAVAILABLE] REVERSE_NAME=liar.example ADDR=192.0.2.10");
+    }
+    SUBCASE("the forward lookup failed for now") {
+      id.name =
+          certrelay::smtp::afterForward("192.0.2.10", "slow.example", DnsAnswer::TempFail, {}, "");
+      const auto commands = buildXclientCommands(id, kPostfixAttributes);
+      REQUIRE(commands.size() == 1);
+      CHECK(commands[0].substr(commands[0].find(" NAME=")) ==
+            " NAME=[TEMPUNAVAIL] REVERSE_NAME=slow.example ADDR=192.0.2.10");
+    }
+    SUBCASE("the deadline") {
+      id.name = certrelay::smtp::timedOut("192.0.2.10", "", std::chrono::milliseconds(2000));
+      const auto commands = buildXclientCommands(id, kPostfixAttributes);
+      REQUIRE(commands.size() == 1);
+      CHECK(commands[0].substr(commands[0].find(" NAME=")) ==
+            " NAME=[TEMPUNAVAIL] REVERSE_NAME=[TEMPUNAVAIL] ADDR=192.0.2.10");
+    }
+    SUBCASE("a backend without REVERSE_NAME (smtp-sink) gets NAME only") {
+      id.name = certrelay::smtp::timedOut("192.0.2.10", "", std::chrono::milliseconds(2000));
+      const auto commands = buildXclientCommands(id, {"NAME", "ADDR"});
+      REQUIRE(commands.size() == 1);
+      CHECK(commands[0] == "XCLIENT NAME=[TEMPUNAVAIL] ADDR=192.0.2.10");
+    }
+  }
+
+  TEST_CASE("xclient: the longest names still leave NAME, REVERSE_NAME and ADDR in one command") {
+    ClientIdentity id = sampleIdentity();
+    const std::string label(63, 'a');
+    const std::string longName = label + "." + label + "." + label + "." + std::string(61, 'b');
+    id.addr = "2001:db8:1234:5678:9abc:def0:1234:5678";
+    id.helo = std::string(255, 'h');
+    id.login = std::string(255, 'l');
+    id.name = certrelay::smtp::afterForward(id.addr, longName, certrelay::smtp::DnsAnswer::TempFail,
+                                            {}, "");
+    const auto commands = buildXclientCommands(id, kPostfixAttributes);
+    REQUIRE_FALSE(commands.empty());
+    for (const auto& c : commands) {
+      CHECK(c.size() + 2 <= 512);
+    }
+    CHECK(commands.back() == "XCLIENT NAME=[TEMPUNAVAIL] REVERSE_NAME=" + longName +
+                                 " ADDR=IPV6:2001:db8:1234:5678:9abc:def0:1234:5678");
   }
 }
 

@@ -47,6 +47,20 @@ TEST_SUITE("smtp") {
           std::vector<std::string>{"XFORWARD NAME=[UNAVAILABLE] PORT=50099"});
   }
 
+  TEST_CASE("xforward: a forward-confirmed name, and never [TEMPUNAVAIL]") {
+    ForwardInfo info = sample();
+    info.name = afterForward("192.0.2.99", "client9.example", DnsAnswer::Found, {"192.0.2.99"}, "");
+    CHECK(buildXforwardCommands(info, {"NAME", "ADDR"}) ==
+          std::vector<std::string>{"XFORWARD NAME=client9.example ADDR=192.0.2.99"});
+    // XFORWARD's NAME has no temporary value: Postfix answers [TEMPUNAVAIL] "501 Bad NAME syntax".
+    info.name = afterForward("192.0.2.99", "slow.example", DnsAnswer::TempFail, {}, "");
+    CHECK(buildXforwardCommands(info, {"NAME"}) ==
+          std::vector<std::string>{"XFORWARD NAME=[UNAVAILABLE]"});
+    info.name = afterForward("192.0.2.99", "liar.example", DnsAnswer::Found, {"192.0.2.1"}, "");
+    CHECK(buildXforwardCommands(info, {"NAME"}) ==
+          std::vector<std::string>{"XFORWARD NAME=[UNAVAILABLE]"});
+  }
+
   TEST_CASE("xforward: nothing offered (or only unknown names), nothing sent") {
     CHECK(buildXforwardCommands(sample(), {}).empty());
     CHECK(buildXforwardCommands(sample(), {"LOGIN", "DESTADDR", "name"}).empty());

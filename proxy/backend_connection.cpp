@@ -14,21 +14,23 @@ namespace certrelay::proxy {
 
 BackendConnection* BackendConnection::start(
     uv_loop_t* loop, const config::Config& config, BackendEvents* listener, Mode mode,
-    std::vector<config::Endpoint> targets, smtp::ClientIdentity identity, std::string logId,
-    Metrics* metrics, const std::atomic<config::IdentityMode>* identityInForce) {
+    std::vector<BackendAddress> targets, smtp::ClientIdentity identity, std::string logId,
+    Metrics* metrics, const std::atomic<config::IdentityMode>* identityInForce,
+    tls::ClientContextPtr tls) {
   auto* connection =
       new BackendConnection(loop, config, listener, mode, std::move(targets), std::move(identity),
-                            std::move(logId), metrics, identityInForce);
+                            std::move(logId), metrics, identityInForce, std::move(tls));
   connection->connect();
   return connection;
 }
 
 BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
                                      BackendEvents* listener, Mode mode,
-                                     std::vector<config::Endpoint> targets,
+                                     std::vector<BackendAddress> targets,
                                      smtp::ClientIdentity identity, std::string logId,
                                      Metrics* metrics,
-                                     const std::atomic<config::IdentityMode>* identityInForce)
+                                     const std::atomic<config::IdentityMode>* identityInForce,
+                                     tls::ClientContextPtr tls)
     : loop_(loop),
       config_(config),
       listener_(listener),
@@ -37,6 +39,7 @@ BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& conf
       logId_(std::move(logId)),
       metrics_(metrics),
       targets_(std::move(targets)),
+      tlsContext_(std::move(tls)),
       identityInForce_(identityInForce),
       parser_(config.limits.maxLineLength) {}
 
@@ -55,7 +58,7 @@ void BackendConnection::connect() {
 }
 
 std::string BackendConnection::address() const {
-  return attempt_ < targets_.size() ? targets_[attempt_].toString() : std::string();
+  return attempt_ < targets_.size() ? targets_[attempt_].address.toString() : std::string();
 }
 
 void BackendConnection::connectTarget() {
@@ -64,7 +67,7 @@ void BackendConnection::connectTarget() {
     return;
   }
   sockaddr_storage addr{};
-  int rc = toSockaddr(targets_[attempt_], addr) ? 0 : UV_EINVAL;
+  int rc = toSockaddr(targets_[attempt_].address, addr) ? 0 : UV_EINVAL;
   if (rc == 0) {
     connectReq_.data = this;
     rc = uv_tcp_connect(&connectReq_, &tcp_, reinterpret_cast<const sockaddr*>(&addr),
@@ -102,6 +105,10 @@ void BackendConnection::onConnected(int status) {
       });
   if (rc != 0) {
     fail(BackendFailure::Closed, std::string("read: ") + uv_strerror(rc));  // from a callback
+    return;
+  }
+  if (config_.backend.tls.mode == config::BackendTlsMode::Implicit) {
+    beginTls();  // the greeting comes inside TLS; the connect timer covers the handshake too
   }
 }
 
@@ -114,7 +121,12 @@ void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
                                                  : std::string("read: ") + uv_strerror(nread));
     return;
   }
-  parser_.feed(std::string_view(buf->base, static_cast<std::size_t>(nread)));
+  const std::string_view bytes(buf->base, static_cast<std::size_t>(nread));
+  if (tls_ == nullptr) {
+    parser_.feed(bytes);
+  } else if (!readTls(bytes)) {
+    return;
+  }
   struct ReadBracket {
     BackendEvents* listener;
     explicit ReadBracket(BackendEvents* l) : listener(l) {
@@ -227,6 +239,9 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
       }
       capabilities_ = smtp::Capabilities::fromEhloReply(reply);
       capabilities_.postfix = greetsAsPostfix_;
+      if (startTlsIfNeeded()) {
+        return;
+      }
       if (mode_ == Mode::Probe) {
         phase_ = Phase::Ready;
         uv_timer_stop(&timer_);
@@ -237,6 +252,9 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
         return;
       }
       startIdentityHandoff();
+      return;
+    case Phase::Starttls:
+      onStarttlsReply(reply);
       return;
     case Phase::Xclient:
       // Postfix answers a successful XCLIENT with a new 220 greeting; smtp-sink with 250.
@@ -272,10 +290,90 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
     }
     case Phase::Reconnecting:
     case Phase::Connecting:
+    case Phase::TlsHandshake:
     case Phase::Ready:
     case Phase::Closing:
       break;
   }
+}
+
+bool BackendConnection::startTlsIfNeeded() {
+  switch (starttlsStep(config_.backend.tls.mode, tls_ != nullptr, capabilities_)) {
+    case StarttlsStep::Proceed:
+      return false;
+    case StarttlsStep::NotOffered:
+      fail(BackendFailure::TlsNotOffered,
+           "the backend's EHLO reply has no STARTTLS; " + starttlsHint(capabilities_));
+      return true;
+    case StarttlsStep::Send:
+      break;
+  }
+  phase_ = Phase::Starttls;
+  armTimer(config_.timeouts.backendReply);
+  write("STARTTLS\r\n");
+  return true;
+}
+
+void BackendConnection::onStarttlsReply(const smtp::Reply& reply) {
+  if (reply.code != 220) {
+    fail(BackendFailure::TlsFailed, "backend refused STARTTLS: " + reply.text());
+    return;
+  }
+  if (parser_.buffered() > 0) {
+    // A server speaks second in TLS: these bytes are not the handshake, they are plaintext that
+    // would otherwise pass for the backend's answers after TLS (CVE-2011-0411 class).
+    fail(BackendFailure::Malformed, "backend sent " + std::to_string(parser_.buffered()) +
+                                        " bytes after its 220 to STARTTLS, before TLS");
+    return;
+  }
+  beginTls();
+}
+
+void BackendConnection::beginTls() {
+  tls_ = std::make_unique<BackendTls>(tlsContext_, address(),
+                                      tlsPeerName(config_.backend.tls, targets_[attempt_]));
+  if (phase_ == Phase::Starttls) {
+    armTimer(config_.timeouts.backendConnect);  // implicit: the connect timer still runs
+  }
+  phase_ = Phase::TlsHandshake;
+  if (tls_->start(out_) == BackendTls::State::Failed) {
+    onTlsFailed();
+    return;
+  }
+  flushOut();  // the ClientHello
+}
+
+bool BackendConnection::readTls(std::string_view ciphertext) {
+  std::string plaintext;
+  const BackendTls::State state = tls_->feed(ciphertext, plaintext, out_);
+  flushOut();  // handshake messages, an alert
+  if (state == BackendTls::State::Failed) {
+    onTlsFailed();
+    return false;
+  }
+  if (tls_->handshakeJustCompleted()) {
+    onTlsEstablished();
+  }
+  parser_.feed(plaintext);
+  return phase_ != Phase::Closing;
+}
+
+void BackendConnection::onTlsEstablished() {
+  tls_->count(metrics_);
+  if (config_.backend.tls.mode == config::BackendTlsMode::Implicit) {
+    phase_ = Phase::Greeting;
+    return;
+  }
+  // RFC 3207 4.2: nothing learned before TLS counts; the set-up starts over with EHLO.
+  capabilities_ = smtp::Capabilities{};
+  phase_ = Phase::ProxyEhlo;
+  armTimer(config_.timeouts.backendReply);
+  write("EHLO " + config_.backend.heloName + "\r\n");
+}
+
+void BackendConnection::onTlsFailed() {
+  tls_->count(metrics_);
+  fail(BackendFailure::TlsFailed, tls_->failure());
 }
 
 void BackendConnection::reportReady() {
@@ -289,8 +387,14 @@ void BackendConnection::becomeReady() {
   uv_timer_stop(&timer_);
   reportReady();
   const std::string used = address();
-  log::line(log::Level::Info, logId_, "backend connection to " + used + " ready",
-            {{"event", "backend_connected"}, {"backend", used}});
+  if (tls_ != nullptr) {
+    const std::string tls = tls_->description();
+    log::line(log::Level::Info, logId_, "backend connection to " + used + " ready (" + tls + ")",
+              {{"event", "backend_connected"}, {"backend", used}, {"tls", tls}});
+  } else {
+    log::line(log::Level::Info, logId_, "backend connection to " + used + " ready",
+              {{"event", "backend_connected"}, {"backend", used}});
+  }
   if (listener_ != nullptr) {
     listener_->onBackendReady(capabilities_);
   }
@@ -411,7 +515,11 @@ void BackendConnection::holdContent(std::string_view bytes) {
   if (phase_ == Phase::Closing || bytes.empty() || appendToQueuedCommand(bytes)) {
     return;
   }
-  out_.append(bytes.data(), bytes.size());  // leaves with the next write
+  if (tls_ != nullptr) {
+    tls_->hold(bytes);  // encrypted with the next write
+  } else {
+    out_.append(bytes.data(), bytes.size());  // leaves with the next write
+  }
 }
 
 void BackendConnection::endContent(std::string_view lastBytes, std::uint64_t tag) {
@@ -425,7 +533,15 @@ void BackendConnection::endContent(std::string_view lastBytes, std::uint64_t tag
 }
 
 void BackendConnection::write(std::string_view bytes) {
-  out_.append(bytes.data(), bytes.size());
+  if (tls_ != nullptr) {
+    tls_->send(bytes, out_);
+  } else {
+    out_.append(bytes.data(), bytes.size());
+  }
+  flushOut();
+}
+
+void BackendConnection::flushOut() {
   if (inflight_.empty()) {
     startWrite();
   }
@@ -533,8 +649,12 @@ void BackendConnection::onTimer() {
     fail(failure, detail);
     return;
   }
-  fail(BackendFailure::Timeout, phase_ == Phase::Connecting
-                                    ? "timeout connecting to " + address()
+  if (phase_ == Phase::TlsHandshake) {
+    tls_->count(metrics_);  // a failure: the handshake did not end in time
+  }
+  fail(BackendFailure::Timeout, phase_ == Phase::Connecting ? "timeout connecting to " + address()
+                                : phase_ == Phase::TlsHandshake
+                                    ? "timeout in the TLS handshake with " + address()
                                     : "timeout waiting for the reply of " + address());
 }
 
@@ -570,6 +690,7 @@ bool BackendConnection::tryNextTarget(BackendFailure failure, const std::string&
   // queue_, which is kept); the set-up starts over on a new socket.
   phase_ = Phase::Reconnecting;
   uv_timer_stop(&timer_);
+  tls_.reset();
   parser_ = smtp::ReplyParser(config_.limits.maxLineLength);
   capabilities_ = smtp::Capabilities{};
   greetsAsPostfix_ = false;
@@ -609,8 +730,10 @@ void BackendConnection::detachAndClose() {
   switch (phase_) {
     case Phase::Closing:
       return;
-    case Phase::Reconnecting:
-      break;  // no socket to say QUIT on: close the timer (the socket is closing already)
+    case Phase::Reconnecting:  // no socket to say QUIT on (the socket is closing already)
+    case Phase::Starttls:      // a plaintext QUIT would break the handshake; nothing of the
+    case Phase::TlsHandshake:  // client's was sent yet
+      break;
     case Phase::Ready:
       if (expected_.empty()) {
         quitAndClose();
@@ -635,8 +758,13 @@ void BackendConnection::detachAndClose() {
 
 void BackendConnection::quitAndClose() {
   phase_ = Phase::Closing;
-  // The reply to QUIT is not awaited: nothing depends on it.
-  out_ += "QUIT\r\n";
+  // The reply to QUIT is not awaited: nothing depends on it. Under TLS, close_notify follows.
+  if (tls_ != nullptr) {
+    tls_->send("QUIT\r\n", out_);
+    tls_->close(out_);
+  } else {
+    out_ += "QUIT\r\n";
+  }
   closeAfterWrite_ = true;
   armTimer(kQuitTimeout);
   if (inflight_.empty()) {

@@ -346,14 +346,15 @@ void BackendConnection::beginTls() {
 bool BackendConnection::readTls(std::string_view ciphertext) {
   std::string plaintext;
   const BackendTls::State state = tls_->feed(ciphertext, plaintext, out_);
-  flushOut();  // handshake messages, an alert
   if (state == BackendTls::State::Failed) {
+    flushOut();  // the alert, best effort
     onTlsFailed();
     return false;
   }
   if (tls_->handshakeJustCompleted()) {
-    onTlsEstablished();
+    onTlsEstablished();  // with starttls, EHLO joins the client Finished in one write
   }
+  flushOut();
   parser_.feed(plaintext);
   return phase_ != Phase::Closing;
 }

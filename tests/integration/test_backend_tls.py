@@ -12,10 +12,12 @@ import re
 import shutil
 import smtplib
 import sys
+import tomllib
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import recipes  # noqa: E402
 from harness import (Expect, REMOTE_DOMAIN, TRUSTED_IDENTITY, Behaviour,  # noqa: E402
                      PostfixInstance, RefusingPort, ScriptedBackend, client_context,
                      unique_message)
@@ -69,14 +71,45 @@ class PostfixTlsTest(harness.IntegrationTest):
             }
             # smtps: implicit TLS (RFC 8314). ccert: as the main service, but with Postfix's
             # TLS log level 2, which names the client certificate (subject CN, issuer,
-            # fingerprint); level 1 only says "Trusted" and the client's signature.
+            # fingerprint); level 1 only says "Trusted" and the client's signature. certrelay:
+            # docs/backends.md's recipe.
             cls.postfix = PostfixInstance(
                 os.path.join(cls._class_dir, "postfix"), extra_main=tls,
                 services={"smtps": {"smtpd_tls_wrappermode": "yes"},
-                          "ccert": {"smtpd_tls_loglevel": "2"}})
+                          "ccert": {"smtpd_tls_loglevel": "2"},
+                          "certrelay": cls.recipe_service()})
         except Exception:
             super().tearDownClass()
             raise
+
+    @classmethod
+    def recipe_paths(cls) -> dict:
+        """docs/backends.md's TLS recipe on this machine: its names, addresses and files."""
+        return {"/etc/postfix/tls/mx.internal.example.crt": cls.backend_cert.cert,
+                "/etc/postfix/tls/mx.internal.example.key": cls.backend_cert.key,
+                "/etc/postfix/tls/internal-ca.crt": cls.pki.ca.cert,
+                "/etc/certrelay/backend/internal-ca.crt": cls.pki.ca.cert,
+                "/etc/certrelay/backend/proxy.crt": cls.proxy_cert.cert,
+                "/etc/certrelay/backend/proxy.key": cls.proxy_cert.key,
+                "10.0.0.7": "127.0.0.1", "10.0.1.5": "127.0.0.1",
+                "mx.internal.example": BACKEND_NAME}
+
+    @classmethod
+    def recipe_service(cls) -> dict:
+        """The recipe's master.cf service as PostfixInstance -o settings (PostfixInstance writes
+        the service line itself, on its own port)."""
+        paths = {k: v for k, v in cls.recipe_paths().items()
+                 if k.startswith("/etc/postfix") or k.startswith("10.")}
+        lines = recipes.recipe("postfix-tls-master.cf", 10025, paths).splitlines()
+        if not re.fullmatch(r"127\.0\.0\.1:10025\s+inet(\s+[-n]){5}\s+smtpd", lines[0]):
+            raise AssertionError(f"unexpected service line in the recipe: {lines[0]!r}")
+        settings = {}
+        for line in lines[1:]:
+            m = re.fullmatch(r"\s+-o (\w+)=(\S*)", line)
+            if not m:
+                raise AssertionError(f"not an -o line in the recipe: {line!r}")
+            settings[m.group(1)] = m.group(2)
+        return settings
 
     @classmethod
     def tearDownClass(cls):
@@ -216,6 +249,27 @@ class PostfixTlsTest(harness.IntegrationTest):
         line = proxy.wait_log(r"refused the proxy: 530 5\.7\.0 Must issue a STARTTLS command "
                               r"first")
         self.assertIsNotNone(line, proxy.dump())
+
+    def test_recipe_from_backends_md(self):
+        port = self.postfix.ports["certrelay"]
+        paths = {k: v for k, v in self.recipe_paths().items()
+                 if not k.startswith("/etc/postfix") and k != "10.0.1.5"}
+        settings = tomllib.loads(recipes.recipe("postfix-tls-certrelay", port, paths))
+        self.assertEqual(settings["backend"]["address"], f"127.0.0.1:{port}")
+        start = len(self.postfix.log_lines())
+        proxy = self.start_proxy(port, **settings)
+        _, queue_id = self.relay(proxy)
+        tls = self.session_tls(queue_id, start, service="postfix/certrelay")
+        self.assertEqual(tls.group("kind"), "Trusted", self.postfix.dump())
+        # smtpd_tls_req_ccert: without its certificate the proxy's EHLO inside TLS is refused,
+        # so its clients get a 451 (and nothing of theirs reached Postfix).
+        backend = {k: v for k, v in settings["backend"].items() if k not in ("tls_cert", "tls_key")}
+        bare = self.start_proxy(port, backend=backend)
+        client = self.smtp(bare)
+        code, text = client.mail(SENDER)
+        self.assertEqual(code, 451, text)
+        self.assertIsNotNone(bare.wait_log(r"refused: EHLO: 4\.7\.1 \S+ Error: No client "
+                                           r"certificate presented"), bare.dump())
 
     def test_implicit_tls_to_a_wrapper_mode_port(self):
         start = len(self.postfix.log_lines())

@@ -154,6 +154,11 @@ void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
     }
     handleReply(reply);
   }
+  if (tls_ != nullptr && tls_->peerClosed() && phase_ != Phase::Closing) {
+    // Its replies before the close_notify are handled above (a 421 reaches the client); the
+    // session ends here as at a TCP end, not with commands written into a closed session.
+    fail(BackendFailure::Closed, "backend ended the TLS session (close_notify)");
+  }
 }
 
 void BackendConnection::handleReply(const smtp::Reply& reply) {

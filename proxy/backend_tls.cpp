@@ -91,7 +91,8 @@ BackendTls::State BackendTls::settle(tls::Engine::State engineState, std::string
       state_ = State::Established;
       break;
     case tls::Engine::State::Closed:
-      // The backend's close_notify: the connection's read side reports the end of it.
+      // After the handshake, the backend's close_notify (peerClosed()); the connection ends the
+      // session once the replies before it are handled. Before it: a failure.
       state_ = state_ == State::Handshaking ? State::Failed : State::Established;
       break;
     case tls::Engine::State::Failed:

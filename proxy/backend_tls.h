@@ -73,6 +73,8 @@ class BackendTls {
   [[nodiscard]] bool handshakeJustCompleted() { return engine_.handshakeJustCompleted(); }
   [[nodiscard]] bool resumed() const { return engine_.facts().summary.resumed; }
   [[nodiscard]] bool verifyFailed() const { return engine_.verifyFailed(); }
+  // The backend sent close_notify: nothing more can be sent or received on this session.
+  [[nodiscard]] bool peerClosed() const { return engine_.state() == tls::Engine::State::Closed; }
   // "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits), CN=mx.example verified for
   // mx.example, resumed": for the "backend connection ready" line.
   [[nodiscard]] std::string description() const;

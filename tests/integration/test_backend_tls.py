@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import smtplib
+import ssl
 import sys
 import tomllib
 import unittest
@@ -299,7 +300,79 @@ class PostfixTlsTest(harness.IntegrationTest):
 
 
 class ScriptedBackendTlsTest(harness.IntegrationTest):
-    """Backends that do not do what backend.tls requires, scripted (no root needed)."""
+    """Scripted backends (no root needed): one that speaks TLS, where the test sees exactly what
+    arrived inside it, and ones that do not do what backend.tls requires."""
+
+    def tls_backend(self, implicit: bool = False, ask_cert: bool = False) -> ScriptedBackend:
+        """A scripted backend serving TLS with the test PKI's server certificate (its names
+        include 127.0.0.1); `ask_cert`: it asks for a client certificate and verifies it."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.pki.server_chain, self.pki.server.key)
+        if ask_cert:
+            context.verify_mode = ssl.CERT_OPTIONAL
+            context.load_verify_locations(self.pki.ca.cert)
+        behaviour = Behaviour()
+        behaviour.tls = context
+        behaviour.implicit_tls = implicit
+        return self.start_backend(behaviour)
+
+    def relay_one(self, proxy) -> ScriptedBackend:
+        client = self.tls_client(proxy, self.pki.trusted, helo=HELO)
+        self.assertEqual(client.command(f"MAIL FROM:<{SENDER}>").code, 250, client.dump())
+        self.assertEqual(client.command(f"RCPT TO:<bob@{REMOTE_DOMAIN}>").code, 250, client.dump())
+        self.assertEqual(client.command("DATA").code, 354, client.dump())
+        reply = client.command("Subject: over backend TLS\r\n\r\nbody\r\n.")
+        self.assertEqual(reply.code, 250, client.dump())
+        client.quit()
+
+    def test_starttls_everything_of_the_session_travels_inside_tls(self):
+        backend = self.tls_backend()
+        proxy = self.start_proxy(backend.port, backend={"tls": "starttls",
+                                                        "tls_ca": self.pki.ca.cert})
+        self.relay_one(proxy)
+        session = backend.wait_for(lambda b: next(iter(b.sessions()), None), 5.0,
+                                   what="the session's backend connection")
+        names = session.command_names()
+        # Before TLS: EHLO and STARTTLS only. Inside: EHLO again (what it offered before is
+        # forgotten), then the hand-off and the transaction.
+        self.assertEqual(session.tls_after, 2, backend.transcript())
+        self.assertEqual(names[:3], ["EHLO", "STARTTLS", "EHLO"], backend.transcript())
+        self.assertEqual(names[3], "XCLIENT", backend.transcript())
+        self.assertIn("LOGIN=trusted-client", session.commands[3], backend.transcript())
+        self.assertEqual(len(session.messages), 1, backend.transcript())
+        self.assertIsNone(session.peer_cert)  # no tls_cert configured
+        ready = proxy.wait_log(r"backend connection to 127\.0\.0\.1:\d+ ready \(TLSv1\.3 with "
+                               r"cipher \S+ \(\d+/\d+ bits\), CN=\S+ verified for 127\.0\.0\.1")
+        self.assertIsNotNone(ready, proxy.dump())
+
+    def test_implicit_tls_with_the_proxy_certificate(self):
+        backend = self.tls_backend(implicit=True, ask_cert=True)
+        proxy = self.start_proxy(backend.port, backend={
+            "tls": "implicit", "tls_ca": self.pki.ca.cert,
+            "tls_cert": self.pki.trusted.cert, "tls_key": self.pki.trusted.key})
+        self.relay_one(proxy)
+        session = backend.wait_for(lambda b: next(iter(b.sessions()), None), 5.0,
+                                   what="the session's backend connection")
+        self.assertEqual(session.tls_after, 0, backend.transcript())  # TLS before the greeting
+        self.assertNotIn("STARTTLS", session.command_names(), backend.transcript())
+        subject = dict(pair[0] for pair in session.peer_cert["subject"])
+        self.assertEqual(subject["commonName"], "trusted.client.example")
+
+    def test_backend_ending_tls_ends_the_backend_session(self):
+        # close_notify with the TCP connection left open: the session is over for the proxy at
+        # once (the transaction in progress fails with 451), not when a reply times out.
+        backend = self.tls_backend()
+        backend.behaviour.end_tls_after = {"MAIL"}
+        proxy = self.start_proxy(backend.port, backend={"tls": "starttls",
+                                                        "tls_ca": self.pki.ca.cert})
+        client = self.tls_client(proxy, self.pki.trusted, helo=HELO)
+        self.assertEqual(client.command(f"MAIL FROM:<{SENDER}>").code, 250, client.dump())
+        reply = client.command(f"RCPT TO:<bob@{REMOTE_DOMAIN}>")
+        self.assertRegex(reply.text, Expect.BACKEND_TROUBLE)
+        line = proxy.wait_log(r"connection lost: backend ended the TLS session \(close_notify\)")
+        self.assertIsNotNone(line, proxy.dump())
+        backend.wait_for(lambda b: all(c.closed for c in b.sessions()), 5.0,
+                         what="the proxy to close its end")
 
     def proxy_before_backend(self, behaviour: Behaviour, **overrides):
         """A proxy started while its backend's port refuses connections (so the start-up probe

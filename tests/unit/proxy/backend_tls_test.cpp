@@ -115,6 +115,9 @@ struct Conversation {
 };
 
 tls::ContextPtr server(const tls::test::Credential& credential = pki().server) {
+  // ipServer()'s key is made before this process's first Context: Context::create installs the
+  // fast EC key decoding (tls/compat.h), after which EC key generation no longer works.
+  ipServer();
   return tls::Context::create(pki().settingsFor(credential, true));
 }
 
@@ -318,6 +321,27 @@ TEST_SUITE("proxy") {
     Conversation afterReload(reloaded, context, "backend.certrelay.test");
     afterReload.run();
     CHECK_FALSE(afterReload.backendTls.resumed());
+  }
+
+  TEST_CASE("backend tls: the backend's close_notify comes after the replies before it") {
+    const auto client = tls::ClientContext::create(settings(pki().ca));
+    Conversation c(client, server(), kServerName);
+    c.run();
+    REQUIRE(c.state == BackendTls::State::Established);
+    CHECK_FALSE(c.backendTls.peerClosed());
+    c.engine.queuePlaintext("421 4.3.2 backend.example shutting down\r\n");
+    c.engine.shutdown();
+    std::string toClient;
+    c.engine.takeCiphertext(toClient);
+    std::string toServer;
+    CHECK(c.backendTls.feed(toClient, c.clientReceived, toServer) ==
+          BackendTls::State::Established);
+    CHECK(c.clientReceived == "421 4.3.2 backend.example shutting down\r\n");
+    CHECK(c.backendTls.peerClosed());
+    CHECK_FALSE(toServer.empty());  // our close_notify in answer
+    std::string after;
+    c.backendTls.send("MAIL FROM:<a@b.example>\r\n", after);
+    CHECK(after.empty());  // nothing is written into a closed session
   }
 
   TEST_CASE("backend tls: each handshake is counted by how it ended") {

@@ -126,7 +126,7 @@ void ClientContext::build(const ClientMaterial& material, std::time_t now) {
     throwTlsError("backend.tls: SSL_CTX_set_min_proto_version");
   }
   SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  // As on the client side (context.cpp): idle connections give their record buffers back, and
+  // As on the server side (context.cpp): idle connections give their record buffers back, and
   // the engine's plaintext queue is a std::string that may move between retries.
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_ENABLE_PARTIAL_WRITE);

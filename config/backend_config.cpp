@@ -1,7 +1,9 @@
 // [backend]: where the backends are and how the proxy talks to them.
 
 #include <algorithm>
+#include <filesystem>
 #include <limits>
+#include <string_view>
 
 #include "common/text.h"
 #include "config/toml_reader.h"
@@ -93,11 +95,58 @@ class BackendSection : public TomlReader {
             .value_or(BalanceMode::First);
   }
 
+  // backend.tls and the files it needs. Every mistake that would leave the backend hop less
+  // protected than the operator asked for is an error: TLS without a CA to verify against, a CA
+  // or a client certificate given while tls is "none", half a certificate pair.
+  void readBackendTls(const toml::table& table, BackendTls& tls) const {
+    tls.mode = keyword(table, "tls", "backend",
+                       {std::pair{"none", BackendTlsMode::None},
+                        {"starttls", BackendTlsMode::Starttls},
+                        {"implicit", BackendTlsMode::Implicit}})
+                   .value_or(BackendTlsMode::None);
+    const auto file = [&](std::string_view name, std::filesystem::path& out) {
+      if (auto value = getString(table, name, "backend")) {
+        const std::string key = join("backend", name);
+        if (value->empty()) {
+          fail(table.get(name)->source(), key, "must not be empty (leave the key out instead)");
+        }
+        if (!tls.enabled()) {
+          fail(table.get(name)->source(), key,
+               "set, but backend.tls is \"none\": the backend would be spoken to in plaintext; "
+               "set backend.tls = \"starttls\" or \"implicit\"");
+        }
+        out = readableFile(*table.get(name), key, *value);
+      }
+    };
+    file("tls_ca", tls.caFile);
+    file("tls_cert", tls.certFile);
+    file("tls_key", tls.keyFile);
+    if (auto name = getString(table, "tls_server_name", "backend")) {
+      if (!tls.enabled()) {
+        fail(table.get("tls_server_name")->source(), "backend.tls_server_name",
+             "set, but backend.tls is \"none\"; set backend.tls = \"starttls\" or \"implicit\"");
+      }
+      tls.serverName = hostName(*table.get("tls_server_name"), "backend.tls_server_name", *name);
+    }
+    if (tls.certFile.empty() != tls.keyFile.empty()) {
+      const char* given = tls.certFile.empty() ? "tls_key" : "tls_cert";
+      fail(table.get(given)->source(), join("backend", given),
+           "backend.tls_cert and backend.tls_key go together; give both or neither");
+    }
+    if (tls.enabled() && tls.caFile.empty()) {
+      fail(table.get("tls")->source(), "backend.tls",
+           "\"" + std::string(backendTlsKeyword(tls.mode)) +
+               "\" needs backend.tls_ca, the CA bundle the backend's certificate is verified "
+               "against (the system store is not used implicitly; name it to use it)");
+    }
+  }
+
   void readBackend(const toml::table& root, Config& config) const {
     const toml::table& table = *subTable(root, "backend", true, true, "");
     checkKeys(table, "backend",
               {"address", "addresses", "balance", "helo_name", "probe_interval", "identity",
-               "received_header", "max_connections"});
+               "received_header", "max_connections", "tls", "tls_ca", "tls_server_name", "tls_cert",
+               "tls_key"});
     readBackendAddresses(table, config.backend);
     const auto helo = getString(table, "helo_name", "backend");
     if (helo && !helo->empty()) {
@@ -127,6 +176,7 @@ class BackendSection : public TomlReader {
                             std::numeric_limits<int64_t>::max())) {
       config.backend.maxConnections = static_cast<std::size_t>(*v);
     }
+    readBackendTls(table, config.backend.tls);
   }
 };
 

@@ -110,6 +110,44 @@ constexpr std::string_view identityModeKeyword(IdentityMode mode) {
 //  RoundRobin  each new backend connection starts at the next healthy one (per worker).
 enum class BalanceMode { First, RoundRobin };
 
+// Whether the proxy speaks TLS to the backend (backend.tls):
+//  None      plain TCP (the backend is on loopback or in the pod);
+//  Starttls  after the backend's EHLO, STARTTLS; a backend that does not offer it is an error,
+//            never a plaintext session;
+//  Implicit  TLS from the first byte (the backend's smtps / wrapper-mode port, RFC 8314).
+enum class BackendTlsMode { None, Starttls, Implicit };
+
+// "none", "starttls", "implicit": the config spelling.
+constexpr std::string_view backendTlsKeyword(BackendTlsMode mode) {
+  switch (mode) {
+    case BackendTlsMode::Starttls:
+      return "starttls";
+    case BackendTlsMode::Implicit:
+      return "implicit";
+    case BackendTlsMode::None:
+      break;
+  }
+  return "none";
+}
+
+// The proxy as a TLS client of the backend (backend.tls*). Whenever mode is not None, the
+// backend's certificate is verified against caFile and must carry the expected name; there is
+// no unverified mode.
+struct BackendTls {
+  BackendTlsMode mode = BackendTlsMode::None;
+  // backend.tls_ca: PEM bundle of the CAs that may issue the backend's certificate. Required
+  // when mode is not None (no implicit system store: docs/configuration.md says why).
+  std::filesystem::path caFile;
+  // backend.tls_server_name: the name the certificate must carry (and the SNI sent). Empty: the
+  // configured host of each backend address (a name, or the IP address itself).
+  std::string serverName;
+  // backend.tls_cert / backend.tls_key: the proxy's own client certificate; both or neither.
+  std::filesystem::path certFile;
+  std::filesystem::path keyFile;
+
+  bool enabled() const { return mode != BackendTlsMode::None; }
+};
+
 struct Backend {
   // backend.address (one) or backend.addresses (several), in the order written: numeric
   // addresses or host names. Names are resolved by the proxy (asynchronously, at start-up and
@@ -127,6 +165,7 @@ struct Backend {
   // client's EHLO inside TLS) only while fewer than 80% of these are open; at the cap, MAIL gets
   // 451 4.3.2 (the client retries later) instead of waiting for a free one.
   std::size_t maxConnections = 0;
+  BackendTls tls;
 };
 
 // One server certificate chain and its private key (tls.cert[i], tls.key[i]).

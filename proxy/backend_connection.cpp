@@ -14,21 +14,23 @@ namespace certrelay::proxy {
 
 BackendConnection* BackendConnection::start(
     uv_loop_t* loop, const config::Config& config, BackendEvents* listener, Mode mode,
-    std::vector<config::Endpoint> targets, smtp::ClientIdentity identity, std::string logId,
-    Metrics* metrics, const std::atomic<config::IdentityMode>* identityInForce) {
+    std::vector<BackendAddress> targets, smtp::ClientIdentity identity, std::string logId,
+    Metrics* metrics, const std::atomic<config::IdentityMode>* identityInForce,
+    tls::ClientContextPtr tls) {
   auto* connection =
       new BackendConnection(loop, config, listener, mode, std::move(targets), std::move(identity),
-                            std::move(logId), metrics, identityInForce);
+                            std::move(logId), metrics, identityInForce, std::move(tls));
   connection->connect();
   return connection;
 }
 
 BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& config,
                                      BackendEvents* listener, Mode mode,
-                                     std::vector<config::Endpoint> targets,
+                                     std::vector<BackendAddress> targets,
                                      smtp::ClientIdentity identity, std::string logId,
                                      Metrics* metrics,
-                                     const std::atomic<config::IdentityMode>* identityInForce)
+                                     const std::atomic<config::IdentityMode>* identityInForce,
+                                     tls::ClientContextPtr tls)
     : loop_(loop),
       config_(config),
       listener_(listener),
@@ -37,6 +39,7 @@ BackendConnection::BackendConnection(uv_loop_t* loop, const config::Config& conf
       logId_(std::move(logId)),
       metrics_(metrics),
       targets_(std::move(targets)),
+      tlsContext_(std::move(tls)),
       identityInForce_(identityInForce),
       parser_(config.limits.maxLineLength) {}
 
@@ -55,7 +58,7 @@ void BackendConnection::connect() {
 }
 
 std::string BackendConnection::address() const {
-  return attempt_ < targets_.size() ? targets_[attempt_].toString() : std::string();
+  return attempt_ < targets_.size() ? targets_[attempt_].address.toString() : std::string();
 }
 
 void BackendConnection::connectTarget() {
@@ -64,7 +67,7 @@ void BackendConnection::connectTarget() {
     return;
   }
   sockaddr_storage addr{};
-  int rc = toSockaddr(targets_[attempt_], addr) ? 0 : UV_EINVAL;
+  int rc = toSockaddr(targets_[attempt_].address, addr) ? 0 : UV_EINVAL;
   if (rc == 0) {
     connectReq_.data = this;
     rc = uv_tcp_connect(&connectReq_, &tcp_, reinterpret_cast<const sockaddr*>(&addr),
@@ -102,6 +105,10 @@ void BackendConnection::onConnected(int status) {
       });
   if (rc != 0) {
     fail(BackendFailure::Closed, std::string("read: ") + uv_strerror(rc));  // from a callback
+    return;
+  }
+  if (config_.backend.tls.mode == config::BackendTlsMode::Implicit) {
+    beginTls();  // the greeting comes inside TLS; the connect timer covers the handshake too
   }
 }
 
@@ -114,7 +121,12 @@ void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
                                                  : std::string("read: ") + uv_strerror(nread));
     return;
   }
-  parser_.feed(std::string_view(buf->base, static_cast<std::size_t>(nread)));
+  const std::string_view bytes(buf->base, static_cast<std::size_t>(nread));
+  if (tls_ == nullptr) {
+    parser_.feed(bytes);
+  } else if (!readTls(bytes)) {
+    return;
+  }
   struct ReadBracket {
     BackendEvents* listener;
     explicit ReadBracket(BackendEvents* l) : listener(l) {
@@ -141,6 +153,11 @@ void BackendConnection::onRead(ssize_t nread, const uv_buf_t* buf) {
       return;
     }
     handleReply(reply);
+  }
+  if (tls_ != nullptr && tls_->peerClosed() && phase_ != Phase::Closing) {
+    // Its replies before the close_notify are handled above (a 421 reaches the client); the
+    // session ends here as at a TCP end, not with commands written into a closed session.
+    fail(BackendFailure::Closed, "backend ended the TLS session (close_notify)");
   }
 }
 
@@ -227,6 +244,9 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
       }
       capabilities_ = smtp::Capabilities::fromEhloReply(reply);
       capabilities_.postfix = greetsAsPostfix_;
+      if (startTlsIfNeeded()) {
+        return;
+      }
       if (mode_ == Mode::Probe) {
         phase_ = Phase::Ready;
         uv_timer_stop(&timer_);
@@ -237,6 +257,9 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
         return;
       }
       startIdentityHandoff();
+      return;
+    case Phase::Starttls:
+      onStarttlsReply(reply);
       return;
     case Phase::Xclient:
       // Postfix answers a successful XCLIENT with a new 220 greeting; smtp-sink with 250.
@@ -272,6 +295,7 @@ void BackendConnection::handleSetupReply(const smtp::Reply& reply) {
     }
     case Phase::Reconnecting:
     case Phase::Connecting:
+    case Phase::TlsHandshake:
     case Phase::Ready:
     case Phase::Closing:
       break;
@@ -289,8 +313,14 @@ void BackendConnection::becomeReady() {
   uv_timer_stop(&timer_);
   reportReady();
   const std::string used = address();
-  log::line(log::Level::Info, logId_, "backend connection to " + used + " ready",
-            {{"event", "backend_connected"}, {"backend", used}});
+  if (tls_ != nullptr) {
+    const std::string tls = tls_->description();
+    log::line(log::Level::Info, logId_, "backend connection to " + used + " ready (" + tls + ")",
+              {{"event", "backend_connected"}, {"backend", used}, {"tls", tls}});
+  } else {
+    log::line(log::Level::Info, logId_, "backend connection to " + used + " ready",
+              {{"event", "backend_connected"}, {"backend", used}});
+  }
   if (listener_ != nullptr) {
     listener_->onBackendReady(capabilities_);
   }
@@ -420,7 +450,11 @@ void BackendConnection::holdContent(std::string_view bytes) {
   if (phase_ == Phase::Closing || bytes.empty() || appendToQueuedCommand(bytes)) {
     return;
   }
-  out_.append(bytes.data(), bytes.size());  // leaves with the next write
+  if (tls_ != nullptr) {
+    tls_->hold(bytes);  // encrypted with the next write
+  } else {
+    out_.append(bytes.data(), bytes.size());  // leaves with the next write
+  }
 }
 
 void BackendConnection::endContent(std::string_view lastBytes, std::uint64_t tag) {
@@ -439,7 +473,15 @@ void BackendConnection::endContent(std::string_view lastBytes, std::uint64_t tag
 }
 
 void BackendConnection::write(std::string_view bytes) {
-  out_.append(bytes.data(), bytes.size());
+  if (tls_ != nullptr) {
+    tls_->send(bytes, out_);
+  } else {
+    out_.append(bytes.data(), bytes.size());
+  }
+  flushOut();
+}
+
+void BackendConnection::flushOut() {
   // Corked: everything from the client's read leaves together at uncork().
   if (inflight_.empty() && corked_ == 0) {
     startWrite();
@@ -548,8 +590,12 @@ void BackendConnection::onTimer() {
     fail(failure, detail);
     return;
   }
-  fail(BackendFailure::Timeout, phase_ == Phase::Connecting
-                                    ? "timeout connecting to " + address()
+  if (phase_ == Phase::TlsHandshake) {
+    tls_->count(metrics_);  // a failure: the handshake did not end in time
+  }
+  fail(BackendFailure::Timeout, phase_ == Phase::Connecting ? "timeout connecting to " + address()
+                                : phase_ == Phase::TlsHandshake
+                                    ? "timeout in the TLS handshake with " + address()
                                     : "timeout waiting for the reply of " + address());
 }
 
@@ -585,6 +631,7 @@ bool BackendConnection::tryNextTarget(BackendFailure failure, const std::string&
   // queue_, which is kept); the set-up starts over on a new socket.
   phase_ = Phase::Reconnecting;
   uv_timer_stop(&timer_);
+  tls_.reset();
   parser_ = smtp::ReplyParser(config_.limits.maxLineLength);
   capabilities_ = smtp::Capabilities{};
   greetsAsPostfix_ = false;
@@ -624,8 +671,10 @@ void BackendConnection::detachAndClose() {
   switch (phase_) {
     case Phase::Closing:
       return;
-    case Phase::Reconnecting:
-      break;  // no socket to say QUIT on: close the timer (the socket is closing already)
+    case Phase::Reconnecting:  // no socket to say QUIT on (the socket is closing already)
+    case Phase::Starttls:      // a plaintext QUIT would break the handshake; nothing of the
+    case Phase::TlsHandshake:  // client's was sent yet
+      break;
     case Phase::Ready:
       if (expected_.empty()) {
         quitAndClose();
@@ -650,8 +699,13 @@ void BackendConnection::detachAndClose() {
 
 void BackendConnection::quitAndClose() {
   phase_ = Phase::Closing;
-  // The reply to QUIT is not awaited: nothing depends on it.
-  out_ += "QUIT\r\n";
+  // The reply to QUIT is not awaited: nothing depends on it. Under TLS, close_notify follows.
+  if (tls_ != nullptr) {
+    tls_->send("QUIT\r\n", out_);
+    tls_->close(out_);
+  } else {
+    out_ += "QUIT\r\n";
+  }
   closeAfterWrite_ = true;
   armTimer(kQuitTimeout);
   if (inflight_.empty()) {

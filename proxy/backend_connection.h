@@ -7,7 +7,10 @@
 // it is a configuration error reported as a failure, never a silent fallback.
 //
 // Flow: connect -> 220 greeting -> EHLO <proxy name> -> (Session) XCLIENT ... -> 220/250 ->
-// EHLO <client helo> -> ready. Commands the session sends before that are queued and flushed
+// EHLO <client helo> -> ready. With backend.tls = "starttls", STARTTLS -> 220 -> handshake ->
+// EHLO <proxy name> again follow the first EHLO, and only the second EHLO's capabilities count;
+// with "implicit", the handshake comes first, right after connect (proxy/backend_tls.h: no
+// plaintext fallback, ever). Commands the session sends before that are queued and flushed
 // once ready, keeping RFC 2920's rules as a client: a sync-point command (DATA, QUIT; every
 // command and the end of data when the backend lacks PIPELINING) is the last of its group.
 //
@@ -25,6 +28,7 @@
 #include <atomic>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +36,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/backend_set.h"
+#include "proxy/backend_tls.h"
 #include "proxy/smtp/backend_events.h"
 #include "proxy/smtp/capabilities.h"
 #include "proxy/smtp/fifo.h"
@@ -76,14 +82,16 @@ class BackendConnection {
     Probe,    // greeting and EHLO only, to learn the capabilities; ready = probe done
   };
 
-  // `targets`: the numeric addresses to try, in order (Probe mode: one); empty = a failure
+  // `targets`: the addresses to try, in order (Probe mode: one); empty = a failure
   // (Unreachable) reported from a later loop turn. `metrics` (may be null) times the connection
-  // from connect to ready.
+  // from connect to ready. `tls`: the backend TLS generation (SharedState::backendTls) when
+  // backend.tls is set; null there fails every connection (never plaintext).
   static BackendConnection* start(
       uv_loop_t* loop, const config::Config& config, BackendEvents* listener, Mode mode,
-      std::vector<config::Endpoint> targets, smtp::ClientIdentity identity, std::string logId,
+      std::vector<BackendAddress> targets, smtp::ClientIdentity identity, std::string logId,
       Metrics* metrics = nullptr,
-      const std::atomic<config::IdentityMode>* identityInForce = nullptr);
+      const std::atomic<config::IdentityMode>* identityInForce = nullptr,
+      tls::ClientContextPtr tls = nullptr);
 
   // The address this connection uses (or tried last): "127.0.0.1:2525"; "" without any.
   std::string address() const;
@@ -133,8 +141,10 @@ class BackendConnection {
   enum class Phase : std::uint8_t {
     Reconnecting,  // the socket of a failed attempt is closing; the next address follows
     Connecting,
+    TlsHandshake,  // implicit: right after connect; starttls: after the 220 to STARTTLS
     Greeting,
     ProxyEhlo,
+    Starttls,  // STARTTLS sent, its 220 awaited
     Xclient,
     ClientEhlo,
     Ready,
@@ -153,9 +163,10 @@ class BackendConnection {
   };
 
   BackendConnection(uv_loop_t* loop, const config::Config& config, BackendEvents* listener,
-                    Mode mode, std::vector<config::Endpoint> targets, smtp::ClientIdentity identity,
+                    Mode mode, std::vector<BackendAddress> targets, smtp::ClientIdentity identity,
                     std::string logId, Metrics* metrics,
-                    const std::atomic<config::IdentityMode>* identityInForce);
+                    const std::atomic<config::IdentityMode>* identityInForce,
+                    tls::ClientContextPtr tls);
   ~BackendConnection() {
     if (counter_ != nullptr) {
       counter_->fetch_sub(1, std::memory_order_relaxed);
@@ -173,6 +184,17 @@ class BackendConnection {
   void onRead(ssize_t nread, const uv_buf_t* buf);
   void handleReply(const smtp::Reply& reply);
   void handleSetupReply(const smtp::Reply& reply);
+  // After an EHLO reply: STARTTLS when backend.tls needs it (true: the set-up goes on there, or
+  // failed).
+  bool startTlsIfNeeded();
+  // The reply to STARTTLS: 220 starts the handshake, anything else fails the connection.
+  void onStarttlsReply(const smtp::Reply& reply);
+  // The 220 to STARTTLS, or the connect in implicit mode: the handshake starts.
+  void beginTls();
+  // Ciphertext from the backend; plaintext goes to parser_. False once the connection failed.
+  bool readTls(std::string_view ciphertext);
+  void onTlsEstablished();
+  void onTlsFailed();
   // After the proxy's EHLO: XCLIENT, or ready at once (XFORWARD, none), or fail closed when the
   // hand-off in force is not offered.
   void startIdentityHandoff();
@@ -182,7 +204,10 @@ class BackendConnection {
   void reportReady();
   std::string xforwardLines(const Queued& mail) const;
   void flushQueue();
+  // Plaintext for the backend: encrypted first once TLS is on.
   void write(std::string_view bytes);
+  // Bytes in out_ are ready: start a write if none is in flight, and watch the watermark.
+  void flushOut();
   void startWrite();
   void onWriteDone(int status);
   // Content bytes go with the last queued command when it is not written yet: true if so.
@@ -204,8 +229,10 @@ class BackendConnection {
   smtp::ClientIdentity identity_;
   std::string logId_;
   Metrics* metrics_;
-  std::vector<config::Endpoint> targets_;
-  std::size_t attempt_ = 0;                      // index in targets_ of the address in use
+  std::vector<BackendAddress> targets_;
+  tls::ClientContextPtr tlsContext_;  // backend.tls's generation when this connection started
+  std::unique_ptr<BackendTls> tls_;   // from the handshake on: every byte in or out goes through
+  std::size_t attempt_ = 0;           // index in targets_ of the address in use
   std::atomic<std::size_t>* counter_ = nullptr;  // backend.max_connections (sessions)
   // The hand-off in force (SharedState::identityInForce): backend.identity, or what "auto"
   // resolved to at the first probe. Null: backend.identity as configured.
@@ -230,7 +257,7 @@ class BackendConnection {
   smtp::Fifo<Queued> queue_;                 // commands not yet written
   bool waitingSync_ = false;                 // a sync-point command awaits its reply
   bool writePaused_ = false;                 // told the listener we are above the watermark
-  std::string out_;                          // bytes waiting for the write in flight
+  std::string out_;                          // wire bytes waiting for the write in flight
   std::string inflight_;                     // bytes of the write in flight
   bool closeAfterWrite_ = false;
   // A failure found inside a call from the session (a synchronous connect or write error): it is

@@ -63,12 +63,15 @@ std::size_t BackendSet::healthyCount() const {
   }));
 }
 
-std::vector<config::Endpoint> connectOrder(const BackendSet& set, config::BalanceMode balance,
-                                           std::uint64_t turn) {
-  std::vector<config::Endpoint> order;
+std::vector<BackendAddress> connectOrder(const BackendSet& set, config::BalanceMode balance,
+                                         std::uint64_t turn) {
+  std::vector<BackendAddress> order;
+  const auto entry = [](const BackendTarget& target) {
+    return BackendAddress{target.address, target.host.empty() ? target.address.host : target.host};
+  };
   for (const BackendTarget& target : set.targets) {
     if (target.health == BackendHealth::Healthy) {
-      order.push_back(target.address);
+      order.push_back(entry(target));
     }
   }
   if (balance == config::BalanceMode::RoundRobin && !order.empty()) {
@@ -78,12 +81,12 @@ std::vector<config::Endpoint> connectOrder(const BackendSet& set, config::Balanc
   const bool anyHealthy = !order.empty();
   for (const BackendTarget& target : set.targets) {
     if (target.health == BackendHealth::Unknown || target.health == BackendHealth::Down) {
-      order.push_back(target.address);
+      order.push_back(entry(target));
     }
   }
   for (const BackendTarget& target : set.targets) {
     if (!anyHealthy && target.health == BackendHealth::Unfit) {
-      order.push_back(target.address);
+      order.push_back(entry(target));
     }
   }
   return order;

@@ -29,10 +29,21 @@ const char* toString(BackendHealth health);
 struct BackendTarget {
   config::Endpoint address;  // numeric
   std::string name;          // the configured entry it was resolved from ("mx.example:25")
+  // That entry's host: a name, or the address itself. What backend.tls verifies the backend's
+  // certificate against when backend.tls_server_name is not set.
+  std::string host;
   BackendHealth health = BackendHealth::Unknown;
   std::string problem;  // why it is not Healthy ("" when it is)
   // What it offered at its last answered probe; null until it answered once.
   std::shared_ptr<const smtp::Capabilities> capabilities;
+};
+
+// One address a backend connection may use, and the host it was configured as (BackendTarget).
+struct BackendAddress {
+  config::Endpoint address;  // numeric
+  std::string host;          // a name, or address.host
+
+  bool operator==(const BackendAddress&) const = default;
 };
 
 struct BackendSet {
@@ -52,9 +63,9 @@ struct BackendSet {
 // targets only when none is healthy, last: the hand-off is checked again on every connection, so
 // such a connection fails closed before any command of the client's, and the client hears the
 // configuration error (421) rather than a generic 4xx.
-[[nodiscard]] std::vector<config::Endpoint> connectOrder(const BackendSet& set,
-                                                         config::BalanceMode balance,
-                                                         std::uint64_t turn);
+[[nodiscard]] std::vector<BackendAddress> connectOrder(const BackendSet& set,
+                                                       config::BalanceMode balance,
+                                                       std::uint64_t turn);
 
 // What every healthy target offers (the intersection: a client may use an extension only if
 // whichever backend its session goes to has it); null when none is healthy.

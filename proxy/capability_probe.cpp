@@ -194,6 +194,7 @@ void CapabilityProbe::probeTargets() {
         next.back()->state.address = address;
       }
       next.back()->state.name = entry->configured.toString();
+      next.back()->state.host = entry->configured.host;
     }
   }
   targets_ = std::move(next);  // the rest are no longer resolved: no probe runs on them
@@ -206,7 +207,8 @@ void CapabilityProbe::probeTargets() {
   for (auto& target : targets_) {
     target->connection = BackendConnection::start(
         loop_, *shared_.config, target.get(), BackendConnection::Mode::Probe,
-        {target->state.address}, {}, "probe", shared_.metrics.get());
+        {BackendAddress{target->state.address, target->state.host}}, {}, "probe",
+        shared_.metrics.get(), nullptr, shared_.backendTls.load());
   }
 }
 
@@ -297,11 +299,20 @@ void CapabilityProbe::judge(Target& target, const smtp::Capabilities& capabiliti
 
 void CapabilityProbe::probeFailed(Target& target, BackendFailure failure,
                                   const std::string& detail) {
-  if (target.state.health != BackendHealth::Down) {
-    log::warning("backend probe " + target.state.address.toString() + " " + toString(failure) +
-                 ": " + detail);
+  // It answered, but without the STARTTLS backend.tls requires: unfit, as for a missing hand-off
+  // (no session goes there; at start-up, the proxy refuses to start).
+  const bool unfit = failure == BackendFailure::TlsNotOffered;
+  const BackendHealth health = unfit ? BackendHealth::Unfit : BackendHealth::Down;
+  if (unfit && starttlsMissing_.empty()) {
+    starttlsMissing_ =
+        "backend " + target.state.address.toString() + " does not offer STARTTLS (" + detail + ")";
   }
-  target.state.health = BackendHealth::Down;
+  if (target.state.health != health) {
+    log::line(unfit ? log::Level::Error : log::Level::Warning, "",
+              "backend probe " + target.state.address.toString() + " " + toString(failure) + ": " +
+                  detail);
+  }
+  target.state.health = health;
   target.state.problem = std::string(toString(failure)) + ": " + detail;
   judgeAnswers();  // a later backend's answer may have waited for this one
   probeDone();

@@ -41,6 +41,9 @@ class CapabilityProbe {
   bool answeredOnce() const { return answered_; }
   // Thread-safe: "" while at least one backend is healthy, else why none is.
   std::string lastProblem() const;
+  // Loop thread: the first backend that answered without the STARTTLS backend.tls = "starttls"
+  // requires ("backend 10.0.0.7:25 does not offer STARTTLS (...)"), "" if none did.
+  const std::string& starttlsMissing() const { return starttlsMissing_; }
 
  private:
   // One entry of backend.address(es) and what it resolved to.
@@ -95,6 +98,7 @@ class CapabilityProbe {
   bool running_ = false;
   bool stopped_ = false;
   bool answered_ = false;
+  std::string starttlsMissing_;
   // Written on the loop thread, read by the admin thread.
   std::atomic<std::shared_ptr<const std::string>> problem_{
       std::make_shared<const std::string>("no probe answered yet")};

@@ -203,11 +203,21 @@ void Metrics::buildProcessMetrics() {
                           .Help("Unix time of the last successful load of a watched material.")
                           .Register(*registry_);
   std::size_t i = 0;
-  for (const std::string_view material : {"policy", "tls"}) {
+  for (const std::string_view material : {"policy", "tls", "backend_tls"}) {
     const std::string name(material);
     reloads_[i++] = Reload{material, &reloads.Add({{"material", name}, {"result", "success"}}),
                            &reloads.Add({{"material", name}, {"result", "failure"}}),
                            &lastSuccess.Add({{"material", name}})};
+  }
+  auto& backendTls = BuildCounter()
+                         .Name("certrelay_backend_tls_handshakes_total")
+                         .Help(
+                             "TLS handshakes with the backend (backend.tls) by result: full, "
+                             "resumed, verify_failed (certificate chain or name), failed.")
+                         .Register(*registry_);
+  for (std::size_t r = 0; r < kBackendTlsResults; ++r) {
+    backendTls_[r] = &backendTls.Add(
+        {{"result", std::string(backendTlsResultName(static_cast<BackendTlsResult>(r)))}});
   }
   certificateNotAfter_ =
       &BuildGauge()
@@ -319,6 +329,13 @@ void Metrics::backendConnected(double seconds) {
   backendConnectDuration_.observe(seconds);
 }
 
+void Metrics::backendTlsHandshake(BackendTlsResult result) {
+  const auto index = static_cast<std::size_t>(result);
+  if (index < kBackendTlsResults) {
+    backendTls_[index]->Increment();
+  }
+}
+
 void Metrics::outcome(smtp::Outcome what, std::string_view identity, std::uint64_t bytes) {
   const auto index = static_cast<std::size_t>(what);
   if (index >= kOutcomes) {
@@ -355,6 +372,12 @@ std::string_view limitName(Limit limit) {
       "table_full",          "backend_connections",
       "descriptors"};
   return kNames[static_cast<std::size_t>(limit)];
+}
+
+std::string_view backendTlsResultName(BackendTlsResult result) {
+  static constexpr std::array<std::string_view, kBackendTlsResults> kNames = {
+      "full", "resumed", "verify_failed", "failed"};
+  return kNames[static_cast<std::size_t>(result)];
 }
 
 void Metrics::limitRefused(Limit limit) {

@@ -69,6 +69,17 @@ enum class Limit : std::uint8_t {
 inline constexpr std::size_t kLimits = 7;
 std::string_view limitName(Limit limit);
 
+// How a TLS handshake with the backend ended (certrelay_backend_tls_handshakes_total{result});
+// the label is backendTlsResultName().
+enum class BackendTlsResult : std::uint8_t {
+  Full,          // established with a full handshake
+  Resumed,       // established by resuming the session of an earlier connection
+  VerifyFailed,  // the backend's certificate did not verify (chain or name)
+  Failed,        // any other failure (protocol, alert, no common cipher, STARTTLS refused)
+};
+inline constexpr std::size_t kBackendTlsResults = 4;
+std::string_view backendTlsResultName(BackendTlsResult result);
+
 class Metrics {
  public:
   // The children of one listener, all created by the constructor.
@@ -96,6 +107,8 @@ class Metrics {
   void tlsHandshake(const Listener& listener, bool resumed, bool ok, double seconds);
   // A backend connection became ready (session or probe): `seconds` from connect to ready.
   void backendConnected(double seconds);
+  // A TLS handshake with the backend ended (sessions and probe).
+  void backendTlsHandshake(BackendTlsResult result);
   // A recipient's or a message's result (smtp::DialogueHost::outcome). `identity`: the listed
   // identity of a trusted client ("" otherwise), counted only with metrics.per_identity.
   // `bytes`: the message's content bytes (counted for an accepted message).
@@ -113,7 +126,8 @@ class Metrics {
   // `addresses` lists them now (series of addresses no longer listed are removed).
   void setBackendAddresses(const std::vector<std::pair<std::string, bool>>& addresses);
   void setPolicyEntries(std::size_t entries);
-  // A load of "policy" or "tls" (MaterialWatcher::Spec::name) finished; other names are ignored.
+  // A load of "policy", "tls" or "backend_tls" (MaterialWatcher::Spec::name) finished; other
+  // names are ignored.
   // Success also sets certrelay_last_reload_success_timestamp_seconds{material} to `now`.
   void countReload(std::string_view material, bool ok, std::time_t now);
   // The earliest notAfter of the certificates in force (tls::Context::notAfter()).
@@ -154,7 +168,8 @@ class Metrics {
   // Main loop only: the children of backendAddressUp_ by address.
   std::vector<std::pair<std::string, prometheus::Gauge*>> backendAddressChildren_;
   prometheus::Gauge* policyEntries_ = nullptr;
-  std::array<Reload, 2> reloads_{};
+  std::array<Reload, 3> reloads_{};
+  std::array<prometheus::Counter*, kBackendTlsResults> backendTls_{};
   prometheus::Gauge* certificateNotAfter_ = nullptr;
   prometheus::Gauge* draining_ = nullptr;
   LockFreeHistogram tlsHandshakeDuration_;

@@ -28,6 +28,7 @@
 #include "proxy/supervisor.h"
 #include "proxy/watched_material.h"
 #include "proxy/worker.h"
+#include "tls/client_context.h"
 #include "tls/context.h"
 
 namespace certrelay::proxy {
@@ -172,6 +173,11 @@ RuntimeCheck checkRuntimeConfig(const config::Config& config) {
   try {
     const auto context = tls::Context::create(config.tls, config.policy.digest);
     check.warnings = context->warnings();
+    if (config.backend.tls.enabled()) {
+      const auto backend = tls::ClientContext::create(config.backend.tls);
+      check.warnings.insert(check.warnings.end(), backend->warnings().begin(),
+                            backend->warnings().end());
+    }
     policy::buildPolicy(config.policy);
   } catch (const std::exception& e) {
     check.error = e.what();
@@ -194,6 +200,9 @@ bool loadSharedState(uv_loop_t* loop, const std::shared_ptr<const config::Config
                                                          config->limits.exemptNetworks);
   }
   watchers.push_back(std::make_unique<MaterialWatcher>(loop, tlsMaterial(shared)));
+  if (config->backend.tls.enabled()) {
+    watchers.push_back(std::make_unique<MaterialWatcher>(loop, backendTlsMaterial(shared)));
+  }
   if (config->policy.fingerprints.empty()) {
     shared.policy.store(policy::buildPolicy(config->policy));
   } else {
@@ -210,13 +219,20 @@ bool loadSharedState(uv_loop_t* loop, const std::shared_ptr<const config::Config
 
 // Resolves the backends and learns their capabilities before the first client asks for EHLO. A
 // backend that is not up yet (a sidecar starting) or a name that does not resolve yet is not
-// fatal: the probe keeps trying. False: an explicit identity mode that no backend that answered
-// offers (logged): refuse to become ready.
+// fatal: the probe keeps trying (a backend whose certificate does not verify is one that is not
+// up). False (logged): an explicit identity mode that no backend that answered offers, or a
+// backend that answered without the STARTTLS backend.tls = "starttls" requires: refuse to start.
 bool probeBackend(MainLoop& main, CapabilityProbe& probe, const config::Config& config,
                   const SharedState& shared) {
   probe.start();
   // Returns when the round is done (non-zero only after a uv_stop, which nothing calls).
   static_cast<void>(uv_run(&main.loop, UV_RUN_DEFAULT));
+  if (!probe.starttlsMissing().empty()) {
+    // Never a plaintext hop when TLS was asked for; better not to start than to fail every
+    // session with 421.
+    log::error("backend.tls = \"starttls\" but " + probe.starttlsMissing() + "; not starting");
+    return false;
+  }
   if (!probe.answeredOnce()) {
     log::warning(
         "backend not answering yet; EHLO offers only PIPELINING and STARTTLS until it "

@@ -515,13 +515,13 @@ bool Session::openBackend(const smtp::ClientIdentity& identity, bool early) {
     }
     return false;
   }
-  std::vector<config::Endpoint> order;
+  std::vector<BackendAddress> order;
   if (const auto backends = worker_.shared().backends.load()) {
     order = connectOrder(*backends, config_.backend.balance, worker_.nextBackendTurn());
   }
-  backend_ = BackendConnection::start(worker_.loop(), config_, this,
-                                      BackendConnection::Mode::Session, std::move(order), identity,
-                                      id_, metrics_, &worker_.shared().identityInForce);
+  backend_ = BackendConnection::start(
+      worker_.loop(), config_, this, BackendConnection::Mode::Session, std::move(order), identity,
+      id_, metrics_, &worker_.shared().identityInForce, worker_.shared().backendTls.load());
   if (cap != 0) {
     backend_->countIn(&open);
   }

@@ -11,6 +11,7 @@
 #include "proxy/backend_set.h"
 #include "proxy/client_limits.h"
 #include "proxy/smtp/capabilities.h"
+#include "tls/client_context.h"
 #include "tls/context.h"
 
 namespace certrelay::proxy {
@@ -21,6 +22,9 @@ struct SharedState {
   std::shared_ptr<const config::Config> config;
   // The TLS generation a new session starts with (a session keeps the one it started with).
   std::atomic<std::shared_ptr<const tls::Context>> tls;
+  // The backend hop's TLS generation (backend.tls): null when backend.tls is "none". A backend
+  // connection keeps the one it started with (and its session cache).
+  std::atomic<std::shared_ptr<const tls::ClientContext>> backendTls;
   std::atomic<std::shared_ptr<const policy::Policy>> policy;
   // What every healthy backend announced to the proxy at its last probe (their intersection,
   // backend_set.h): what clients are offered. Null until a backend answered once; kept while

@@ -5,6 +5,7 @@
 
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "tls/client_context.h"
 #include "tls/context.h"
 #include "tls/material.h"
 
@@ -81,6 +82,34 @@ MaterialWatcher::Spec tlsMaterial(SharedState& shared) {
   spec.debounce = config.policy.reloadDebounce;
   spec.poll = config.policy.reloadPollInterval;
   spec.loaded = countLoads(shared, "tls");
+  return spec;
+}
+
+MaterialWatcher::Spec backendTlsMaterial(SharedState& shared) {
+  const config::Config& config = *shared.config;
+  const config::BackendTls settings = config.backend.tls;
+  MaterialWatcher::Spec spec;
+  spec.name = "backend_tls";
+  spec.inForce = "the backend CA and client certificate";
+  spec.files = tls::clientMaterialPaths(settings);
+  spec.build = [settings](std::vector<std::string> contents) -> MaterialWatcher::Snapshot {
+    tls::ClientMaterial material = tls::clientMaterialFromContents(settings, std::move(contents));
+    const tls::ClientSecretsWiper wiper(material);
+    return tls::ClientContext::create(material);
+  };
+  spec.publish = [&shared](const MaterialWatcher::Snapshot& snapshot) {
+    auto context = std::static_pointer_cast<const tls::ClientContext>(snapshot);
+    for (const auto& warning : context->warnings()) {
+      log::warning("backend_tls: " + warning);
+    }
+    shared.backendTls.store(std::move(context));
+  };
+  spec.describe = [](const MaterialWatcher::Snapshot& snapshot) {
+    return std::static_pointer_cast<const tls::ClientContext>(snapshot)->summary();
+  };
+  spec.debounce = config.policy.reloadDebounce;
+  spec.poll = config.policy.reloadPollInterval;
+  spec.loaded = countLoads(shared, "backend_tls");
   return spec;
 }
 

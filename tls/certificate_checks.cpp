@@ -48,18 +48,18 @@ bool looksEncrypted(std::string_view pem) {
          pem.find("Proc-Type: 4,ENCRYPTED") != std::string_view::npos;
 }
 
-[[noreturn]] void throwEncrypted(const MaterialFile& file) {
+[[noreturn]] void throwEncrypted(const MaterialFile& file, const char* setting) {
   ERR_clear_error();  // OpenSSL's lines would only say that decoding failed
-  throw TlsError("tls.key " + file.name +
+  throw TlsError(std::string(setting) + " " + file.name +
                  ": the private key is encrypted; certrelay needs it unencrypted (it reads keys "
                  "without a passphrase)");
 }
 
-EvpPkeyPtr readPrivateKey(const MaterialFile& file) {
+EvpPkeyPtr readPrivateKey(const MaterialFile& file, const char* setting) {
   if (looksEncrypted(file.content)) {
-    throwEncrypted(file);
+    throwEncrypted(file, setting);
   }
-  BioPtr bio = memoryBio(file, "tls.key");
+  BioPtr bio = memoryBio(file, setting);
   EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, refusePassphrase, nullptr));
   if (key) {
     ERR_clear_error();  // decoders that were tried and did not match leave entries behind
@@ -68,26 +68,28 @@ EvpPkeyPtr readPrivateKey(const MaterialFile& file) {
   const unsigned long last = ERR_peek_last_error();
   if (ERR_GET_LIB(last) == ERR_LIB_PEM && (ERR_GET_REASON(last) == PEM_R_BAD_PASSWORD_READ ||
                                            ERR_GET_REASON(last) == PEM_R_BAD_DECRYPT)) {
-    throwEncrypted(file);  // a form the text check does not know, but OpenSSL asked for a password
+    throwEncrypted(
+        file, setting);  // a form the text check does not know, but OpenSSL asked for a password
   }
   if (file.content.find("PRIVATE KEY-----") == std::string::npos) {
     ERR_clear_error();
-    throw TlsError("tls.key " + file.name +
+    throw TlsError(std::string(setting) + " " + file.name +
                    ": holds no private key (expected PEM \"-----BEGIN PRIVATE KEY-----\")");
   }
-  throwTlsError("tls.key " + file.name + ": the private key cannot be read");
+  throwTlsError(std::string(setting) + " " + file.name + ": the private key cannot be read");
 }
 
 // Each certificate must be issued by the next one: OpenSSL sends the file's order as it is, and
 // a client that cannot build the path from it fails the handshake, far from the cause.
-void checkChainOrder(const std::vector<X509Ptr>& certs, const std::string& certName) {
+void checkChainOrder(const std::vector<X509Ptr>& certs, const char* setting,
+                     const std::string& certName) {
   for (std::size_t i = 0; i + 1 < certs.size(); ++i) {
     if (X509_check_issued(certs[i + 1].get(), certs[i].get()) != X509_V_OK) {
       ERR_clear_error();
-      throw TlsError("tls.cert " + certName + ": certificate " + std::to_string(i + 2) + " (" +
-                     subjectText(certs[i + 1].get()) + ") did not issue certificate " +
-                     std::to_string(i + 1) + " (" + subjectText(certs[i].get()) +
-                     "); put the leaf first, then its issuer");
+      throw TlsError(std::string(setting) + " " + certName + ": certificate " +
+                     std::to_string(i + 2) + " (" + subjectText(certs[i + 1].get()) +
+                     ") did not issue certificate " + std::to_string(i + 1) + " (" +
+                     subjectText(certs[i].get()) + "); put the leaf first, then its issuer");
     }
   }
 }
@@ -112,24 +114,24 @@ std::string remainingText(std::time_t seconds) {
 
 // The leaf must be valid now: an expired certificate fails every client that checks dates, and
 // a notBefore in the future usually means a clock or issuance mistake.
-std::time_t checkValidity(X509* leaf, const std::string& certName, std::time_t now,
-                          std::vector<std::string>& warnings) {
+std::time_t checkValidity(X509* leaf, const char* setting, const std::string& certName,
+                          std::time_t now, std::vector<std::string>& warnings) {
+  const std::string file = std::string(setting) + " " + certName;
   std::time_t notBefore = 0;
   std::time_t notAfter = 0;
   if (!toTime(X509_get0_notBefore(leaf), notBefore) ||
       !toTime(X509_get0_notAfter(leaf), notAfter)) {
-    throwTlsError("tls.cert " + certName + ": the certificate's validity dates cannot be read");
+    throwTlsError(file + ": the certificate's validity dates cannot be read");
   }
   if (notAfter < now) {
-    throw TlsError("tls.cert " + certName + ": certificate expired on " + formatUtc(notAfter));
+    throw TlsError(file + ": certificate expired on " + formatUtc(notAfter));
   }
   if (notBefore > now) {
-    throw TlsError("tls.cert " + certName + ": certificate is not valid before " +
-                   formatUtc(notBefore));
+    throw TlsError(file + ": certificate is not valid before " + formatUtc(notBefore));
   }
   if (notAfter - now < kExpiryWarningSeconds) {
-    warnings.push_back("tls.cert " + certName + ": certificate expires " +
-                       remainingText(notAfter - now) + " (" + formatUtc(notAfter) + ")");
+    warnings.push_back(file + ": certificate expires " + remainingText(notAfter - now) + " (" +
+                       formatUtc(notAfter) + ")");
   }
   return notAfter;
 }
@@ -239,18 +241,20 @@ std::vector<X509Ptr> readCertificates(const MaterialFile& file, const char* sett
 }
 
 ServerCertificate loadServerCertificate(const Material::Pair& pair, std::time_t now,
-                                        std::vector<std::string>& warnings) {
+                                        std::vector<std::string>& warnings, const char* certSetting,
+                                        const char* keySetting) {
   ServerCertificate out;
   out.certName = pair.cert.name;
   out.keyName = pair.key.name;
-  std::vector<X509Ptr> certs = readCertificates(pair.cert, "tls.cert");
-  out.key = readPrivateKey(pair.key);
+  std::vector<X509Ptr> certs = readCertificates(pair.cert, certSetting);
+  out.key = readPrivateKey(pair.key, keySetting);
   // Order first: a chain written issuer-first would otherwise be reported as a key mismatch.
-  checkChainOrder(certs, out.certName);
+  checkChainOrder(certs, certSetting, out.certName);
   if (X509_check_private_key(certs.front().get(), out.key.get()) != 1) {
-    throwTlsError("tls.key " + out.keyName + " does not match tls.cert " + out.certName);
+    throwTlsError(std::string(keySetting) + " " + out.keyName + " does not match " + certSetting +
+                  " " + out.certName);
   }
-  out.notAfter = checkValidity(certs.front().get(), out.certName, now, warnings);
+  out.notAfter = checkValidity(certs.front().get(), certSetting, out.certName, now, warnings);
   out.leaf = std::move(certs.front());
   out.chain.reserve(certs.size() - 1);
   for (std::size_t i = 1; i < certs.size(); ++i) {

@@ -28,10 +28,14 @@ struct ServerCertificate {
 };
 
 // Parses `pair` and checks it: at least one certificate, an unencrypted key, each certificate
-// issued by the next one, the key matching the leaf, the leaf valid at `now`. Throws TlsError.
-// Appends to `warnings` when the leaf expires within kExpiryWarningSeconds.
+// issued by the next one, the key matching the leaf, the leaf valid at `now`. Throws TlsError
+// whose message names the file by its setting (`certSetting`, `keySetting`: the server's
+// tls.cert / tls.key, or the proxy's client pair backend.tls_cert / backend.tls_key). Appends to
+// `warnings` when the leaf expires within kExpiryWarningSeconds.
 ServerCertificate loadServerCertificate(const Material::Pair& pair, std::time_t now,
-                                        std::vector<std::string>& warnings);
+                                        std::vector<std::string>& warnings,
+                                        const char* certSetting = "tls.cert",
+                                        const char* keySetting = "tls.key");
 
 // Every certificate in a PEM file. Throws TlsError ("<setting> <file>: ...") when it holds none
 // or one of them cannot be read (a truncated file, a corrupt block).

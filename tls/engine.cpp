@@ -17,6 +17,7 @@
 #include <climits>
 
 #include "common/idle_buffer.h"
+#include "tls/client_context.h"
 #include "tls/internal.h"
 
 namespace certrelay::tls {
@@ -58,6 +59,31 @@ Engine::Engine(ContextPtr context, config::ClientCertMode clientCert)
     fail("SSL_new", SSL_ERROR_SSL);
     return;
   }
+  attachBios();
+  if (state_ == State::Failed) {
+    return;
+  }
+  SSL_set_accept_state(ssl_.get());
+  applyClientCertMode();
+}
+
+Engine::Engine(std::shared_ptr<const ClientContext> context, SslPtr ssl)
+    : clientContext_(std::move(context)), clientCert_(config::ClientCertMode::Request) {
+  ErrorQueueGuard guard;
+  ERR_clear_error();
+  ssl_ = std::move(ssl);
+  if (!clientContext_ || !ssl_) {
+    state_ = State::Failed;
+    error_ = "no TLS context";
+    return;
+  }
+  attachBios();
+  if (state_ != State::Failed) {
+    SSL_set_connect_state(ssl_.get());
+  }
+}
+
+void Engine::attachBios() {
   BioPtr rbio(newMemBio());
   BioPtr wbio(newMemBio());
   if (!rbio || !wbio) {
@@ -67,8 +93,6 @@ Engine::Engine(ContextPtr context, config::ClientCertMode clientCert)
   rbio_ = rbio.release();
   wbio_ = wbio.release();
   SSL_set_bio(ssl_.get(), rbio_, wbio_);  // ownership of both BIOs passes to ssl_
-  SSL_set_accept_state(ssl_.get());
-  applyClientCertMode();
 }
 
 void Engine::applyClientCertMode() {
@@ -169,6 +193,9 @@ void Engine::handshake() {
     return;
   }
   // The alert OpenSSL queued for the peer is already in ciphertextOut_ (drained above).
+  if (clientContext_ && failedVerification()) {
+    return;
+  }
   const unsigned long last = ERR_peek_last_error();
   if (clientCert_ == config::ClientCertMode::Require && ERR_GET_LIB(last) == ERR_LIB_SSL &&
       ERR_GET_REASON(last) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
@@ -176,6 +203,20 @@ void Engine::handshake() {
     return;
   }
   fail("SSL_do_handshake", err);
+}
+
+bool Engine::failedVerification() {
+  const long result = SSL_get_verify_result(ssl_.get());
+  if (result == X509_V_OK) {
+    return false;  // failed for another reason (or before the certificate was checked)
+  }
+  // OpenSSL's queue only says "certificate verify failed"; the verify result says why.
+  ERR_clear_error();
+  verifyFailed_ = true;
+  error_ = std::string("certificate verify failed: ") + X509_verify_cert_error_string(result);
+  state_ = State::Failed;
+  releaseIdleBuffer(pendingPlaintextOut_);
+  return true;
 }
 
 void Engine::handshakeCompleted() {

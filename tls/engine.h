@@ -1,5 +1,6 @@
 #pragma once
-// A server-side TLS engine over a pair of memory BIOs: no socket, no event loop.
+// A TLS engine over a pair of memory BIOs: no socket, no event loop. Server side for clients
+// (the listener's STARTTLS or implicit TLS), client side for the backend hop (backend.tls).
 //
 // The owner feeds ciphertext read from the socket, queues plaintext to send, calls pump(), then
 // writes out takeCiphertext() and consumes takePlaintext(). pump() is guarded against
@@ -8,9 +9,12 @@
 //
 // Security role: applies the listener's client_cert mode to this one connection (the context is
 // shared by every listener). With `require`, a connection ends without a client certificate,
-// whether the handshake was full or resumed.
+// whether the handshake was full or resumed. On the client side, a backend certificate that does
+// not verify (chain or name, set up by ClientContext::newSsl) fails the handshake, and
+// verifyFailed() / error() say so with OpenSSL's verify reason.
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -19,6 +23,8 @@
 #include "tls/peer_facts.h"
 
 namespace certrelay::tls {
+
+class ClientContext;
 
 class Engine {
  public:
@@ -36,6 +42,10 @@ class Engine {
   //  None     no CertificateRequest.
   explicit Engine(ContextPtr context,
                   config::ClientCertMode clientCert = config::ClientCertMode::Request);
+  // Client side: `ssl` comes from ClientContext::newSsl (the name to verify, SNI, a session to
+  // resume); `context` is kept alive for the engine's lifetime. The first pump() produces the
+  // ClientHello.
+  Engine(std::shared_ptr<const ClientContext> context, SslPtr ssl);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -63,12 +73,19 @@ class Engine {
   bool handshakeJustCompleted();
   const PeerFacts& facts() const { return facts_; }
   const std::string& error() const { return error_; }
+  // Client side: the handshake failed because the peer's certificate did not verify; error() is
+  // then "certificate verify failed: <X509_verify_cert_error_string>".
+  bool verifyFailed() const { return verifyFailed_; }
   // Bytes of buffer memory this engine holds outside OpenSSL's own structures: its strings and
   // memory BIOs, used or not (what an idle connection costs beyond the SSL object).
   std::size_t bufferCapacity() const;
 
  private:
+  // Gives ssl_ its pair of memory BIOs.
+  void attachBios();
   void applyClientCertMode();
+  // Client side: the handshake failed; true (and Failed) when the peer's certificate is why.
+  bool failedVerification();
   void handshake();
   // The handshake completed: records the facts, or fails a `require` connection without a
   // client certificate.
@@ -85,7 +102,8 @@ class Engine {
   // Records that a `require` connection has no client certificate; `reason` may be empty.
   void failNoClientCertificate(const std::string& reason);
 
-  ContextPtr context_;  // the snapshot this connection started with
+  ContextPtr context_;  // the snapshot this connection started with (server side)
+  std::shared_ptr<const ClientContext> clientContext_;  // client side: owns the session cache
   config::ClientCertMode clientCert_;
   SslPtr ssl_;
   BIO* rbio_ = nullptr;  // owned by ssl_ (SSL_set_bio transfers ownership)
@@ -93,6 +111,7 @@ class Engine {
   State state_ = State::Handshaking;
   bool pumping_ = false;
   bool justCompleted_ = false;
+  bool verifyFailed_ = false;
   bool shutdownRequested_ = false;   // honoured by pump() once pending plaintext is written
   std::string pendingPlaintextOut_;  // queued, not yet encrypted (e.g. during the handshake)
   std::string plaintextIn_;          // decrypted, not yet taken; unbounded (caller's cap)

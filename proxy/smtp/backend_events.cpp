@@ -32,6 +32,10 @@ const char* toString(BackendFailure failure) {
       return "XCLIENT not offered";
     case BackendFailure::XclientRefused:
       return "XCLIENT refused";
+    case BackendFailure::TlsNotOffered:
+      return "STARTTLS not offered";
+    case BackendFailure::TlsFailed:
+      return "TLS failed";
   }
   return "unknown";
 }

@@ -31,15 +31,20 @@ enum class BackendFailure : std::uint8_t {
   Refused,            // greeting or EHLO not accepted
   XclientNotOffered,  // backend does not offer XCLIENT (or XFORWARD) as configured
   XclientRefused,     // backend answered XCLIENT with an error
+  TlsNotOffered,      // backend.tls = "starttls" but the backend does not offer STARTTLS
+  TlsFailed,          // STARTTLS refused, or the TLS handshake failed (certificate included)
 };
 
 const char* toString(BackendFailure failure);
 
 // A failure that no retry can cure: the backend is not set up to take the proxy's identity
-// hand-off. The client is told 421 and the session ends (never a session under the proxy's
-// own, possibly trusted, address).
+// hand-off, or not set up for the TLS the proxy requires of it. The client is told 421 and the
+// session ends (never a session under the proxy's own, possibly trusted, address, and never one
+// in plaintext). A failed handshake is not one of these: a certificate being renewed or a
+// restarting backend may cure it, so the client gets the 451 of an unavailable backend.
 inline bool isConfigurationFailure(BackendFailure failure) {
-  return failure == BackendFailure::XclientNotOffered || failure == BackendFailure::XclientRefused;
+  return failure == BackendFailure::XclientNotOffered ||
+         failure == BackendFailure::XclientRefused || failure == BackendFailure::TlsNotOffered;
 }
 
 // What the dialogue makes of a backend reply to one of its commands.

@@ -91,6 +91,8 @@ Capabilities Capabilities::fromEhloReply(const Reply& reply) {
       caps.enhancedStatusCodes = true;
     } else if (keyword == "CHUNKING") {
       caps.chunking = true;
+    } else if (keyword == "STARTTLS") {
+      caps.starttls = true;
     } else if (keyword == "XCLIENT" || keyword == "XFORWARD") {
       const bool isXclient = keyword == "XCLIENT";
       (isXclient ? caps.xclient : caps.xforward) = true;
@@ -100,8 +102,8 @@ Capabilities Capabilities::fromEhloReply(const Reply& reply) {
         attributes.insert(text::toUpper(words[w]));
       }
     }
-    // Anything else (AUTH, VRFY, ETRN, STARTTLS, XEXCH50, unknown) is deliberately not kept:
-    // nothing the proxy does depends on it and none of it is shown to clients.
+    // Anything else (AUTH, VRFY, ETRN, XEXCH50, unknown) is deliberately not kept: nothing the
+    // proxy does depends on it and none of it is shown to clients.
   }
   return caps;
 }

@@ -28,6 +28,9 @@ struct Capabilities {
   std::set<std::string> xclientAttributes;  // upper case: NAME ADDR PORT PROTO HELO LOGIN ...
   bool xforward = false;
   std::set<std::string> xforwardAttributes;
+  // STARTTLS offered to the proxy: what backend.tls = "starttls" needs. Never shown to clients
+  // (the proxy's STARTTLS is its own) and not part of what the backends have in common.
+  bool starttls = false;
   // The backend's 220 greeting names Postfix (its default banner, "ESMTP Postfix"): hints may
   // name Postfix's settings. Set by whoever read the greeting, not by fromEhloReply().
   bool postfix = false;

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -127,6 +128,15 @@ class Behaviour:
         # e.g. a 421 of a backend going down), then close the connection. An empty list only
         # closes (the backend restarted between two commands).
         self.then_close: dict[str, list[str]] = {}
+        # TLS (the proxy's backend.tls): with a server-side ssl.SSLContext here, EHLO offers
+        # STARTTLS and a STARTTLS gets 220 and the handshake (a "STARTTLS" entry in `replies`
+        # still overrides that); with implicit_tls, the handshake comes first and STARTTLS is
+        # not offered. After answering a command named in end_tls_after inside TLS, the backend
+        # sends close_notify and then neither reads nor writes, with the TCP connection left
+        # open until the proxy closes it.
+        self.tls: ssl.SSLContext | None = None
+        self.implicit_tls = False
+        self.end_tls_after: set[str] = set()
 
 
 class BackendConnection:
@@ -145,6 +155,11 @@ class BackendConnection:
         self.bdat_messages: list[bytes] = []
         self.closed = False
         self.holding = False                 # not reading (Behaviour.hold_after_354)
+        # Behaviour.tls: how many commands came before the handshake (None: no TLS yet), the
+        # proxy's certificate as ssl.getpeercert() gives it, and whether TLS was ended.
+        self.tls_after: int | None = None
+        self.peer_cert: dict | None = None
+        self.tls_ended = False
 
     def command_names(self) -> list[str]:
         return [c.split(" ", 1)[0].split(":", 1)[0].upper() for c in self.commands]
@@ -270,6 +285,31 @@ class ScriptedBackend:
         except OSError:
             pass
 
+    def _start_tls(self, conn: BackendConnection):
+        """The server side of the handshake (blocking: a thread per connection); ssl.SSLError
+        (an OSError) ends the connection."""
+        conn.sock = self.behaviour.tls.wrap_socket(conn.sock, server_side=True)
+        with self._cond:
+            conn.tls_after = len(conn.commands)
+            conn.peer_cert = conn.sock.getpeercert() or None
+            self._cond.notify_all()
+
+    def _end_tls(self, conn: BackendConnection):
+        """close_notify; then wait, reading nothing into the session, until the proxy closes."""
+        try:
+            conn.sock = conn.sock.unwrap()
+        except (OSError, ValueError):
+            return
+        with self._cond:
+            conn.tls_ended = True
+            self._cond.notify_all()
+        while not self._stopping:
+            try:
+                if not conn.sock.recv(65536):
+                    return
+            except OSError:
+                return
+
     def _reply_for(self, name: str, default: str) -> str:
         return self.behaviour.replies.get(name, default)
 
@@ -312,6 +352,8 @@ class ScriptedBackend:
         chunk_buf, chunk_count, chunk_last = bytearray(), 0, False
         bdat = bytearray()                # this transaction's earlier chunks
         try:
+            if b.tls is not None and b.implicit_tls:
+                self._start_tls(conn)
             self._send(conn, b.greeting)
             if not b.greeting.startswith("2"):
                 return
@@ -393,6 +435,11 @@ class ScriptedBackend:
                         continue
                     if name == "RSET":
                         bdat = bytearray()
+                    if name == "STARTTLS" and b.tls is not None and name not in b.replies:
+                        self._send(conn, "220 2.0.0 Ready to start TLS")
+                        buf = b""    # plaintext behind STARTTLS is never read (RFC 3207)
+                        self._start_tls(conn)
+                        continue
                     if name in b.replies:
                         reply = b.replies[name]
                         if reply is None:          # None: close without a reply
@@ -407,6 +454,9 @@ class ScriptedBackend:
                         continue
                     if name in ("EHLO", "LHLO"):
                         lines = [b.hostname] + list(b.capabilities)
+                        if (b.tls is not None and conn.tls_after is None
+                                and "STARTTLS" not in lines):
+                            lines.append("STARTTLS")
                         self._send(conn, "\r\n".join(
                             f"250{'-' if i < len(lines) - 1 else ' '}{text}"
                             for i, text in enumerate(lines)))
@@ -432,6 +482,9 @@ class ScriptedBackend:
                         return
                     else:
                         self._send(conn, "502 5.5.2 Error: command not recognized")
+                    if conn.tls_after is not None and name in b.end_tls_after:
+                        self._end_tls(conn)
+                        return
         except OSError:
             return
         finally:

@@ -70,13 +70,18 @@ class PostfixInstance:
     }
 
     def __init__(self, tmpdir: str, port: int | None = None, *, extra_main: dict | None = None,
-                 start: bool = True, modes=None, relay_to: int | None = None):
+                 start: bool = True, modes=None, relay_to: int | None = None,
+                 services: dict | None = None):
         """modes: None (default) = one smtpd service on `port` configured by main.cf (XCLIENT,
         as before); or a sequence of MODE_SETTINGS names, one smtpd service each on its own
         port (`ports[mode]`; `port` is the first one's), logging as postfix/<mode>/smtpd.
         relay_to: deliver mail for non-local domains with the smtp client to
-        [127.0.0.1]:<relay_to> (an SmtpSink capturing it) instead of discarding it."""
+        [127.0.0.1]:<relay_to> (an SmtpSink capturing it) instead of discarding it.
+        services: more smtpd services beside those, {name: {parameter: value}} as master.cf
+        -o overrides (e.g. {"smtps": {"smtpd_tls_wrappermode": "yes"}}), each on its own port
+        (`ports[name]`), logging as postfix/<name>/smtpd."""
         self.modes = tuple(modes) if modes else None
+        self.services = dict(services or {})
         for mode in self.modes or ():
             if mode not in self.MODE_SETTINGS:
                 raise ValueError(f"unknown Postfix mode {mode!r}")
@@ -157,13 +162,17 @@ class PostfixInstance:
         return settings
 
     def _smtpd_lines(self) -> list[str]:
-        if not self.modes:
-            return [f"127.0.0.1:{self.port} inet n - n - - smtpd"]
         lines = []
-        for mode in self.modes:
+        if not self.modes:
+            lines.append(f"127.0.0.1:{self.port} inet n - n - - smtpd")
+        for mode in self.modes or ():
             lines.append(f"127.0.0.1:{self.ports[mode]} inet n - n - - smtpd")
             lines.append(f"  -o syslog_name=postfix/{mode}")
             lines += [f"  -o {k}={v}" for k, v in self.MODE_SETTINGS[mode].items()]
+        for name, settings in self.services.items():
+            lines.append(f"127.0.0.1:{self.ports[name]} inet n - n - - smtpd")
+            lines.append(f"  -o syslog_name=postfix/{name}")
+            lines += [f"  -o {k}={v}" for k, v in settings.items()]
         return lines
 
     def smtpd_log(self, mode: str) -> str:
@@ -220,12 +229,13 @@ class PostfixInstance:
             raise unittest.SkipTest("Postfix is not installed")
         last_error = None
         for _attempt in range(5):
+            names = list(self.modes or ()) + list(self.services)
+            if names and (not self.ports or last_error is not None):
+                self.ports = {name: free_port() for name in names}
+                if len(set(self.ports.values())) != len(names):
+                    last_error = RuntimeError("free_port() gave one port twice")
+                    continue
             if self.modes:
-                if not self.ports or last_error is not None:
-                    self.ports = {mode: free_port() for mode in self.modes}
-                    if len(set(self.ports.values())) != len(self.modes):
-                        last_error = RuntimeError("free_port() gave one port twice")
-                        continue
                 self.port = self.ports[self.modes[0]]
             elif self.port is None or last_error is not None:
                 self.port = free_port()
@@ -248,7 +258,7 @@ class PostfixInstance:
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.started = True
             try:
-                ports = list(self.ports.values()) if self.modes else [self.port]
+                ports = list(self.ports.values()) + ([] if self.modes else [self.port])
                 wait_until(lambda: all(port_accepts(p) for p in ports)
                            or self.master.poll() is not None,
                            10.0, what="Postfix smtpd port(s) to accept")

@@ -27,11 +27,11 @@ BackendSet setOf(std::vector<BackendTarget> targets) {
   return set;
 }
 
-std::vector<std::string> hosts(const std::vector<config::Endpoint>& order) {
+std::vector<std::string> hosts(const std::vector<BackendAddress>& order) {
   std::vector<std::string> out;
   out.reserve(order.size());
-  for (const auto& endpoint : order) {
-    out.push_back(endpoint.host);
+  for (const auto& entry : order) {
+    out.push_back(entry.address.host);
   }
   return out;
 }
@@ -62,7 +62,7 @@ TEST_SUITE("proxy") {
           Hosts{"10.0.0.1", "10.0.0.3", "10.0.0.2"});
     int first = 0;
     for (std::uint64_t turn = 0; turn < 100; ++turn) {
-      first += connectOrder(set, BalanceMode::RoundRobin, turn).front().host == "10.0.0.1";
+      first += connectOrder(set, BalanceMode::RoundRobin, turn).front().address.host == "10.0.0.1";
     }
     CHECK(first == 50);  // spread evenly over the healthy ones
   }
@@ -84,6 +84,19 @@ TEST_SUITE("proxy") {
     CHECK(hosts(connectOrder(set, BalanceMode::RoundRobin, 1)) == Hosts{"10.0.0.2", "10.0.0.1"});
     CHECK(connectOrder(BackendSet{}, BalanceMode::First, 0).empty());  // nothing resolved
     CHECK(setOf({target("10.0.0.1", BackendHealth::Healthy)}).healthyCount() == 1);
+  }
+
+  TEST_CASE("backend set: each address carries the host it was configured as") {
+    BackendTarget named = target("10.0.0.1", BackendHealth::Healthy);
+    named.host = "mx.example";  // resolved from a name: backend.tls verifies that name
+    BackendTarget numeric = target("10.0.0.2", BackendHealth::Down);
+    numeric.host = "10.0.0.2";
+    BackendTarget unset = target("10.0.0.3", BackendHealth::Unknown);  // host left empty
+    const auto order = connectOrder(setOf({named, numeric, unset}), BalanceMode::First, 0);
+    REQUIRE(order.size() == 3);
+    CHECK(order[0] == BackendAddress{config::Endpoint{"10.0.0.1", 25}, "mx.example"});
+    CHECK(order[1] == BackendAddress{config::Endpoint{"10.0.0.2", 25}, "10.0.0.2"});
+    CHECK(order[2] == BackendAddress{config::Endpoint{"10.0.0.3", 25}, "10.0.0.3"});
   }
 
   TEST_CASE("backend set: clients are offered what every healthy backend offers") {

@@ -87,7 +87,8 @@ TEST_SUITE("metrics") {
     const std::string text = metrics.exposition();
     for (const char* counter :
          {"certrelay_connections_total", "certrelay_tls_handshakes_total", "certrelay_rcpt_total",
-          "certrelay_messages_total", "certrelay_message_bytes_total", "certrelay_reloads_total"}) {
+          "certrelay_messages_total", "certrelay_message_bytes_total", "certrelay_reloads_total",
+          "certrelay_backend_tls_handshakes_total"}) {
       CAPTURE(std::string(counter));
       CHECK(has(text, std::string("# TYPE ") + counter + " counter"));
       CHECK(text.find(std::string("# HELP ") + counter + " ") != std::string::npos);
@@ -118,7 +119,12 @@ TEST_SUITE("metrics") {
       CHECK(has(text, std::string("certrelay_messages_total{result=\"") + result + "\"} 0"));
     }
     CHECK(has(text, "certrelay_reloads_total{material=\"tls\",result=\"failure\"} 0"));
+    CHECK(has(text, "certrelay_reloads_total{material=\"backend_tls\",result=\"success\"} 0"));
     CHECK(has(text, "certrelay_last_reload_success_timestamp_seconds{material=\"policy\"} 0"));
+    for (const char* result : {"full", "resumed", "verify_failed", "failed"}) {
+      CHECK(has(text, std::string("certrelay_backend_tls_handshakes_total{result=\"") + result +
+                          "\"} 0"));
+    }
     // No reply was sent yet: the family has no child, and a family without one is not shown.
     CHECK(text.find("certrelay_smtp_replies_total") == std::string::npos);
     // Off by default: no per-identity family at all.
@@ -225,6 +231,7 @@ TEST_SUITE("metrics") {
     metrics.countReload("policy", true, 1'800'000'000);
     metrics.countReload("policy", false, 1'800'000'500);  // the timestamp stays the success's
     metrics.countReload("tls", true, 1'800'000'100);
+    metrics.countReload("backend_tls", false, 1'800'000'200);
     metrics.countReload("other", true, 1);  // not a material: ignored
     metrics.setCertificateNotAfter(1'900'000'000);
     metrics.setDraining(true);
@@ -234,6 +241,8 @@ TEST_SUITE("metrics") {
     CHECK(has(text, "certrelay_reloads_total{material=\"policy\",result=\"success\"} 1"));
     CHECK(has(text, "certrelay_reloads_total{material=\"policy\",result=\"failure\"} 1"));
     CHECK(has(text, "certrelay_reloads_total{material=\"tls\",result=\"success\"} 1"));
+    CHECK(has(text, "certrelay_reloads_total{material=\"backend_tls\",result=\"failure\"} 1"));
+    CHECK(has(text, "certrelay_last_reload_success_timestamp_seconds{material=\"backend_tls\"} 0"));
     CHECK(has(text,
               "certrelay_last_reload_success_timestamp_seconds{material=\"policy\"} "
               "1800000000"));
@@ -246,6 +255,20 @@ TEST_SUITE("metrics") {
     metrics.setBackendUp(false);
     metrics.setDraining(false);
     CHECK(has(metrics.exposition(), "certrelay_backend_up 0"));
+  }
+
+  TEST_CASE("backend TLS handshakes are counted by result") {
+    Metrics metrics(metricsConfig());
+    metrics.backendTlsHandshake(BackendTlsResult::Full);
+    metrics.backendTlsHandshake(BackendTlsResult::Resumed);
+    metrics.backendTlsHandshake(BackendTlsResult::Resumed);
+    metrics.backendTlsHandshake(BackendTlsResult::VerifyFailed);
+    const std::string text = metrics.exposition();
+    CHECK(has(text, "certrelay_backend_tls_handshakes_total{result=\"full\"} 1"));
+    CHECK(has(text, "certrelay_backend_tls_handshakes_total{result=\"resumed\"} 2"));
+    CHECK(has(text, "certrelay_backend_tls_handshakes_total{result=\"verify_failed\"} 1"));
+    CHECK(has(text, "certrelay_backend_tls_handshakes_total{result=\"failed\"} 0"));
+    CHECK(backendTlsResultName(BackendTlsResult::VerifyFailed) == "verify_failed");
   }
 
   TEST_CASE("backend up per address: one series per resolved address, gone ones removed") {

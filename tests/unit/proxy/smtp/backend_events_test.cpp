@@ -46,11 +46,17 @@ TEST_SUITE("smtp") {
           ReplyFit::Relay);
   }
 
-  TEST_CASE("configuration failures are the XCLIENT ones") {
+  TEST_CASE("configuration failures are the XCLIENT ones and a missing STARTTLS") {
     CHECK(isConfigurationFailure(BackendFailure::XclientNotOffered));
     CHECK(isConfigurationFailure(BackendFailure::XclientRefused));
+    // backend.tls = "starttls" and none offered: 421 and close, never a plaintext session.
+    CHECK(isConfigurationFailure(BackendFailure::TlsNotOffered));
+    // A failed handshake may heal (a certificate being renewed): the 451 of a backend away.
+    CHECK_FALSE(isConfigurationFailure(BackendFailure::TlsFailed));
     CHECK_FALSE(isConfigurationFailure(BackendFailure::Closed));
     CHECK(std::string(toString(BackendFailure::Timeout)) == "timeout");
+    CHECK(std::string(toString(BackendFailure::TlsNotOffered)) == "STARTTLS not offered");
+    CHECK(std::string(toString(BackendFailure::TlsFailed)) == "TLS failed");
   }
 }
 

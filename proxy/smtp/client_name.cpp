@@ -63,6 +63,20 @@ ClientName unconfirmed(std::string_view ptrName, NameStatus status, LookupResult
   return name;
 }
 
+// An XCLIENT NAME= or REVERSE_NAME= value: the name when found, else what kept it from being.
+std::string xclientValue(NameStatus status, const std::string& found) {
+  switch (status) {
+    case NameStatus::Ok:
+      return detail::xtextOrUnavailable(found);
+    case NameStatus::TempFail:
+      return std::string(kTempUnavailable);
+    case NameStatus::PermFail:
+    case NameStatus::Forged:
+      break;
+  }
+  return std::string(detail::kUnavailable);
+}
+
 }  // namespace
 
 std::string_view lookupResultKeyword(LookupResult result) {
@@ -187,32 +201,14 @@ ClientName noLookup() {
 }
 
 std::string xclientName(const ClientName& name) {
-  switch (name.status) {
-    case NameStatus::Ok:
-      return detail::xtextOrUnavailable(name.name);
-    case NameStatus::TempFail:
-      return std::string(kTempUnavailable);
-    case NameStatus::PermFail:
-    case NameStatus::Forged:
-      break;
-  }
-  return std::string(detail::kUnavailable);
+  return xclientValue(name.status, name.name);
 }
 
 std::optional<std::string> xclientReverseName(const ClientName& name) {
   if (name.status == NameStatus::Ok) {
     return std::nullopt;
   }
-  switch (name.reverseStatus) {
-    case NameStatus::Ok:
-      return detail::xtextOrUnavailable(name.reverseName);
-    case NameStatus::TempFail:
-      return std::string(kTempUnavailable);
-    case NameStatus::PermFail:
-    case NameStatus::Forged:
-      break;
-  }
-  return std::string(detail::kUnavailable);
+  return xclientValue(name.reverseStatus, name.reverseName);
 }
 
 std::string xforwardName(const ClientName& name) {

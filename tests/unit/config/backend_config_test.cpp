@@ -3,13 +3,12 @@
 // text. The rest of [backend] is in config_test.cpp and limits_config_test.cpp.
 
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "config/config.h"
+#include "tests/support/config_files.h"
 
 namespace certrelay::config {
 namespace {
@@ -22,44 +21,11 @@ const std::string kHead =
     "address = \"127.0.0.1:10025\"\n";
 const std::string kTail = "[tls]\ncert = \"tls.crt\"\nkey = \"tls.key\"\n";
 
-class Files {
+class Files : public test::ConfigFiles {
  public:
-  Files() {
-    static int counter = 0;
-    dir_ = fs::temp_directory_path() / ("certrelay-backend-config-test-" +
-                                        std::to_string(getpid()) + "-" + std::to_string(++counter));
-    fs::create_directories(dir_ / "backend");
-    for (const char* name :
-         {"tls.crt", "tls.key", "backend/ca.pem", "backend/proxy.crt", "backend/proxy.key"}) {
-      std::ofstream(dir_ / name) << "";  // config only checks that files can be opened
-    }
-  }
-  ~Files() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  Files(const Files&) = delete;
-  Files& operator=(const Files&) = delete;
-
-  Config backend(const std::string& keys) const {
-    return config::parse(kHead + keys + kTail, origin());
-  }
-  std::string error(const std::string& keys) const {
-    try {
-      backend(keys);
-    } catch (const ConfigError& e) {
-      return e.what();
-    }
-    return "";
-  }
-  std::string at(int line, const std::string& rest) const {
-    return origin().string() + ":" + std::to_string(line) + ": " + rest;
-  }
-  const fs::path& dir() const { return dir_; }
-
- private:
-  fs::path origin() const { return dir_ / "certrelay.toml"; }
-  fs::path dir_;
+  Files() : ConfigFiles({"backend/ca.pem", "backend/proxy.crt", "backend/proxy.key"}) {}
+  Config backend(const std::string& keys) const { return parseText(kHead + keys + kTail); }
+  std::string error(const std::string& keys) const { return textError(kHead + keys + kTail); }
 };
 
 TEST_SUITE("config backend tls") {

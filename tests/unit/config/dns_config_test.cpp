@@ -2,20 +2,17 @@
 // environment override, and every refusal with its `file:line: key: reason` text.
 
 #include <doctest/doctest.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "config/config.h"
+#include "tests/support/config_files.h"
 
 namespace certrelay::config {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 // The smallest valid file: eight lines, then "[dns]" on line 9, so a key is on line 10.
@@ -23,45 +20,12 @@ const std::string kHead =
     "[[listener]]\nname = \"mx\"\naddress = \"0.0.0.0:2525\"\n[backend]\n"
     "address = \"127.0.0.1:10025\"\n[tls]\ncert = \"tls.crt\"\nkey = \"tls.key\"\n[dns]\n";
 
-class Files {
+class Files : public test::ConfigFiles {
  public:
-  Files() {
-    static int counter = 0;
-    dir_ = fs::temp_directory_path() /
-           ("certrelay-dns-test-" + std::to_string(getpid()) + "-" + std::to_string(++counter));
-    fs::create_directories(dir_);
-    std::ofstream(dir_ / "tls.crt") << "";
-    std::ofstream(dir_ / "tls.key") << "";
+  Config parse(const std::string& dns, const EnvironmentVariables& environment = {}) const {
+    return parseText(kHead + dns, environment);
   }
-  ~Files() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  Files(const Files&) = delete;
-  Files& operator=(const Files&) = delete;
-
-  Config parse(const std::string& dns,
-               const std::vector<std::pair<std::string, std::string>>& environment = {}) const {
-    return config::parse(kHead + dns, origin(), environment);
-  }
-  // A whole file of our own instead of kHead + [dns] keys.
-  Config parseText(const std::string& text) const { return config::parse(text, origin()); }
   std::string error(const std::string& dns) const { return textError(kHead + dns); }
-  std::string textError(const std::string& text) const {
-    try {
-      parseText(text);
-    } catch (const ConfigError& e) {
-      return e.what();
-    }
-    return "";
-  }
-  std::string at(int line, const std::string& rest) const {
-    return origin().string() + ":" + std::to_string(line) + ": " + rest;
-  }
-
- private:
-  fs::path origin() const { return dir_ / "certrelay.toml"; }
-  fs::path dir_;
 };
 
 TEST_SUITE("config dns") {

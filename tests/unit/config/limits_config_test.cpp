@@ -2,18 +2,15 @@
 // exempt_networks): defaults, values and every refusal with its `file:line: key: reason` text.
 
 #include <doctest/doctest.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "config/config.h"
+#include "tests/support/config_files.h"
 
 namespace certrelay::config {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 // The smallest valid file: eight lines, then "[limits]" on line 9, so a key is on line 10.
@@ -21,53 +18,22 @@ const std::string kHead =
     "[[listener]]\nname = \"mx\"\naddress = \"0.0.0.0:2525\"\n[backend]\n"
     "address = \"127.0.0.1:10025\"\n[tls]\ncert = \"tls.crt\"\nkey = \"tls.key\"\n[limits]\n";
 
-class Files {
+class Files : public test::ConfigFiles {
  public:
-  Files() {
-    static int counter = 0;
-    dir_ = fs::temp_directory_path() /
-           ("certrelay-limits-test-" + std::to_string(getpid()) + "-" + std::to_string(++counter));
-    fs::create_directories(dir_);
-    std::ofstream(dir_ / "tls.crt") << "";
-    std::ofstream(dir_ / "tls.key") << "";
-  }
-  ~Files() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  Files(const Files&) = delete;
-  Files& operator=(const Files&) = delete;
-
-  Config parse(const std::string& limits) const { return config::parse(kHead + limits, origin()); }
+  Config parse(const std::string& limits) const { return parseText(kHead + limits); }
   // With `backend` added to [backend] (line 6 onwards) instead.
-  Config parseBackend(const std::string& backend) const {
-    std::string text = kHead;
-    text.insert(text.find("[tls]"), backend);
-    return config::parse(text, origin());
-  }
+  Config parseBackend(const std::string& backend) const { return parseText(withBackend(backend)); }
   std::string backendError(const std::string& backend) const {
-    try {
-      parseBackend(backend);
-    } catch (const ConfigError& e) {
-      return e.what();
-    }
-    return "";
+    return textError(withBackend(backend));
   }
-  std::string error(const std::string& limits) const {
-    try {
-      parse(limits);
-    } catch (const ConfigError& e) {
-      return e.what();
-    }
-    return "";
-  }
-  std::string at(int line, const std::string& rest) const {
-    return origin().string() + ":" + std::to_string(line) + ": " + rest;
-  }
+  std::string error(const std::string& limits) const { return textError(kHead + limits); }
 
  private:
-  fs::path origin() const { return dir_ / "certrelay.toml"; }
-  fs::path dir_;
+  static std::string withBackend(const std::string& backend) {
+    std::string text = kHead;
+    text.insert(text.find("[tls]"), backend);
+    return text;
+  }
 };
 
 TEST_SUITE("config limits") {

@@ -46,7 +46,7 @@ from util import (CERTRELAY_BIN, HOSTNAME, LOCAL_DOMAIN, OPENSSL, REMOTE_DOMAIN,
                   wait_until)
 
 __all__ = [
-    "Expect", "Proxy", "ProxyStartError", "IntegrationTest", "main", "connect", "render_toml",
+    "ADMIN_FREE", "Expect", "Proxy", "ProxyStartError", "IntegrationTest", "main", "connect", "render_toml",
     "deep_merge",
     "XCLIENT_ALL", "BackendConnection", "Behaviour", "ScriptedBackend", "SmtpSink",
     "Cert", "Pki", "write_fingerprints", "PostfixInstance",
@@ -129,6 +129,8 @@ class Expect:
     # Log lines (stdout of the daemon).
     LOG_LISTENING = re.compile(r"listening: name=(?P<name>\S+) address=(?P<addr>\S+):(?P<port>\d+)")
     LOG_READY = re.compile(r"ready: workers=\d+")
+    LOG_ADMIN_LISTENING = re.compile(r"admin: listening on \S+:(?P<port>\d+)")
+    LOG_ADMIN_IN_USE = re.compile(r"admin: cannot listen on \S+: address already in use")
     LOG_TRUSTED_TLS = re.compile(r"Trusted TLS connection established from unknown\[127\.0\.0\.1\]")
     LOG_UNTRUSTED_TLS = re.compile(r"Untrusted TLS connection established from unknown\[127\.0\.0\.1\]")
     LOG_ANONYMOUS_TLS = re.compile(r"Anonymous TLS connection established from unknown\[127\.0\.0\.1\]")
@@ -200,6 +202,10 @@ def deep_merge(base: dict, overrides: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # The daemon under test
 # ---------------------------------------------------------------------------------------------
+# admin={"address": ADMIN_FREE}: a free loopback port, written into the config.
+ADMIN_FREE = "127.0.0.1:free"
+
+
 class ProxyStartError(RuntimeError):
     pass
 
@@ -247,16 +253,36 @@ class Proxy:
         }
         self.config = deep_merge(config, overrides)
         self.config_path = os.path.join(tmpdir, "certrelay.toml")
-        with open(self.config_path, "w") as f:
-            f.write(render_toml(self.config))
+        # admin.address = ADMIN_FREE: a fixed port (`certrelay ctl` reads it from the config),
+        # picked here and picked again if another process takes it before certrelay binds.
+        self.admin_free = self.config.get("admin", {}).get("address") == ADMIN_FREE
+        self.admin_port = None
+        self.write_config()
         self.proc = None
         self.log = None
         self.ports: dict[str, int] = {}
         if start:
             self.start()
 
+    def write_config(self):
+        """(Re)writes the config file from self.config; an ADMIN_FREE address gets a port."""
+        if self.admin_free:
+            self.config["admin"]["address"] = f"127.0.0.1:{free_port()}"
+        with open(self.config_path, "w") as f:
+            f.write(render_toml(self.config))
+
     # -- life cycle --------------------------------------------------------------------------
     def start(self):
+        for _ in range(4 if self.admin_free else 1):
+            try:
+                return self._start_once()
+            except ProxyStartError as e:
+                if not (self.admin_free and Expect.LOG_ADMIN_IN_USE.search(str(e))):
+                    raise
+                self.write_config()  # free_port()'s race lost: another port
+        raise ProxyStartError("admin: four free ports were taken before certrelay bound them")
+
+    def _start_once(self):
         if not os.access(self.binary, os.X_OK):
             raise ProxyStartError(f"certrelay binary not found: {self.binary}")
         nofile = self.nofile
@@ -279,6 +305,10 @@ class Proxy:
         if not self.ports:
             self._kill()
             raise ProxyStartError("no 'listening:' line before 'ready:':\n" + self.log.text())
+        for line in self.log.lines():
+            m = Expect.LOG_ADMIN_LISTENING.search(line)
+            if m:
+                self.admin_port = int(m.group("port"))
 
     @property
     def port(self) -> int:

@@ -105,7 +105,7 @@ class AdminEndpointTest(harness.IntegrationTest):
         self.backend = self.start_backend()
         # A fixed port: `certrelay ctl` reads it from the config (port 0 would name no endpoint).
         self.proxy = self.start_proxy(self.backend.port,
-                                      admin={"address": f"127.0.0.1:{harness.free_port()}"})
+                                      admin={"address": harness.ADMIN_FREE})
         match = next((m for m in map(ADMIN_LISTENING.search, self.proxy.lines()) if m), None)
         self.assertIsNotNone(match, "no 'admin: listening on' line before 'ready:'")
         self.admin_port = int(match.group("port"))

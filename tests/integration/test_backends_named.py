@@ -29,16 +29,13 @@ class NamedBackendsTest(harness.IntegrationTest):
     def proxy_with(self, addresses, **backend):
         """A proxy whose [backend] lists `addresses` (a string: backend.address; a list:
         backend.addresses), with an admin endpoint."""
-        admin_port = harness.free_port()
-        proxy = self.start_proxy(0, start=False, admin={"address": f"127.0.0.1:{admin_port}"},
+        proxy = self.start_proxy(0, start=False, admin={"address": harness.ADMIN_FREE},
                                  backend=backend)
         del proxy.config["backend"]["address"]
         key = "address" if isinstance(addresses, str) else "addresses"
         proxy.config["backend"][key] = addresses
-        with open(proxy.config_path, "w") as f:
-            f.write(harness.render_toml(proxy.config))
+        proxy.write_config()
         proxy.start()
-        proxy.admin_port = admin_port
         return proxy
 
     def get(self, proxy, path):

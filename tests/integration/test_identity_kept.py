@@ -21,16 +21,15 @@ class IdentityKeptTest(harness.IntegrationTest):
     def test_auto_resolved_to_xclient_fails_closed_when_xclient_goes(self):
         behaviour = harness.Behaviour()
         backend = self.start_backend(behaviour)
-        admin_port = harness.free_port()
         proxy = self.start_proxy(backend.port, backend={"probe_interval": "1s"},
-                                 admin={"address": f"127.0.0.1:{admin_port}"})
+                                 admin={"address": harness.ADMIN_FREE})
         self.assertTrue(any(harness.Expect.handoff_line("xclient") in line
                             for line in proxy.lines()), proxy.dump())
         # The backend stops authorising the proxy for XCLIENT (a Postfix reload, say).
         mark = proxy.mark()
         behaviour.capabilities = [c for c in behaviour.capabilities if c != XCLIENT_ALL]
         self.assertTrue(proxy.wait_log(LOG_NO_LONGER, 10.0, start=mark), proxy.dump())
-        conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=5)
         conn.request("GET", "/readyz?verbose")
         response = conn.getresponse()
         body = response.read().decode()

@@ -27,11 +27,10 @@ class LifecycleTest(harness.IntegrationTest):
         self.backend = self.start_backend(self.behaviour)
 
     def start(self, delay: str = "0s", **overrides):
-        self.admin_port = harness.free_port()
-        self.proxy = self.start_proxy(self.backend.port,
-                                      admin={"address": f"127.0.0.1:{self.admin_port}"},
+        self.proxy = self.start_proxy(self.backend.port, admin={"address": harness.ADMIN_FREE},
                                       shutdown={"delay": delay}, timeouts={"shutdown": "30s"},
                                       **overrides)
+        self.admin_port = self.proxy.admin_port
         return self.proxy
 
     def http(self, method: str, target: str):

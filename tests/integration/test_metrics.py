@@ -27,9 +27,8 @@ class MetricsTest(harness.IntegrationTest):
     def setUp(self):
         super().setUp()
         self.backend = self.start_backend()
-        self.admin_port = harness.free_port()
-        self.proxy = self.start_proxy(self.backend.port,
-                                      admin={"address": f"127.0.0.1:{self.admin_port}"})
+        self.proxy = self.start_proxy(self.backend.port, admin={"address": harness.ADMIN_FREE})
+        self.admin_port = self.proxy.admin_port
 
     def exposition(self) -> str:
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)

@@ -8,10 +8,10 @@ import signal
 import subprocess
 import unittest
 
-from util import LOCAL_DOMAIN, POSTCONF, POSTFIX, free_port, is_root, port_accepts, run, wait_until
+from util import LOCAL_DOMAIN, LogFile, POSTCONF, POSTFIX, free_port, is_root, port_accepts, run, wait_until
 
 
-class PostfixInstance:
+class PostfixInstance(LogFile):
     """A real Postfix (Debian's 3.7.11) with its own config, queue and data directories under
     `tmpdir`, listening only on 127.0.0.1:<port>, logging to <tmpdir>/maillog, and never
     delivering anywhere: every transport is `discard`, so relayed mail is received, queued,
@@ -92,6 +92,8 @@ class PostfixInstance:
         self.queue_dir = os.path.join(tmpdir, "spool")
         self.data_dir = os.path.join(tmpdir, "data")
         self.maillog = os.path.join(tmpdir, "maillog")
+        self.log_path = self.maillog
+        self.log_name = "Postfix maillog"
         self.sasl_dir = os.path.join(self.config_dir, "sasl")
         for d in (self.config_dir, self.queue_dir, self.sasl_dir):
             os.makedirs(d, exist_ok=True)
@@ -327,28 +329,3 @@ class PostfixInstance:
     def __exit__(self, *exc):
         self.stop()
         return False
-
-    def log_text(self) -> str:
-        try:
-            with open(self.maillog, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def log_lines(self) -> list[str]:
-        return self.log_text().splitlines()
-
-    def wait_log(self, pattern, timeout: float = 10.0, start: int = 0):
-        """First maillog line at index >= start matching `pattern`; raises TimeoutError."""
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-
-        def probe():
-            for line in self.log_lines()[start:]:
-                m = regex.search(line)
-                if m:
-                    return m
-            return None
-        return wait_until(probe, timeout, interval=0.05, what=f"Postfix log line /{regex.pattern}/")
-
-    def dump(self) -> str:
-        return f"--- Postfix maillog ({self.maillog}) ---\n{self.log_text()}"

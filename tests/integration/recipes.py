@@ -17,7 +17,7 @@ import tomllib
 import unittest
 
 from postfix import PostfixInstance
-from util import free_port, is_root, port_accepts, run, wait_until
+from util import LogFile, free_port, is_root, port_accepts, run, wait_until
 
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "backends.md")
 DOC_PORT = "10025"          # the backend port the document's blocks use
@@ -129,7 +129,7 @@ def _require_root(what: str):
         raise unittest.SkipTest(f"{what} needs root")
 
 
-class _Daemon:
+class _Daemon(LogFile):
     """A foreground MTA process with a watchdog that sends it SIGTERM when the test process
     goes away without stopping it (ctest timeout), as PostfixInstance does."""
 
@@ -170,34 +170,6 @@ class _Daemon:
 
     def _after_stop(self):
         pass
-
-    # -- logs ----------------------------------------------------------------------------------
-    log_path: str = ""
-
-    def log_text(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def log_lines(self) -> list[str]:
-        return self.log_text().splitlines()
-
-    def wait_log(self, pattern, timeout: float = 15.0, start: int = 0):
-        regex = re.compile(pattern)
-
-        def probe():
-            for line in self.log_lines()[start:]:
-                m = regex.search(line)
-                if m:
-                    return m
-            return None
-        return wait_until(probe, timeout, interval=0.05,
-                          what=f"{type(self).__name__} log line /{regex.pattern}/")
-
-    def dump(self) -> str:
-        return f"--- {type(self).__name__} log ({self.log_path}) ---\n{self.log_text()}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -109,6 +109,42 @@ def read_text(path: str) -> str:
         return f.read()
 
 
+class LogFile:
+    """A daemon's log file, read afresh on every call (the daemon appends to it). Subclasses set
+    `log_path` and may set `log_name` (how dump() and timeouts name it)."""
+
+    log_path: str = ""
+    log_name: str = ""
+
+    def _log_label(self) -> str:
+        return self.log_name or f"{type(self).__name__} log"
+
+    def log_text(self) -> str:
+        try:
+            return read_text(self.log_path)
+        except OSError:
+            return ""
+
+    def log_lines(self) -> list[str]:
+        return self.log_text().splitlines()
+
+    def wait_log(self, pattern, timeout: float = 15.0, start: int = 0):
+        """First line at index >= start matching `pattern`; raises TimeoutError."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+
+        def probe():
+            for line in self.log_lines()[start:]:
+                m = regex.search(line)
+                if m:
+                    return m
+            return None
+        return wait_until(probe, timeout, interval=0.05,
+                          what=f"{self._log_label()} line /{regex.pattern}/")
+
+    def dump(self) -> str:
+        return f"--- {self._log_label()} ({self.log_path}) ---\n{self.log_text()}"
+
+
 def make_tmpdir(prefix: str) -> str:
     path = tempfile.mkdtemp(prefix=f"certrelay-it-{prefix}-")
     # Postfix daemons and smtp-sink (-u nobody) must traverse it.

@@ -183,8 +183,13 @@ int main(int argc, char** argv) {
   }
   if (o.port <= 0 || o.port > 65535 || o.connections < 1 || o.sessions < 1 || o.messages < 0 ||
       o.duration <= 0 || (o.cert.empty() != o.key.empty()) || (o.idle && !o.starttls) ||
-      o.connectBatch < 0 || (o.bdat && o.behaviour == certrelay::load::Behaviour::BehindDot)) {
+      o.connectBatch < 0) {
     usage();
+    return 2;
+  }
+  if (o.bdat && o.behaviour == certrelay::load::Behaviour::BehindDot) {
+    // BDAT has no dot for the next MAIL to follow.
+    std::fprintf(stderr, "certrelay-load: --bdat and --behaviour behind-dot do not combine\n");
     return 2;
   }
   return certrelay::load::Runner(std::move(o)).run();

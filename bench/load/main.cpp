@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -192,5 +193,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "certrelay-load: --bdat and --behaviour behind-dot do not combine\n");
     return 2;
   }
+  // A server that has already closed a connection (e.g. its handshake timeout in a burst)
+  // makes the next write fail with EPIPE; without this the signal ends the whole run.
+  std::signal(SIGPIPE, SIG_IGN);
   return certrelay::load::Runner(std::move(o)).run();
 }

@@ -263,14 +263,17 @@ CtxPtr makeServerContext(const PemFiles& files, Tickets tickets) {
   return ctx;
 }
 
-// tls_bench's TestClient: verifies the server's chain against the CA, sends its leaf only.
-CtxPtr makeClientContext(const Credential& client, const Credential& ca) {
+// tls_bench's TestClient: verifies the server's chain against the CA, sends its leaf only
+// (none with --no-client-cert).
+CtxPtr makeClientContext(const Credential* client, const Credential& ca) {
   CtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   check(ctx != nullptr, "client SSL_CTX_new");
   check(X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.get()), ca.cert.get()) == 1, "client CA");
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
-  check(SSL_CTX_use_certificate(ctx.get(), client.cert.get()) == 1, "client cert");
-  check(SSL_CTX_use_PrivateKey(ctx.get(), client.key.get()) == 1, "client key");
+  if (client != nullptr) {
+    check(SSL_CTX_use_certificate(ctx.get(), client->cert.get()) == 1, "client cert");
+    check(SSL_CTX_use_PrivateKey(ctx.get(), client->key.get()) == 1, "client key");
+  }
   return ctx;
 }
 
@@ -387,6 +390,7 @@ struct Options {
   int handshakes = 41;
   bool resumed = false;
   bool freshContext = false;
+  bool clientCert = true;
 };
 
 const char* ticketsName(Tickets tickets) {
@@ -404,7 +408,7 @@ const char* ticketsName(Tickets tickets) {
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--tickets stateful1|stateless1|default] [--handshakes N]\n"
-               "          [--resumed] [--fresh-context]\n"
+               "          [--resumed] [--fresh-context] [--no-client-cert]\n"
                "  --tickets        stateful1: SSL_OP_NO_TICKET + 1 TLS 1.3 stateful ticket\n"
                "                   (certrelay's default; the default here too); stateless1: 1\n"
                "                   stateless ticket; default: OpenSSL's 2 stateless tickets\n"
@@ -412,6 +416,7 @@ const char* ticketsName(Tickets tickets) {
                "  --resumed        one full handshake, then N resumed ones, each with the\n"
                "                   newest session the previous connection left the client\n"
                "  --fresh-context  a new server SSL_CTX per full handshake\n"
+               "  --no-client-cert the client sends no certificate (the server still asks)\n"
                "Count the server side with\n"
                "  valgrind --tool=callgrind --toggle-collect='reference_server_*' %s ...\n",
                argv0, argv0);
@@ -444,6 +449,8 @@ Options parse(int argc, char** argv) {
       options.resumed = true;
     } else if (arg == "--fresh-context") {
       options.freshContext = true;
+    } else if (arg == "--no-client-cert") {
+      options.clientCert = false;
     } else {
       usage(argv[0]);
     }
@@ -464,7 +471,7 @@ int main(int argc, char** argv) {
     const Credential client = makeCredential("client1.lab.example", &ca, false);
     const PemFiles files(server, ca);
     CtxPtr serverCtx = makeServerContext(files, options.tickets);
-    const CtxPtr clientCtx = makeClientContext(client, ca);
+    const CtxPtr clientCtx = makeClientContext(options.clientCert ? &client : nullptr, ca);
 
     Clock::duration serverTime{};
     SessionPtr session;

@@ -201,6 +201,47 @@ BENCHMARK(BM_TlsResumedHandshake)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 
+// A series of connections on one Context, for instruction counts (handshake_floor.sh): one
+// iteration is `handshakes` full handshakes, or one full handshake and then `handshakes` resumed
+// ones, each with the newest session the previous connection left the client. Run with
+// --benchmark_min_time=1e-9, a benchmark is one iteration, so callgrind counts exactly that many
+// handshakes. Unlike BM_TlsFullHandshake's repetitions (a new Context each), the Context is
+// shared as in production: OpenSSL converts the server key once per SSL_CTX for signing
+// (EVP_PKEY_get0_EC_KEY with fast_ec_key_decoding, ~0.3M instructions), not once per handshake.
+// Args: resumed, handshakes.
+void BM_TlsHandshakeSeries(benchmark::State& state) {
+  const bool resumed = state.range(0) != 0;
+  const auto handshakes = state.range(1);
+  const ContextPtr context = makeContext(1, false);
+  ServerTimer timer;
+  std::string error;
+  for ([[maybe_unused]] auto _ : state) {
+    timer.reset();
+    SessionPtr session;
+    if (resumed && !connectOnce(context, ClientOptions{.cert = &pki().client}, timer, false,
+                                &session, &error)) {
+      state.SkipWithError(error.c_str());
+      break;
+    }
+    for (std::int64_t i = 0; i < handshakes; ++i) {
+      SessionPtr next;
+      if (!connectOnce(context, ClientOptions{.cert = &pki().client, .session = session.get()},
+                       timer, resumed, resumed ? &next : nullptr, &error)) {
+        state.SkipWithError(error.c_str());
+        return;
+      }
+      session = std::move(next);
+    }
+    state.SetIterationTime(timer.seconds());
+  }
+  state.SetItemsProcessed(state.iterations() * (handshakes + (resumed ? 1 : 0)));
+}
+BENCHMARK(BM_TlsHandshakeSeries)
+    ->ArgsProduct({{0, 1}, {1, 11, 41}})
+    ->ArgNames({"resumed", "handshakes"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
 // An established connection with its handshake (and tickets) done.
 struct Established {
   Established() : context(makeContext(1, true)), client(ClientOptions{.cert = &pki().client}) {

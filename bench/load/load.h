@@ -2,6 +2,7 @@
 // certrelay-load: a STARTTLS SMTP load generator (one libuv loop, OpenSSL over memory BIOs).
 // Shared definitions of the options, the run-wide statistics and the per-connection slot.
 
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <uv.h>
 
@@ -13,6 +14,13 @@
 #include <vector>
 
 namespace certrelay::load {
+
+// How a transaction's commands are written (README.md, --behaviour).
+enum class Behaviour {
+  Lockstep,   // each command waits for its reply
+  Grouped,    // MAIL+RCPT+DATA in one write, then the body and the dot
+  BehindDot,  // as Grouped, and the dot shares a write with the next MAIL+RCPT+DATA
+};
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -27,10 +35,12 @@ struct Options {
   bool starttls = true;
   std::string cert, key, cafile;
   bool resume = false;
-  bool pipelining = false;
+  Behaviour behaviour = Behaviour::Lockstep;
   bool bdat = false;
   bool idle = false;
   double hold = 10;
+  int connectBatch = 0;              // connections being set up at once; 0 = no limit (a burst)
+  std::vector<sockaddr_in> sources;  // local addresses bound round-robin; empty = the kernel's
   bool jsonOnly = false;
 };
 
@@ -51,6 +61,8 @@ class Runner;
 class Slot {
  public:
   Slot(Runner& runner, int index);
+  // The runner reserved a session for this slot; it waits for a setup place (--connect-batch).
+  void queue() { busy_ = true; }
   void startSession();
   void quitIdle();
   // End of the run: abort a session still going (counted as "stopped"), close the handles.
@@ -69,6 +81,7 @@ class Slot {
     Rcpt,
     Data,
     Body,
+    BodyThenNext,  // behind-dot: the dot's 250 is owed, the next MAIL+RCPT+DATA is already out
     Quit,
     Idle,
   };
@@ -84,6 +97,10 @@ class Slot {
   void writeRaw(const std::string& bytes);
   void drainWbio();
   void beginMessage();
+  void sendBody();
+  void messageDone();
+  void endSetup();
+  bool bindSource();
   void advance();
   void afterEhlo();
   void fail(const std::string& kind);
@@ -95,6 +112,7 @@ class Slot {
   int index_;
   bool busy_ = false;
   bool idleOpen_ = false;
+  bool inSetup_ = false;          // holds one of the runner's --connect-batch places
   std::uint64_t generation_ = 0;  // bumped per session: stale callbacks can tell
   uv_tcp_t* tcp_ = nullptr;       // one per session; freed by its close callback
   uv_timer_t timer_{};
@@ -108,6 +126,7 @@ class Slot {
   SSL_SESSION* savedSession_ = nullptr;  // --resume: the previous session of this slot
   std::string in_;                       // plaintext not yet parsed into replies
   std::uint64_t sessionStart_ = 0, handshakeStart_ = 0, messageStart_ = 0;
+  std::uint64_t nextMessageStart_ = 0;  // behind-dot: when the next MAIL went out
 };
 
 class Runner {
@@ -123,11 +142,17 @@ class Runner {
   const std::string& body() const { return body_; }
   const sockaddr_in& address() const { return address_; }
   bool mayStartSession();
+  // Reserves a session for the slot and starts it once a setup place is free.
+  void launch(Slot& slot);
+  void setupEnded();
+  const sockaddr_in* nextSource();
   void slotIdle();
   void slotFinished();
 
  private:
   void stop();
+  void startQueued();
+  bool raiseDescriptorLimit();
   void maybeHold();
   void report(double seconds);
 
@@ -140,6 +165,10 @@ class Runner {
   sockaddr_in address_{};
   std::vector<std::unique_ptr<Slot>> slots_;
   Stats stats_;
+  std::deque<Slot*> queued_;  // sessions reserved, waiting for a --connect-batch place
+  int settingUp_ = 0;
+  bool startingQueued_ = false;
+  std::size_t nextSource_ = 0;
   bool stopping_ = false;
   bool idleAnnounced_ = false;
 };

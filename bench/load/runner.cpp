@@ -1,11 +1,13 @@
 // certrelay-load: the run (slots, deadline, idle hold) and the report.
 
 #include <openssl/err.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 
 #include "bench/load/load.h"
 
@@ -38,6 +40,44 @@ bool Runner::mayStartSession() {
     return stats_.sessionsStarted < options_.connections;
   }
   return stats_.sessionsStarted < options_.sessions;
+}
+
+void Runner::launch(Slot& slot) {
+  ++stats_.sessionsStarted;  // reserved now: a queued session counts against --sessions
+  slot.queue();
+  queued_.push_back(&slot);
+  startQueued();
+}
+
+void Runner::setupEnded() {
+  --settingUp_;
+  startQueued();
+}
+
+void Runner::startQueued() {
+  // A session that fails at once ends its setup from inside startSession(); the outer loop
+  // goes on instead of recursing once per queued slot.
+  if (startingQueued_) {
+    return;
+  }
+  startingQueued_ = true;
+  while (!stopping_ && !queued_.empty() &&
+         (options_.connectBatch == 0 || settingUp_ < options_.connectBatch)) {
+    Slot* slot = queued_.front();
+    queued_.pop_front();
+    ++settingUp_;
+    slot->startSession();
+  }
+  startingQueued_ = false;
+}
+
+const sockaddr_in* Runner::nextSource() {
+  if (options_.sources.empty()) {
+    return nullptr;
+  }
+  const sockaddr_in* source = &options_.sources[nextSource_];
+  nextSource_ = (nextSource_ + 1) % options_.sources.size();
+  return source;
 }
 
 void Runner::slotIdle() {
@@ -81,6 +121,7 @@ void Runner::stop() {
     return;
   }
   stopping_ = true;
+  queued_.clear();  // those slots are still busy: shutdown() counts them as "stopped"
   for (auto& slot : slots_) {
     slot->shutdown();
   }
@@ -88,9 +129,60 @@ void Runner::stop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&holdTimer_), nullptr);
 }
 
+namespace {
+
+// The most the soft limit may be raised to: the hard limit, or fs.nr_open when that is
+// "unlimited" (setrlimit refuses more than nr_open).
+rlim_t descriptorCeiling(rlim_t hard) {
+  if (hard != RLIM_INFINITY) {
+    return hard;
+  }
+  std::ifstream in("/proc/sys/fs/nr_open");
+  unsigned long nrOpen = 1024 * 1024;
+  in >> nrOpen;
+  return static_cast<rlim_t>(nrOpen);
+}
+
+}  // namespace
+
+bool Runner::raiseDescriptorLimit() {
+  // One descriptor per connection, plus the loop's own (epoll, eventfd, signal pipe) and the
+  // standard streams, with room to spare.
+  constexpr rlim_t kHeadroom = 64;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    std::perror("certrelay-load: getrlimit(RLIMIT_NOFILE)");
+    return false;
+  }
+  const rlim_t ceiling = descriptorCeiling(limit.rlim_max);
+  if (limit.rlim_cur < ceiling) {
+    limit.rlim_cur = ceiling;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      std::perror("certrelay-load: setrlimit(RLIMIT_NOFILE)");
+      (void)getrlimit(RLIMIT_NOFILE, &limit);
+    }
+  }
+  const auto needed = static_cast<rlim_t>(options_.connections) + kHeadroom;
+  if (limit.rlim_cur < needed) {
+    std::fprintf(stderr,
+                 "certrelay-load: --connections %d needs %lu descriptors (one per connection "
+                 "plus %lu spare) but RLIMIT_NOFILE allows %lu (hard limit %lu); raise it, "
+                 "e.g. ulimit -n %lu or prlimit --nofile=%lu:%lu\n",
+                 options_.connections, static_cast<unsigned long>(needed),
+                 static_cast<unsigned long>(kHeadroom), static_cast<unsigned long>(limit.rlim_cur),
+                 static_cast<unsigned long>(limit.rlim_max), static_cast<unsigned long>(needed),
+                 static_cast<unsigned long>(needed), static_cast<unsigned long>(needed));
+    return false;
+  }
+  return true;
+}
+
 int Runner::run() {
   if (uv_ip4_addr(options_.host.c_str(), options_.port, &address_) != 0) {
     std::fprintf(stderr, "certrelay-load: --host must be an IPv4 address\n");
+    return 2;
+  }
+  if (!raiseDescriptorLimit()) {
     return 2;
   }
   ctx_ = SSL_CTX_new(TLS_client_method());
@@ -123,7 +215,7 @@ int Runner::run() {
   const std::uint64_t start = nowNs();
   for (auto& slot : slots_) {
     if (mayStartSession()) {
-      slot->startSession();
+      launch(*slot);
     }
   }
   bool anyBusy = false;

@@ -21,6 +21,10 @@ double msSince(std::uint64_t startNs) {
   return static_cast<double>(nowNs() - startNs) / 1e6;
 }
 
+std::string envelope(const Options& o) {
+  return "MAIL FROM:<" + o.from + ">\r\nRCPT TO:<" + o.rcpt + ">\r\n";
+}
+
 }  // namespace
 
 Slot::Slot(Runner& runner, int index) : runner_(runner), index_(index) {
@@ -30,8 +34,8 @@ Slot::Slot(Runner& runner, int index) : runner_(runner), index_(index) {
 
 void Slot::startSession() {
   busy_ = true;
+  inSetup_ = true;
   ++generation_;
-  ++runner_.stats().sessionsStarted;
   sessionStart_ = nowNs();
   step_ = Step::Greeting;
   expected_.assign({220});
@@ -40,6 +44,10 @@ void Slot::startSession() {
   tcp_ = new uv_tcp_t;
   uv_tcp_init(runner_.loop(), tcp_);
   tcp_->data = this;
+  if (!bindSource()) {
+    fail("bind");
+    return;
+  }
   auto* req = new uv_connect_t;
   req->data = this;
   armTimer();
@@ -55,6 +63,13 @@ void Slot::startSession() {
     delete req;
     fail("connect");
   }
+}
+
+bool Slot::bindSource() {
+  const sockaddr_in* source = runner_.nextSource();
+  // Port 0: the kernel picks a free port per source address, so each address adds a full
+  // ephemeral range towards the one destination port.
+  return source == nullptr || uv_tcp_bind(tcp_, reinterpret_cast<const sockaddr*>(source), 0) == 0;
 }
 
 void Slot::onConnected(int status) {
@@ -208,15 +223,19 @@ void Slot::advance() {
       sendText("DATA\r\n");
       return;
     case Step::Data:
-      step_ = Step::Body;
-      expected_.assign({250});
-      sendText(runner_.body() + ".\r\n");
+      sendBody();
       return;
     case Step::Body:
-      ++runner_.stats().messages;
-      runner_.stats().messageMs.push_back(msSince(messageStart_));
-      --messagesLeft_;
+      messageDone();
       beginMessage();
+      return;
+    case Step::BodyThenNext:
+      // The next group is already out: only its 250 250 354 are owed now.
+      messageDone();
+      messageStart_ = nextMessageStart_;
+      step_ = Step::Data;
+      expected_.assign({250, 250, 354});
+      armTimer();
       return;
     case Step::Quit:
       finishSession(true);
@@ -228,6 +247,7 @@ void Slot::advance() {
 }
 
 void Slot::afterEhlo() {
+  endSetup();
   if (runner_.options().idle) {
     step_ = Step::Idle;
     idleOpen_ = true;
@@ -249,20 +269,49 @@ void Slot::beginMessage() {
     return;
   }
   messageStart_ = nowNs();
-  const std::string envelope = "MAIL FROM:<" + o.from + ">\r\nRCPT TO:<" + o.rcpt + ">\r\n";
   if (o.bdat) {
     step_ = Step::Body;
     expected_.assign({250, 250, 250});
-    sendText(envelope + "BDAT " + std::to_string(runner_.body().size()) + " LAST\r\n" +
+    sendText(envelope(o) + "BDAT " + std::to_string(runner_.body().size()) + " LAST\r\n" +
              runner_.body());
-  } else if (o.pipelining) {
+  } else if (o.behaviour != Behaviour::Lockstep) {
     step_ = Step::Data;
     expected_.assign({250, 250, 354});
-    sendText(envelope + "DATA\r\n");
+    sendText(envelope(o) + "DATA\r\n");
   } else {
     step_ = Step::Mail;
     expected_.assign({250});
     sendText("MAIL FROM:<" + o.from + ">\r\n");
+  }
+}
+
+void Slot::sendBody() {
+  const Options& o = runner_.options();
+  // behind-dot: the session's last dot goes alone, so QUIT stays a write of its own.
+  if (o.behaviour != Behaviour::BehindDot || messagesLeft_ <= 1) {
+    step_ = Step::Body;
+    expected_.assign({250});
+    sendText(runner_.body() + ".\r\n");
+    return;
+  }
+  // As Postfix's smtp client with PIPELINING: the dot and the next MAIL+RCPT+DATA in one
+  // write; the replies still come in order (250 for the dot, then 250 250 354).
+  step_ = Step::BodyThenNext;
+  expected_.assign({250});
+  nextMessageStart_ = nowNs();
+  sendText(runner_.body() + ".\r\n" + envelope(o) + "DATA\r\n");
+}
+
+void Slot::messageDone() {
+  ++runner_.stats().messages;
+  runner_.stats().messageMs.push_back(msSince(messageStart_));
+  --messagesLeft_;
+}
+
+void Slot::endSetup() {
+  if (inSetup_) {
+    inSetup_ = false;
+    runner_.setupEnded();
   }
 }
 
@@ -369,8 +418,9 @@ void Slot::finishSession(bool ok) {
   closeSocket();
   busy_ = false;
   idleOpen_ = false;
+  endSetup();
   if (runner_.mayStartSession()) {
-    startSession();
+    runner_.launch(*this);
   } else {
     runner_.slotFinished();
   }
@@ -407,6 +457,7 @@ void Slot::shutdown() {
     busy_ = false;
     closeSocket();
   }
+  endSetup();
   if (!timerClosed_) {
     timerClosed_ = true;
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);

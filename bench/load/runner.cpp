@@ -138,7 +138,7 @@ rlim_t descriptorCeiling(rlim_t hard) {
     return hard;
   }
   std::ifstream in("/proc/sys/fs/nr_open");
-  unsigned long nrOpen = 1024 * 1024;
+  unsigned long nrOpen = 1024UL * 1024UL;
   in >> nrOpen;
   return static_cast<rlim_t>(nrOpen);
 }

@@ -15,7 +15,7 @@
 # - certrelay: tls_bench's BM_TlsHandshakeSeries/resumed:{0,1}/handshakes:{N,1}, one iteration
 #   each (--benchmark_min_time=1e-9): N full handshakes on one Context (1 stateful ticket, no
 #   client_ca, as certrelay's defaults), or one full and N resumed ones. Counted with
-#   --toggle-collect='*certrelay_server_side*', the one function of tls_bench.cpp inside which
+#   --toggle-collect='*certrelayServerSide*', the one function of tls_bench.cpp inside which
 #   every timed server-side call runs (Engine construction, feed/pump/take, shutdown,
 #   destruction). Not 'certrelay::tls::Engine::*' (bench/LIMITS.md's): Engine's methods call
 #   each other and callgrind flips collection at every matching entry, so with
@@ -23,7 +23,7 @@
 #   (about 0.09M per handshake). --certrelay-toggle PATTERN picks another one anyway.
 #   tls_bench has no stateless-ticket variant: those two keys are absent from its JSON. N is
 #   11 or 41 (the series tls_bench registers).
-# - reference: openssl-reference-bench, --toggle-collect='reference_server_*', one SSL_CTX per
+# - reference: openssl-reference-bench, --toggle-collect='referenceServer*', one SSL_CTX per
 #   run, the same series.
 #
 # Prints a table; --json FILE writes the same figures (keys read by bench/compare: keep them).
@@ -40,7 +40,7 @@ build=$1
 shift
 handshakes=41
 json=""
-certrelay_toggle='*certrelay_server_side*'
+certrelay_toggle='*certrelayServerSide*'
 while [ $# -gt 0 ]; do
   case $1 in
     --handshakes)
@@ -130,9 +130,9 @@ certrelay_case() {
 reference_case() {
   echo "reference: $* ..." >&2
   local many one
-  many=$(collected --toggle-collect='reference_server_*' "$reference" "$@" \
+  many=$(collected --toggle-collect='referenceServer*' "$reference" "$@" \
     --handshakes "$handshakes")
-  one=$(collected --toggle-collect='reference_server_*' "$reference" "$@" --handshakes 1)
+  one=$(collected --toggle-collect='referenceServer*' "$reference" "$@" --handshakes 1)
   per_handshake "$many" "$one"
 }
 

@@ -10,9 +10,9 @@
 // certificate is requested with SSL_VERIFY_PEER and accepted whatever its chain (a verify callback
 // that returns 1, with no trust store): certrelay's client_cert = request without tls.client_ca.
 //
-// Only the server side is meant to be counted: it runs inside the reference_server_* functions
+// Only the server side is meant to be counted: it runs inside the referenceServer* functions
 // below and nowhere else, so
-//   valgrind --tool=callgrind --toggle-collect='reference_server_*' openssl-reference-bench ...
+//   valgrind --tool=callgrind --toggle-collect='referenceServer*' openssl-reference-bench ...
 // counts exactly what certrelay's `--toggle-collect='certrelay::tls::Engine::*'` counts for its
 // engine. The functions never call each other (callgrind toggles collection on every entry and
 // exit of a matching function, so nesting would switch it off). The client is a plain OpenSSL
@@ -39,7 +39,7 @@
 
 // SSL_new with two memory BIOs, in the accept state (certrelay's Engine constructor does the
 // same).
-extern "C" [[gnu::noinline]] SSL* reference_server_new(SSL_CTX* ctx) {
+extern "C" [[gnu::noinline]] SSL* referenceServerNew(SSL_CTX* ctx) {
   SSL* ssl = SSL_new(ctx);
   if (ssl == nullptr) {
     return nullptr;
@@ -77,8 +77,8 @@ static void drainServerOutput(SSL* ssl, std::string& out) {
 // One handshake step: the client's bytes in, SSL_do_handshake, the server's bytes out.
 // Returns 1 when the handshake is complete (tickets included), 0 when it needs more input,
 // -1 on failure.
-extern "C" [[gnu::noinline]] int reference_server_handshake(SSL* ssl, const std::string& in,
-                                                            std::string& out) {
+extern "C" [[gnu::noinline]] int referenceServerHandshake(SSL* ssl, const std::string& in,
+                                                          std::string& out) {
   if (!in.empty() && BIO_write(SSL_get_rbio(ssl), in.data(), static_cast<int>(in.size())) !=
                          static_cast<int>(in.size())) {
     return -1;
@@ -93,13 +93,13 @@ extern "C" [[gnu::noinline]] int reference_server_handshake(SSL* ssl, const std:
 }
 
 // The server's close_notify (certrelay's Engine::shutdown after "221").
-extern "C" [[gnu::noinline]] void reference_server_shutdown(SSL* ssl, std::string& out) {
+extern "C" [[gnu::noinline]] void referenceServerShutdown(SSL* ssl, std::string& out) {
   (void)SSL_shutdown(ssl);  // 0: ours is sent, the client's is not awaited
   drainServerOutput(ssl, out);
   ERR_clear_error();
 }
 
-extern "C" [[gnu::noinline]] void reference_server_free(SSL* ssl) {
+extern "C" [[gnu::noinline]] void referenceServerFree(SSL* ssl) {
   SSL_free(ssl);
 }
 
@@ -350,7 +350,7 @@ SessionPtr connectOnce(SSL_CTX* serverCtx, SSL_CTX* clientCtx, SSL_SESSION* resu
                        Clock::duration& serverTime) {
   Client client(clientCtx, resume);
   auto start = Clock::now();
-  SSL* server = reference_server_new(serverCtx);
+  SSL* server = referenceServerNew(serverCtx);
   serverTime += Clock::now() - start;
   check(server != nullptr, "server SSL_new");
   int state = 0;
@@ -361,7 +361,7 @@ SessionPtr connectOnce(SSL_CTX* serverCtx, SSL_CTX* clientCtx, SSL_SESSION* resu
     toClient.clear();
     if (state == 0) {
       start = Clock::now();
-      state = reference_server_handshake(server, toServer, toClient);
+      state = referenceServerHandshake(server, toServer, toClient);
       serverTime += Clock::now() - start;
       check(state >= 0, "server handshake");
     }
@@ -377,10 +377,10 @@ SessionPtr connectOnce(SSL_CTX* serverCtx, SSL_CTX* clientCtx, SSL_SESSION* resu
   SessionPtr session(SSL_get1_session(client.ssl()));
   toClient.clear();
   start = Clock::now();
-  reference_server_shutdown(server, toClient);
+  referenceServerShutdown(server, toClient);
   // The client leaves quietly, its session kept resumable (as tls_bench's closeQuietly).
   SSL_set_shutdown(client.ssl(), SSL_SENT_SHUTDOWN);
-  reference_server_free(server);
+  referenceServerFree(server);
   serverTime += Clock::now() - start;
   return session;
 }
@@ -418,7 +418,7 @@ const char* ticketsName(Tickets tickets) {
                "  --fresh-context  a new server SSL_CTX per full handshake\n"
                "  --no-client-cert the client sends no certificate (the server still asks)\n"
                "Count the server side with\n"
-               "  valgrind --tool=callgrind --toggle-collect='reference_server_*' %s ...\n",
+               "  valgrind --tool=callgrind --toggle-collect='referenceServer*' %s ...\n",
                argv0, argv0);
   std::exit(2);
 }

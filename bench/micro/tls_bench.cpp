@@ -29,14 +29,14 @@ using Clock = std::chrono::steady_clock;
 constexpr std::int64_t kKiB = 1024;  // benchmark arguments are int64_t
 
 // Every server-side call of a benchmark runs inside this one out-of-line function, so that
-//   valgrind --tool=callgrind --toggle-collect='*certrelay_server_side*'
+//   valgrind --tool=callgrind --toggle-collect='*certrelayServerSide*'
 // counts exactly the timed server side (handshake_floor.sh). A toggle on
 // 'certrelay::tls::Engine::*' does not: callgrind flips collection on every entry and exit of a
 // matching function, and Engine's methods call each other (pump -> handshake -> drainWbio), so
 // wherever the compiler keeps such a call out of line (handshake(), in a RelWithDebInfo build)
 // collection is off inside it: SSL_do_handshake included.
 template <typename F>
-[[gnu::noinline]] decltype(auto) certrelay_server_side(F& f) {
+[[gnu::noinline]] decltype(auto) certrelayServerSide(F& f) {
   return f();
 }
 
@@ -51,7 +51,7 @@ class ServerTimer {
       Clock::time_point start;
       ~Stop() { timer.elapsed_ += Clock::now() - start; }
     } stop{*this, start};
-    return certrelay_server_side(f);
+    return certrelayServerSide(f);
   }
   double seconds() const { return std::chrono::duration<double>(elapsed_).count(); }
   void reset() { elapsed_ = {}; }

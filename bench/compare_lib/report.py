@@ -198,7 +198,9 @@ def goal_row(stats: dict, records: list[dict], goal: tuple) -> dict:
         return {**row, "status": "met" if met else "NOT met", "detail": detail}
     other = stats.get((ref, wl, metric))
     if other is None or not other["median"]:
-        return {**row, "status": "not measured", "detail": f"no {ref} figure"}
+        what = ("`openssl_reference_instructions` (bench/micro) not found" if
+                ref == "openssl-reference" else f"no {ref} figure")
+        return {**row, "status": "not measured", "detail": what}
     row.update(reference=other["median"], ratio=mine["median"] / other["median"],
                limit=factor * other["median"])
     met, detail = _relative(mine["median"], other["median"], ref, factor)

@@ -63,6 +63,11 @@ def counts_table(records: list[dict], targets: list) -> str:
             if all(v is None for v in vals.values()):
                 continue
             lines.append(_row(f"{w}: TCP segments {text} per {unit}", vals, present, "{:.1f}"))
+        data = [get("data_segments", t) for t in present]
+        if any(data):
+            lines.append(f"| {w}: of which carrying data, the four legs above | " + " | ".join(
+                " / ".join(f"{d[leg]:.1f}" for leg, _ in LEGS) if d else "–" for d in data)
+                + " |")
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ def write_outputs(args, out_dir, targets, records, notes, smoke_lines, mach, gen
     names = [t.name for t in targets]
     present = [w for w in report.WORKLOAD_ORDER if w in wls]
     md = count_sections(extra, targets)
-    md["table"] = report.results_table(stats, targets, present)
+    md["table"] = report.results_table(stats, targets, present) if records else ""
     md["ratios"] = report.ratios_table(records, targets, present) if reps > 1 else ""
     all_stats = {**stats, **counts_report.count_stats(
         extra.get("counts") or [], extra.get("callgrind") or [],
@@ -119,7 +119,8 @@ def method_text(reps: int) -> str:
         "peer in the same run, each target started afresh and warmed up: per session (L1 30 or "
         "100 sessions; W1, W2 32 connections, 100 or 300 sessions) or per message (W3, W3g, "
         "W3d: 1 session of 100 × 10 KiB, so the session's set-up is spread over its 100 "
-        "messages). (a) Untraced: **context switches** of the target's processes (`perf stat -e "
+        "messages). Segment counts follow the timing a little (delayed ACKs, coalesced "
+        "writes); the system calls and instructions hardly. (a) Untraced: **context switches** of the target's processes (`perf stat -e "
         "context-switches -p <every target pid>`, whose counters are inherited by the threads "
         "and processes created during the run: stunnel's thread per connection, Postfix's "
         "smtpd; the sum of voluntary + nonvoluntary switches over /proc/<pid>/task/*/status, "
@@ -226,7 +227,7 @@ def result_sections(md: dict, png) -> list[str]:
         lines += ["## Canary: the sink alone, today's wake-up cost", "", md["canary"], ""]
     lines += ["## CPU time, latency, memory (secondary)", "",
               "Bold rows were the primary figures before issue 14. “–”: not applicable or not "
-              "measured.", "", md.get("table") or "(no timed runs)", ""]
+              "measured.", "", md.get("table") or "(no timed runs: --no-timed)", ""]
     if md.get("ratios"):
         lines += ["### certrelay / peer in each repetition", "", md["ratios"], ""]
     if png:

@@ -170,9 +170,9 @@ def _relative(mine: float, other: float, ref: str, factor: float) -> tuple[bool,
 def _absolute(mine: float, limit: float, unit: str) -> tuple[bool, str]:
     u = f" {unit}" if unit else ""
     met = mine <= limit
-    return met, (f"{mine:.3g}{u} vs ≤ {limit:g}{u}: " +
-                 (f"{100 * (1 - mine / limit):.0f} % below" if met else
-                  f"{100 * (mine / limit - 1):.0f} % over"))
+    return met, (f"{mine:.4g}{u} vs ≤ {limit:g}{u}: " +
+                 (f"{100 * (1 - mine / limit):.1f} % below" if met else
+                  f"{100 * (mine / limit - 1):.1f} % over"))
 
 
 def _w4x_short(records: list[dict]) -> int | None:

@@ -4,6 +4,7 @@ machine, loopback only. See `bench/compare --help` and bench/RESULTS.md."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -240,12 +241,37 @@ def count_pass(ctx, args, names, wls, gen, deadline, notes) -> tuple[list, list]
         sink.stop()
 
 
+def descriptor_fit() -> int:
+    """limits.max_connections certrelay accepts under this process's hard RLIMIT_NOFILE
+    (inherited; it raises its soft limit to it). Its start-up check asks for about 2.125
+    descriptors per connection (a client and a backend one, and a reserve) plus 57 ("9970
+    needs about 21243 file descriptors")."""
+    return int((resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 64) / 2.125)
+
+
+def fit_w4x(wls: dict, notes: list) -> dict:
+    """W4x holds at most what the hard RLIMIT_NOFILE allows (a container may cap it)."""
+    wl = wls.get("W4x")
+    fit = descriptor_fit()
+    if wl is None or wl.connections + 1 <= fit:
+        return wls
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    n = fit - 1
+    notes.append(f"W4x held {n:,} sessions, not {wl.connections:,}: the hard RLIMIT_NOFILE "
+                 f"is {hard:,} here and cannot be raised (no CAP_SYS_RESOURCE), and certrelay "
+                 "counts about 2.1 descriptors per connection (limits.max_connections "
+                 f"{min(W4X_MAX_CONNECTIONS, fit):,} instead of {W4X_MAX_CONNECTIONS:,})")
+    log("  ! " + notes[-1])
+    return {**wls, "W4x": dataclasses.replace(wl, connections=n)}
+
+
 def fresh_start(t, sink, gen, wl):
     """(Re)starts the target for `wl` and warms it up; W4x: with limits.max_connections
     raised (certrelay only)."""
     t.stop()
     if t.name == "certrelay":
-        t.max_connections = W4X_MAX_CONNECTIONS if wl is not None and wl.name == "W4x" else None
+        t.max_connections = (min(W4X_MAX_CONNECTIONS, descriptor_fit())
+                             if wl is not None and wl.name == "W4x" else None)
     t.start(sink.port)
     gen.run(t.port, WARMUP, t.tls)         # not measured
 
@@ -287,16 +313,28 @@ def run_target(t, sink, gen, todo, budget, notes, rep, records):
     started = False
     for wl in todo:
         restart = None
+        try:
+            if wl.idle or not started:
+                fresh_start(t, sink, gen, wl if wl.idle else None)
+        except BenchError as e:
+            records.append({"target": t.name, "workload": wl.name, "rep": rep,
+                            "error": f"start: {str(e)[:500]}", "foreign": {}})
+            log(f"  {wl.name}: {records[-1]['error']}")
+            started = False
+            continue
         if wl.idle:
-            fresh_start(t, sink, gen, wl)
 
             def restart(t=t, wl=wl):
                 fresh_start(t, sink, gen, wl)
             started = False
-        elif not started:
-            fresh_start(t, sink, gen, None)
+        else:
             started = True
-        rec = run_with_retries(t, sink, gen, wl, budget, notes, rep, restart)
+        try:
+            rec = run_with_retries(t, sink, gen, wl, budget, notes, rep, restart)
+        except BenchError as e:
+            rec = {"target": t.name, "workload": wl.name, "rep": rep, "error": str(e)[:500],
+                   "foreign": {}}
+            started = False                  # the next workload on a fresh start
         records.append(rec)
         log("  " + summary(rec))
 
@@ -334,6 +372,8 @@ def disturbance(rec: dict) -> str:
 
 
 def summary(r: dict) -> str:
+    if not r.get("foreign"):
+        return f"{r['workload']}: ERROR {str(r.get('error'))[:300]}"
     j = r.get("json") or {}
     parts = [f"{r['workload']}: {j.get('sessions', 0)} sessions, {j.get('messages', 0)} msgs "
              f"in {r.get('wall_s', 0):.1f}s, target CPU {r.get('cpu_s', 0) * 1e3:.0f} ms"]
@@ -368,14 +408,16 @@ def main(argv=None) -> int:
         return rerender(args)
     cmd = "bench/compare" + ("" if len(sys.argv) < 2 else " " + shlex.join(sys.argv[1:]))
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
-    wl_names = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    wl_names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     for n in names:
         if n not in ALL_TARGETS:
             raise BenchError(f"unknown target {n!r}; known: {', '.join(ALL_TARGETS)}")
     all_wls = workloads(args.quick)
-    for w in wl_names:
-        if w not in all_wls:
+    by_upper = {w.upper(): w for w in all_wls}
+    for i, w in enumerate(wl_names):
+        if w.upper() not in by_upper:
             raise BenchError(f"unknown workload {w!r}; known: {', '.join(all_wls)}")
+        wl_names[i] = by_upper[w.upper()]
     wls = {w: all_wls[w] for w in wl_names}
     reps = args.reps or (1 if args.quick else 5)
     if os.geteuid() != 0:
@@ -417,7 +459,7 @@ def main(argv=None) -> int:
         gen = LoadGen(load_bin, launcher, pki, workdir, PYTHON)
         deadline = t_start + args.max_minutes * 60
         notes: list[str] = []
-        wls = prepare_workloads(gen, wls, notes)
+        wls = fit_w4x(prepare_workloads(gen, wls, notes), notes)
         extra = {"openssl_reference": openssl_reference(
             args.openssl_reference or os.path.join(args.build_dir, "bench", "micro",
                                                    "openssl_reference.json"))}

@@ -193,7 +193,8 @@ def goal_row(stats: dict, records: list[dict], goal: tuple) -> dict:
         short = _w4x_short(records) if wl == "W4x" else None
         if short is not None:
             return {**row, "status": "not measured",
-                    "detail": f"{short:,} sessions held, not {W4X_SESSIONS:,} (--quick); "
+                    "detail": f"{short:,} sessions held, not {W4X_SESSIONS:,} (see the "
+                              "notes); "
                               + detail}
         return {**row, "status": "met" if met else "NOT met", "detail": detail}
     other = stats.get((ref, wl, metric))

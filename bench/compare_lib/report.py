@@ -216,12 +216,16 @@ def goals(stats: dict, records: list[dict] | None = None) -> list[dict]:
     return [goal_row(stats, records or [], g) for g in GOALS]
 
 
+def _num(v: float) -> str:
+    return f"{v / 1e6:.2f}M" if abs(v) >= 1e5 else f"{v:.4g}"
+
+
 def goals_table(rows: list[dict]) -> str:
     lines = ["| target (issue 14) | certrelay | reference or limit | status | by how much |",
              "|---|---:|---:|---|---|"]
     for r in rows:
-        mine = "–" if r["certrelay"] is None else f"{r['certrelay']:.4g}"
-        ref = f"{r['reference']:.4g}" if r.get("reference") is not None else (
+        mine = "–" if r["certrelay"] is None else _num(r["certrelay"])
+        ref = _num(r["reference"]) if r.get("reference") is not None else (
             f"{r['limit']:g}" if r.get("limit") is not None else "–")
         status = f"**{r['status']}**" if r["status"] in ("met", "NOT met") else r["status"]
         goal = f"**{r['goal']}**" if r.get("primary") else r["goal"]

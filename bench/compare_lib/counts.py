@@ -232,11 +232,9 @@ def units_of(wl_name: str, j: dict) -> int:
     return j.get("messages", 0) if per_message(wl_name) else j.get("sessions", 0)
 
 
-def count_run(t, sink, gen, wl, workdir: str, use_tcpdump: bool) -> dict:
-    tag = f"{t.name}-{wl.name}"
-    rec = {"target": t.name, "workload": wl.name,
-           "unit": "message" if per_message(wl.name) else "session"}
-    # A: context switches and segments, untraced
+def count_untraced(t, sink, gen, wl, workdir: str, tag: str, use_tcpdump: bool) -> dict:
+    """Run A: context switches (perf stat, and /proc) and TCP segments (tcpdump)."""
+    rec = {}
     wait_idle(t)
     cap = Capture(t.ctx.launcher, workdir, tag, [t.port, sink.port]) if use_tcpdump else None
     if cap:
@@ -254,12 +252,11 @@ def count_run(t, sink, gen, wl, workdir: str, use_tcpdump: bool) -> dict:
     rec["units_a"] = units
     rec["errors_a"] = out["json"].get("errors") or {}
     if cap:
-        rec["capture"] = cap.stop()
-        c = rec["capture"]
+        rec["capture"] = c = cap.stop()
         # on lo the filter sees every packet twice (out and in) and tcpdump keeps one
         if c.get("received") and c.get("captured") is not None and \
                 c["captured"] * 2 < c["received"]:
-            rec["capture"]["incomplete"] = True
+            c["incomplete"] = True
         seg = segments(cap.file, t.port, sink.port)
         if units:
             rec["segments"] = {k: v / units for k, v in seg["segments"].items()}
@@ -269,7 +266,12 @@ def count_run(t, sink, gen, wl, workdir: str, use_tcpdump: bool) -> dict:
         rec["ctxsw_proc"] = ctxsw_delta(before, after) / units
         rec["ctxsw_source"] = "perf" if switches is not None else "proc"
         rec["ctxsw"] = switches / units if switches is not None else rec["ctxsw_proc"]
-    # B: system calls, strace attached to every process of the target
+    return rec
+
+
+def count_traced(t, gen, wl, workdir: str, tag: str) -> dict:
+    """Run B: system calls, strace attached to every process of the target."""
+    rec = {}
     wait_idle(t)
     st = Strace(t.ctx.launcher, workdir, tag, t.pids())
     st.start()
@@ -284,6 +286,15 @@ def count_run(t, sink, gen, wl, workdir: str, use_tcpdump: bool) -> dict:
     if units:
         rec["syscalls"] = {k: v / units for k, v in sorted(calls.items(), key=lambda kv: -kv[1])}
         rec["syscalls_total"] = sum(calls.values()) / units
+    return rec
+
+
+def count_run(t, sink, gen, wl, workdir: str, use_tcpdump: bool) -> dict:
+    tag = f"{t.name}-{wl.name}"
+    rec = {"target": t.name, "workload": wl.name,
+           "unit": "message" if per_message(wl.name) else "session"}
+    rec.update(count_untraced(t, sink, gen, wl, workdir, tag, use_tcpdump))
+    rec.update(count_traced(t, gen, wl, workdir, tag))
     return rec
 
 

@@ -402,11 +402,8 @@ def summary(r: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.rerender:
-        return rerender(args)
-    cmd = "bench/compare" + ("" if len(sys.argv) < 2 else " " + shlex.join(sys.argv[1:]))
+def selection(args) -> tuple[list[str], dict]:
+    """The targets and workloads asked for (workload names in any case)."""
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     wl_names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     for n in names:
@@ -418,7 +415,44 @@ def main(argv=None) -> int:
         if w.upper() not in by_upper:
             raise BenchError(f"unknown workload {w!r}; known: {', '.join(all_wls)}")
         wl_names[i] = by_upper[w.upper()]
-    wls = {w: all_wls[w] for w in wl_names}
+    return names, {w: all_wls[w] for w in wl_names}
+
+
+def raise_nofile(want: int = 65536):
+    """RLIMIT_NOFILE for this script and what it starts (W4, W4x), as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def measure_all(ctx, args, names, wls, reps, gen, deadline) -> tuple:
+    """Canary, counting pass, callgrind, timed repetitions, canary again:
+    (targets, records, notes, extra, wls)."""
+    notes: list[str] = []
+    wls = fit_w4x(prepare_workloads(gen, wls, notes), notes)
+    extra = {"openssl_reference": openssl_reference(
+        args.openssl_reference or os.path.join(args.build_dir, "bench", "micro",
+                                               "openssl_reference.json"))}
+    extra["canary"] = run_canary(ctx, gen, args.quick, "before") if args.canary else []
+    extra["counts"], extra["callgrind"] = count_pass(ctx, args, names, wls, gen, deadline,
+                                                     notes)
+    targets, records = make_targets(ctx, names, None), []
+    if args.timed:
+        targets, records, more = bench_phase(ctx, args, names, wls, reps, gen, deadline)
+        notes += more
+    if args.canary and args.timed:
+        extra["canary"] += run_canary(ctx, gen, args.quick, "after")
+    return targets, records, notes, extra, wls
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.rerender:
+        return rerender(args)
+    cmd = "bench/compare" + ("" if len(sys.argv) < 2 else " " + shlex.join(sys.argv[1:]))
+    names, wls = selection(args)
     reps = args.reps or (1 if args.quick else 5)
     if os.geteuid() != 0:
         raise BenchError("bench/compare runs as root (cgroups, Postfix, nginx's master)")
@@ -433,12 +467,7 @@ def main(argv=None) -> int:
         raise BenchError(f"missing: {', '.join(missing)} (run without --no-install)")
     # this script (and what it starts unpinned) stays off the target's core
     os.sched_setaffinity(0, {1})
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 65536
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile()
     cgroot, why = (None, "--no-cgroups") if args.no_cgroups else probe_cgroups()
     log(f"== CPU accounting: {'cgroup v2 at ' + cgroot if cgroot else '/proc (' + why + ')'}")
     workdir = tempfile.mkdtemp(prefix="certrelay-bench.")
@@ -458,20 +487,8 @@ def main(argv=None) -> int:
             return 0
         gen = LoadGen(load_bin, launcher, pki, workdir, PYTHON)
         deadline = t_start + args.max_minutes * 60
-        notes: list[str] = []
-        wls = fit_w4x(prepare_workloads(gen, wls, notes), notes)
-        extra = {"openssl_reference": openssl_reference(
-            args.openssl_reference or os.path.join(args.build_dir, "bench", "micro",
-                                                   "openssl_reference.json"))}
-        extra["canary"] = run_canary(ctx, gen, args.quick, "before") if args.canary else []
-        extra["counts"], extra["callgrind"] = count_pass(ctx, args, names, wls, gen, deadline,
-                                                         notes)
-        targets, records = make_targets(ctx, names, None), []
-        if args.timed:
-            targets, records, more = bench_phase(ctx, args, names, wls, reps, gen, deadline)
-            notes += more
-        if args.canary and args.timed:
-            extra["canary"] += run_canary(ctx, gen, args.quick, "after")
+        targets, records, notes, extra, wls = measure_all(ctx, args, names, wls, reps, gen,
+                                                          deadline)
         if load_bin.endswith(".py"):
             notes.insert(0, "measured with the DEVELOPMENT STUB generator (stub_load.py): "
                             "rates and latencies are the stub's, not certrelay-load's")

@@ -29,6 +29,16 @@ class Workload:
     hold: float = 0
     duration: float = 120          # the generator's own bound (--duration)
     extra: list = field(default_factory=list)
+    # generator flags this workload needs (a generator without them: the workload is skipped,
+    # or, for `optional`, run without them and a note says so)
+    needs: list = field(default_factory=list)
+    optional: bool = False
+    only: list = field(default_factory=list)      # targets it applies to (empty: all)
+
+    @property
+    def base(self) -> str:
+        """The workload whose applicability this one shares (W3g -> W3, W4x -> W4)."""
+        return self.name[:2]
 
 
 def workloads(quick: bool) -> dict[str, Workload]:
@@ -41,11 +51,31 @@ def workloads(quick: bool) -> dict[str, Workload]:
                        connections=256, sessions=600 if q else 3000, duration=120),
         "W2": Workload("W2", "as W1, sessions resumed (--resume)",
                        connections=256, sessions=600 if q else 3000, resume=True, duration=120),
-        "W3": Workload("W3", "1 connection, sessions of 100 x 10 KiB",
-                       connections=1, sessions=1 if q else 5, messages=100, body=10240,
-                       duration=120),
-        "W4": Workload("W4", "idle TLS sessions held open (memory per connection)",
-                       connections=200 if q else 1000, idle=True, hold=8, duration=90),
+        "W3": Workload("W3", "1 connection, sessions of 100 x 10 KiB, lock-step (one command, "
+                       "one reply)", connections=1, sessions=1 if q else 5, messages=100,
+                       body=10240, duration=120),
+        "W3g": Workload("W3g", "as W3, grouped (MAIL+RCPT+DATA in one write: "
+                        "--behaviour grouped)", connections=1, sessions=1 if q else 5,
+                        messages=100, body=10240, duration=120,
+                        extra=["--behaviour", "grouped"], needs=["--behaviour"]),
+        "W3d": Workload("W3d", "as W3, next MAIL sent behind the dot (--behaviour behind-dot)",
+                        connections=1, sessions=1 if q else 5, messages=100, body=10240,
+                        duration=120, extra=["--behaviour", "behind-dot"],
+                        needs=["--behaviour"]),
+        "W4": Workload("W4", "idle TLS sessions held open, connected in a burst "
+                       "(--connect-batch 0)", connections=200 if q else 1000, idle=True,
+                       hold=8, duration=90, extra=["--connect-batch", "0"],
+                       needs=["--connect-batch"], optional=True),
+        "W4p": Workload("W4p", "as W4, paced (--connect-batch 64)",
+                        connections=200 if q else 1000, idle=True, hold=8, duration=90,
+                        extra=["--connect-batch", "64"], needs=["--connect-batch"]),
+        "W4x": Workload("W4x", "10,000 idle TLS sessions (2,000 with --quick) from 40 source "
+                        "addresses, certrelay only; + 1 fresh session while they are held",
+                        connections=2000 if q else 10000, idle=True, hold=10, duration=240,
+                        extra=["--connect-batch", "64", "--source-addresses",
+                               "127.0.0.1-127.0.0.40"],
+                        needs=["--connect-batch", "--source-addresses"], optional=True,
+                        only=["certrelay"]),
     }
 
 
@@ -53,11 +83,48 @@ def workloads(quick: bool) -> dict[str, Workload]:
 WARMUP = Workload("warm", "warm-up", connections=4, sessions=20, duration=30)
 
 
+# the fresh session made while W4x's sessions are held
+PROBE = Workload("probe", "1 fresh session while the idle ones are held", connections=1,
+                 sessions=1, duration=30)
+
+
+def applies(wl: Workload, target) -> bool:
+    return wl.base in target.applicable and (not wl.only or target.name in wl.only)
+
+
 class LoadGen:
     def __init__(self, binary: str, launcher, pki, workdir: str, python: str):
         self.binary, self.launcher, self.pki, self.workdir = binary, launcher, pki, workdir
         self.python = python
         self.count = 0
+        try:
+            with open(binary, "rb") as f:
+                self._image = f.read()
+        except OSError:
+            self._image = b""
+
+    def supports(self, flag: str) -> bool:
+        """Whether the generator knows `flag` (its option names are literals in the binary;
+        an unknown option and a usage error both exit 2, so asking it is no test)."""
+        return flag.encode() in self._image
+
+    def prepare(self, wl: Workload) -> tuple[Workload | None, str | None]:
+        """(the workload to run or None to skip it, a note or None) for this generator."""
+        missing = [f for f in wl.needs if not self.supports(f)]
+        if not missing:
+            return wl, None
+        if not wl.optional:
+            return None, (f"{wl.name} not run: the generator has no {', '.join(missing)}")
+        extra, i = [], 0
+        while i < len(wl.extra):
+            if wl.extra[i] in missing:
+                i += 2
+                continue
+            extra.append(wl.extra[i])
+            i += 1
+        import dataclasses
+        return (dataclasses.replace(wl, extra=extra, needs=[]),
+                f"{wl.name} run without {', '.join(missing)} (the generator has none)")
 
     def argv(self, port: int, wl: Workload, tls: bool) -> list[str]:
         argv = [self.python, self.binary] if self.binary.endswith(".py") else [self.binary]
@@ -85,12 +152,13 @@ class LoadGen:
         text = " ".join(["certrelay-load", *argv]).replace("--port 0", "--port <target>")
         return text.replace(self.pki.dir + "/", "")
 
-    def run(self, port: int, wl: Workload, tls: bool, on_idle=None) -> dict:
+    def run(self, port: int, wl: Workload, tls: bool, on_idle=None, name: str = "load",
+            core: int = LOAD_CORE) -> dict:
         """Runs once; returns {"json": ..., "rc", "wall", "load_cpu", "idle_sample", "stdout"}.
         on_idle(n): called once the generator says its n idle sessions are up (W4)."""
         self.count += 1
         log = os.path.join(self.workdir, f"load-{self.count:04d}-{wl.name}.stderr")
-        proc = self.launcher.start("load", self.argv(port, wl, tls), LOAD_CORE, log,
+        proc = self.launcher.start(name, self.argv(port, wl, tls), core, log,
                                    pipe_stdout=True)
         hard = time.monotonic() + wl.duration + wl.hold + 60
         lines: list[str] = []

@@ -4,6 +4,7 @@ machine, loopback only. See `bench/compare --help` and bench/RESULTS.md."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -19,8 +20,12 @@ import tempfile
 import time
 
 from . import report
-from .loadgen import WARMUP, LoadGen, workloads
+from .callgrind import callgrind_phase, openssl_reference
+from .canary import run_canary
+from .counts import counting_phase
+from .loadgen import WARMUP, LoadGen, applies, workloads
 from .measure import measure
+from .output import log, write_outputs
 from .pki import Pki
 from .smoke import check_target
 from .system import BenchError, Launcher, output_of, probe_cgroups
@@ -29,15 +34,15 @@ from .targets import Context, Sink, make_targets, peer_binaries_missing
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP = os.path.dirname(BENCH)
 PYTHON = "/usr/bin/python3"
-PEER_PACKAGES = ["nginx", "libnginx-mod-mail", "stunnel4", "gnuplot-nox"]
+PEER_PACKAGES = ["nginx", "libnginx-mod-mail", "stunnel4", "gnuplot-nox", "tcpdump", "strace",
+                 "valgrind"]
 ALL_TARGETS = ["certrelay", "nginx", "stunnel", "postfix", "backend"]
-EXEC_ORDER = ["W4", "L1", "W1", "W2", "W3"]   # W4 first: its "before" is a fresh target
+# the idle workloads first, each on a fresh target (their "before" is a fresh process)
+EXEC_ORDER = ["W4", "W4p", "W4x", "L1", "W1", "W2", "W3", "W3g", "W3d"]
+ALL_WORKLOADS = "L1,W1,W2,W3,W3g,W3d,W4,W4p,W4x"
+W4X_MAX_CONNECTIONS = 12000
 MAX_RETRIES_PER_RUN = 2
 MAX_RETRIES_TOTAL = 30
-
-
-def log(msg: str = ""):
-    print(msg, flush=True)
 
 
 def parse_args(argv):
@@ -51,8 +56,23 @@ def parse_args(argv):
     p.add_argument("--targets", default=",".join(ALL_TARGETS),
                    help="comma-separated, from: " + ",".join(ALL_TARGETS) +
                         " (backend = the sink alone, plain SMTP)")
-    p.add_argument("--workloads", default="L1,W1,W2,W3,W4", help="comma-separated L1,W1,W2,W3,W4")
-    p.add_argument("--reps", type=int, help="repetitions (default 3, --quick 1)")
+    p.add_argument("--workloads", default=ALL_WORKLOADS,
+                   help="comma-separated, from " + ALL_WORKLOADS + " (default: all)")
+    p.add_argument("--reps", type=int, help="repetitions of the timed part (default 5, "
+                                            "--quick 1)")
+    p.add_argument("--callgrind", action=argparse.BooleanOptionalAction, default=True,
+                   help="server instructions under callgrind (default on; about a minute "
+                        "per target)")
+    p.add_argument("--counts", action=argparse.BooleanOptionalAction, default=True,
+                   help="the counting pass: system calls, context switches, TCP segments "
+                        "(default on)")
+    p.add_argument("--timed", action=argparse.BooleanOptionalAction, default=True,
+                   help="the timed repetitions: CPU time, latency, memory (default on)")
+    p.add_argument("--canary", action=argparse.BooleanOptionalAction, default=True,
+                   help="the sink-alone canary, same core and different cores (default on)")
+    p.add_argument("--openssl-reference", metavar="JSON",
+                   help="file with {\"openssl_reference_instructions\": N} from bench/micro "
+                        "(default: <build-dir>/bench/micro/openssl_reference.json)")
     p.add_argument("--load", help="load generator binary (default: "
                                   "build-bench/bench/load/certrelay-load)")
     p.add_argument("--build-dir", default=os.path.join(TOP, "build-bench"))
@@ -63,8 +83,8 @@ def parse_args(argv):
     p.add_argument("--out", help="results directory (default bench/results/<date>[-quick])")
     p.add_argument("--write-results-md", action="store_true",
                    help="update bench/RESULTS.md even with --quick or a subset")
-    p.add_argument("--max-minutes", type=float, default=40,
-                   help="stop starting new runs after this long (default 40)")
+    p.add_argument("--max-minutes", type=float, default=90,
+                   help="stop starting new runs after this long (default 90)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     p.add_argument("--rerender", metavar="DIR",
                    help="measure nothing: rewrite DIR/results.md, chart.png (and bench/"
@@ -189,6 +209,73 @@ def smoke_phase(ctx, names, workdir) -> list[str]:
     return lines
 
 
+def prepare_workloads(gen, wls: dict, notes: list) -> dict:
+    """Drops (or runs without the missing flags, with a note) the workloads whose flags the
+    generator does not know yet."""
+    out = {}
+    for w, wl in wls.items():
+        got, note = gen.prepare(wl)
+        if note:
+            notes.append(note)
+            log("  ! " + note)
+        if got is not None:
+            out[w] = got
+    return out
+
+
+def count_pass(ctx, args, names, wls, gen, deadline, notes) -> tuple[list, list]:
+    """The counting pass (counts.py) and the callgrind runs (callgrind.py), on a sink of
+    their own."""
+    if not (args.counts or args.callgrind):
+        return [], []
+    sink = Sink(ctx, "sink")
+    sink.start()
+    try:
+        targets = make_targets(ctx, names, sink)
+        recs = counting_phase(ctx, targets, sink, gen, wls, args.quick, log, deadline,
+                              notes) if args.counts else []
+        cg = callgrind_phase(targets, sink, gen, ctx.workdir, log, notes) \
+            if args.callgrind else []
+        return recs, cg
+    finally:
+        sink.stop()
+
+
+def descriptor_fit() -> int:
+    """limits.max_connections certrelay accepts under this process's hard RLIMIT_NOFILE
+    (inherited; it raises its soft limit to it). Its start-up check asks for about 2.125
+    descriptors per connection (a client and a backend one, and a reserve) plus 57 ("9970
+    needs about 21243 file descriptors")."""
+    return int((resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 64) / 2.125)
+
+
+def fit_w4x(wls: dict, notes: list) -> dict:
+    """W4x holds at most what the hard RLIMIT_NOFILE allows (a container may cap it)."""
+    wl = wls.get("W4x")
+    fit = descriptor_fit()
+    if wl is None or wl.connections + 1 <= fit:
+        return wls
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    n = fit - 1
+    notes.append(f"W4x held {n:,} sessions, not {wl.connections:,}: the hard RLIMIT_NOFILE "
+                 f"is {hard:,} here and cannot be raised (no CAP_SYS_RESOURCE), and certrelay "
+                 "counts about 2.1 descriptors per connection (limits.max_connections "
+                 f"{min(W4X_MAX_CONNECTIONS, fit):,} instead of {W4X_MAX_CONNECTIONS:,})")
+    log("  ! " + notes[-1])
+    return {**wls, "W4x": dataclasses.replace(wl, connections=n)}
+
+
+def fresh_start(t, sink, gen, wl):
+    """(Re)starts the target for `wl` and warms it up; W4x: with limits.max_connections
+    raised (certrelay only)."""
+    t.stop()
+    if t.name == "certrelay":
+        t.max_connections = (min(W4X_MAX_CONNECTIONS, descriptor_fit())
+                             if wl is not None and wl.name == "W4x" else None)
+    t.start(sink.port)
+    gen.run(t.port, WARMUP, t.tls)         # not measured
+
+
 def bench_phase(ctx, args, names, wls, reps, gen, deadline) -> tuple[list, list, list]:
     sink = Sink(ctx, "sink")
     sink.start()
@@ -198,7 +285,9 @@ def bench_phase(ctx, args, names, wls, reps, gen, deadline) -> tuple[list, list,
     try:
         for rep in range(1, reps + 1):
             for t in targets:
-                todo = [w for w in EXEC_ORDER if w in wls and w in t.applicable]
+                # W4x (10,000 sessions) once, in the first repetition
+                todo = [w for w in EXEC_ORDER if w in wls and applies(wls[w], t)
+                        and (w != "W4x" or rep == 1)]
                 if not todo:
                     continue
                 if time.monotonic() > deadline:
@@ -207,27 +296,47 @@ def bench_phase(ctx, args, names, wls, reps, gen, deadline) -> tuple[list, list,
                     log("  ! " + notes[-1])
                     return targets, records, notes
                 log(f"== repetition {rep}/{reps}: {t.label}")
-                t.start(sink.port)
                 try:
-                    gen.run(t.port, WARMUP, t.tls)     # not measured
-                    for w in todo:
-                        restart = None
-                        if wls[w].idle:
-                            # a retried W4 needs a fresh target again: Postfix would reuse the
-                            # idle smtpd processes of the attempt before
-                            def restart(t=t):
-                                t.stop()
-                                t.start(sink.port)
-                                gen.run(t.port, WARMUP, t.tls)
-                        rec = run_with_retries(t, sink, gen, wls[w], budget, notes, rep,
-                                               restart)
-                        records.append(rec)
-                        log("  " + summary(rec))
+                    run_target(t, sink, gen, [wls[w] for w in todo], budget, notes, rep,
+                               records)
                 finally:
                     t.stop()
     finally:
         sink.stop()
     return targets, records, notes
+
+
+def run_target(t, sink, gen, todo, budget, notes, rep, records):
+    """The workloads of one repetition on one target: every idle one on a fresh target (its
+    'before' is a fresh process; a retried one too: Postfix would reuse the idle smtpd
+    processes of the attempt before), the others on one more fresh start after them."""
+    started = False
+    for wl in todo:
+        restart = None
+        try:
+            if wl.idle or not started:
+                fresh_start(t, sink, gen, wl if wl.idle else None)
+        except BenchError as e:
+            records.append({"target": t.name, "workload": wl.name, "rep": rep,
+                            "error": f"start: {str(e)[:500]}", "foreign": {}})
+            log(f"  {wl.name}: {records[-1]['error']}")
+            started = False
+            continue
+        if wl.idle:
+
+            def restart(t=t, wl=wl):
+                fresh_start(t, sink, gen, wl)
+            started = False
+        else:
+            started = True
+        try:
+            rec = run_with_retries(t, sink, gen, wl, budget, notes, rep, restart)
+        except BenchError as e:
+            rec = {"target": t.name, "workload": wl.name, "rep": rep, "error": str(e)[:500],
+                   "foreign": {}}
+            started = False                  # the next workload on a fresh start
+        records.append(rec)
+        log("  " + summary(rec))
 
 
 def run_with_retries(t, sink, gen, wl, budget, notes, rep, restart=None) -> dict:
@@ -263,18 +372,25 @@ def disturbance(rec: dict) -> str:
 
 
 def summary(r: dict) -> str:
+    if not r.get("foreign"):
+        return f"{r['workload']}: ERROR {str(r.get('error'))[:300]}"
     j = r.get("json") or {}
     parts = [f"{r['workload']}: {j.get('sessions', 0)} sessions, {j.get('messages', 0)} msgs "
              f"in {r.get('wall_s', 0):.1f}s, target CPU {r.get('cpu_s', 0) * 1e3:.0f} ms"]
-    if "cpu_session_ms" in r and r["workload"] != "W3":
+    w3 = r["workload"].startswith("W3")
+    if "cpu_session_ms" in r and not w3:
         parts.append(f"{r['cpu_session_ms']:.3f} ms/session")
-    if "cpu_message_us" in r and r["workload"] == "W3":
+    if "cpu_message_us" in r and w3:
         parts.append(f"{r['cpu_message_us']:.0f} µs/msg")
     if "rss_conn_kib" in r:
         parts.append(f"{r['rss_conn_kib']:.1f} KiB RSS / {r['pss_conn_kib']:.1f} KiB PSS per "
                      f"idle conn (n={r['mem']['n']})")
     lat = (j.get("latency_ms") or {}).get("session") or {}
-    if lat and r["workload"] != "W4":
+    if r.get("rss_held_mib") is not None:
+        parts.append(f"RSS held {r['rss_held_mib']:.1f} MiB")
+    if "probe" in r:
+        parts.append(f"fresh session while held: {r['probe']}")
+    if lat and not r["workload"].startswith("W4"):
         parts.append(f"session p50/p99 {lat.get('p50')}/{lat.get('p99')} ms")
     if r["workload"] == "W2":
         parts.append(f"resumed {j.get('handshakes_resumed')}/"
@@ -286,161 +402,58 @@ def summary(r: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# output
-# ---------------------------------------------------------------------------------------------
-def write_outputs(args, out_dir, targets, records, notes, smoke_lines, mach, gen_cmds, wls,
-                  cmd, started, reps):
-    report.derive(records)
-    stats = report.aggregate(records)
-    names = [t.name for t in targets]
-    present = [w for w in report.WORKLOAD_ORDER if w in wls]
-    table = report.results_table(stats, targets, present)
-    goal_rows = report.goals(stats, records) if "certrelay" in names else []
-    goal_md = report.goals_table(goal_rows) if goal_rows else ""
-    errors = [f"{r['target']} {r['workload']} rep {r.get('rep')}: {r['error']}"
-              for r in records if r.get("error")]
-    date = started.strftime("%Y-%m-%d")
-    title = f"certrelay vs peers, {date}, {mach['cpu_model']}, {mach['cpus']} vCPU"
-    os.makedirs(out_dir, exist_ok=True)
-    png = None
+def selection(args) -> tuple[list[str], dict]:
+    """The targets and workloads asked for (workload names in any case)."""
+    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    wl_names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    for n in names:
+        if n not in ALL_TARGETS:
+            raise BenchError(f"unknown target {n!r}; known: {', '.join(ALL_TARGETS)}")
+    all_wls = workloads(args.quick)
+    by_upper = {w.upper(): w for w in all_wls}
+    for i, w in enumerate(wl_names):
+        if w.upper() not in by_upper:
+            raise BenchError(f"unknown workload {w!r}; known: {', '.join(all_wls)}")
+        wl_names[i] = by_upper[w.upper()]
+    return names, {w: all_wls[w] for w in wl_names}
+
+
+def raise_nofile(want: int = 65536):
+    """RLIMIT_NOFILE for this script and what it starts (W4, W4x), as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
-        png = report.chart(stats, targets, out_dir, title)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-        notes.append(f"chart not drawn: {e}")
-    body = render_md(title, mach, cmd, table, goal_md, notes, errors, smoke_lines, targets,
-                     gen_cmds, wls, reps, png, out_dir, started)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(body)
-    raw = {"started": started.isoformat(), "command": cmd, "machine": mach,
-           "repetitions": reps, "quick": args.quick,
-           "workloads": {w: vars(wls[w]) for w in present},
-           "generator_commands": gen_cmds,
-           "targets": {t.name: {"label": t.label, "config": t.config_note} for t in targets},
-           "records": records,
-           "stats": [{"target": k[0], "workload": k[1], "metric": k[2], **v}
-                     for k, v in sorted(stats.items())],
-           "goals": goal_rows, "notes": notes, "errors": errors, "smoke": smoke_lines}
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(raw, f, indent=1, default=str)
-    log("\n" + table + "\n")
-    if goal_md:
-        log(goal_md + "\n")
-    for n in notes:
-        log("note: " + n)
-    for e in errors:
-        log("error: " + e)
-    log(f"\nwritten: {out_dir}/results.md, results.json" + (", chart.png" if png else ""))
-    full = not args.quick and set(names) == set(ALL_TARGETS) and set(present) == \
-        set(report.WORKLOAD_ORDER)
-    if full or args.write_results_md:
-        rel = os.path.relpath(out_dir, BENCH)
-        results_md = body.replace("](chart.png)", f"]({rel}/chart.png)")
-        results_md = results_md.replace("# bench/compare results",
-                                        "# bench/compare: latest results", 1)
-        results_md += (f"\nRaw data: [{rel}/results.json]({rel}/results.json); this file is "
-                       f"a copy of [{rel}/results.md]({rel}/results.md).\n")
-        with open(os.path.join(BENCH, "RESULTS.md"), "w") as f:
-            f.write(results_md)
-        log("written: bench/RESULTS.md")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def method_text(reps: int) -> str:
-    cells = (f"Each cell: median of {reps} repetitions (min–max). The repetitions are "
-             "interleaved across targets: each repetition starts every target afresh"
-             if reps > 1 else
-             "Each cell: a single repetition (--quick or --reps 1), so no min–max. Each "
-             "target is started afresh")
-    return (
-        "Everything on 127.0.0.1. Each target is pinned to core 0 (`taskset -c 0`); the load "
-        "generator, the backend (`smtp-sink`) and nginx's auth_http endpoint are pinned to "
-        "core 1. The primary figure is the **target's CPU time** (user + system of all its "
-        "processes, exited children included: cgroup `cpu.stat` usage_usec, read after the "
-        "target went idle) divided by the sessions or messages the generator completed. "
-        f"{cells}, warmed up with 20 sessions (not measured), and runs W4 first (so that its "
-        "'before' is a fresh process), then L1, W1, W2, W3. Wall rates and latencies come "
-        "from the generator's JSON line and depend on the shared core 1. W2's CPU per "
-        "resumed session is estimated as (CPU − full handshakes × the same repetition's W1 "
-        "CPU per session) / resumed handshakes. W4: (sum of RSS, or PSS, of the target's "
-        "processes with N idle TLS sessions open − the same sum before) / N. A run is "
-        "repeated (at most twice) when another tenant used more than 10 % of core 0 (or "
-        "25 % of core 1) during it, or the hypervisor's steal time exceeded 3 % of it; the "
-        "attempt with the least foreign activity is kept. The host itself is shared too and "
-        "its speed drifts (two full runs half an hour apart can differ by 20 % or more on "
-        "one figure): compare targets within one run. The generator's own CPU per session "
-        "is a canary for that drift: read it along a column (the same target across "
-        "repetitions; across targets it also differs with their reply patterns), a "
-        "repetition where it is high ran on a slower host.")
+def measure_all(ctx, args, names, wls, reps, gen, deadline) -> tuple:
+    """Canary, counting pass, callgrind, timed repetitions, canary again:
+    (targets, records, notes, extra, wls)."""
+    notes: list[str] = []
+    wls = fit_w4x(prepare_workloads(gen, wls, notes), notes)
+    extra = {"openssl_reference": openssl_reference(
+        args.openssl_reference or os.path.join(args.build_dir, "bench", "micro",
+                                               "openssl_reference.json"))}
+    extra["canary"] = run_canary(ctx, gen, args.quick, "before") if args.canary else []
+    extra["counts"], extra["callgrind"] = count_pass(ctx, args, names, wls, gen, deadline,
+                                                     notes)
+    targets, records = make_targets(ctx, names, None), []
+    if args.timed:
+        targets, records, more = bench_phase(ctx, args, names, wls, reps, gen, deadline)
+        notes += more
+    if args.canary and args.timed:
+        extra["canary"] += run_canary(ctx, gen, args.quick, "after")
+    return targets, records, notes, extra, wls
 
 
-def render_md(title, mach, cmd, table, goal_md, notes, errors, smoke_lines, targets, gen_cmds,
-              wls, reps, png, out_dir, started) -> str:
-    v = mach["versions"]
-    lines = [
-        "# bench/compare results", "",
-        f"{title}.", "",
-        f"Command: `{cmd}` (from the repository root, as root), started "
-        f"{started.strftime('%Y-%m-%d %H:%M UTC')}.", "",
-        "## Machine", "",
-        f"- CPU: {mach['cpu_model']}, {mach['cpus']} vCPU ({mach['hypervisor']} guest), "
-        f"memory {mach['memory']}",
-        f"- OS: {mach['os']}, kernel {mach['kernel']}",
-        f"- {mach['openssl']}",
-        "- " + ", ".join(f"{t.label}: {v.get(t.name, '?')}" for t in targets),
-        f"- load generator: {mach['load_generator']}",
-        f"- CPU accounting: {mach['cgroups']}",
-        "",
-        "## Method", "",
-        method_text(reps), "",
-        "| workload | generator command |", "|---|---|",
-    ]
-    for w, c in gen_cmds.items():
-        title_w = wls[w].title if w in wls else "backend alone"
-        lines.append(f"| {w} ({title_w}) | `{c}` |")
-    lines += ["", "## Results", "", "Bold rows are the primary figures. “–”: not applicable "
-              "or not measured.", "", table, ""]
-    if goal_md:
-        lines += ["## certrelay against its targets", "", goal_md, ""]
-        limits = os.path.join(BENCH, "LIMITS.md")
-        if os.path.exists(limits):
-            # Hand-written (profiles, not this run's counters): what each missed target is
-            # limited by, and what each optimisation bought. Kept beside the generated tables.
-            with open(limits) as f:
-                text = f.read().strip()
-            lines += [text, ""]
-    if png:
-        lines += ["## Chart", "", "![CPU per session/message and memory per connection]"
-                  "(chart.png)", ""]
-    lines += ["## How each target was configured", ""]
-    for t in targets:
-        lines.append(f"- **{t.label}**: {t.config_note}.")
-    lines += ["", "## Single-session checks (before measuring)", "", "```"]
-    lines += smoke_lines or ["(not run)"]
-    lines += ["```", ""]
-    if notes or errors:
-        lines += ["## Notes", ""]
-        lines += [f"- {n}" for n in notes]
-        lines += [f"- error: {e}" for e in errors]
-        lines.append("")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.rerender:
         return rerender(args)
     cmd = "bench/compare" + ("" if len(sys.argv) < 2 else " " + shlex.join(sys.argv[1:]))
-    names = [n.strip() for n in args.targets.split(",") if n.strip()]
-    wl_names = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
-    for n in names:
-        if n not in ALL_TARGETS:
-            raise BenchError(f"unknown target {n!r}; known: {', '.join(ALL_TARGETS)}")
-    all_wls = workloads(args.quick)
-    for w in wl_names:
-        if w not in all_wls:
-            raise BenchError(f"unknown workload {w!r}; known: {', '.join(all_wls)}")
-    wls = {w: all_wls[w] for w in wl_names}
-    reps = args.reps or (1 if args.quick else 3)
+    names, wls = selection(args)
+    reps = args.reps or (1 if args.quick else 5)
     if os.geteuid() != 0:
         raise BenchError("bench/compare runs as root (cgroups, Postfix, nginx's master)")
     if (os.cpu_count() or 1) < 2:
@@ -454,12 +467,7 @@ def main(argv=None) -> int:
         raise BenchError(f"missing: {', '.join(missing)} (run without --no-install)")
     # this script (and what it starts unpinned) stays off the target's core
     os.sched_setaffinity(0, {1})
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 65536
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile()
     cgroot, why = (None, "--no-cgroups") if args.no_cgroups else probe_cgroups()
     log(f"== CPU accounting: {'cgroup v2 at ' + cgroot if cgroot else '/proc (' + why + ')'}")
     workdir = tempfile.mkdtemp(prefix="certrelay-bench.")
@@ -479,7 +487,8 @@ def main(argv=None) -> int:
             return 0
         gen = LoadGen(load_bin, launcher, pki, workdir, PYTHON)
         deadline = t_start + args.max_minutes * 60
-        targets, records, notes = bench_phase(ctx, args, names, wls, reps, gen, deadline)
+        targets, records, notes, extra, wls = measure_all(ctx, args, names, wls, reps, gen,
+                                                          deadline)
         if load_bin.endswith(".py"):
             notes.insert(0, "measured with the DEVELOPMENT STUB generator (stub_load.py): "
                             "rates and latencies are the stub's, not certrelay-load's")
@@ -492,8 +501,7 @@ def main(argv=None) -> int:
         if "backend" in names:
             gen_cmds["backend"] = "(L1, W1, W3 as above with --no-starttls, no --cert/--key)"
         write_outputs(args, out_dir, targets, records, notes, smoke_lines, mach, gen_cmds, wls,
-                      cmd,
-                      started, reps)
+                      cmd, started, reps, extra)
         log(f"total time {(time.monotonic() - t_start) / 60:.1f} min")
         return 0
     finally:
@@ -518,11 +526,13 @@ def rerender(args) -> int:
                for n, t in raw["targets"].items()]
     wls = {w: Workload(**d) for w, d in raw["workloads"].items()}
     args.quick = raw.get("quick", False)
+    extra = {k: raw.get(k) or [] for k in ("counts", "callgrind", "canary")}
+    extra["openssl_reference"] = raw.get("openssl_reference") or {}
     notes = [n for n in raw.get("notes", []) if not n.startswith("chart not drawn")]
     write_outputs(args, os.path.abspath(args.rerender), targets, raw["records"], notes,
                   raw.get("smoke", []), raw["machine"], raw["generator_commands"], wls,
                   raw["command"], datetime.datetime.fromisoformat(raw["started"]),
-                  raw["repetitions"])
+                  raw["repetitions"], extra)
     return 0
 
 

@@ -75,6 +75,19 @@ def quiet_wait(target, sink, budget: dict, max_wait: float = 15.0) -> float:
         budget["quiet_left"] -= 1.4
 
 
+def held_probe(target, gen) -> dict:
+    """W4x: one fresh full session (second generator) while the idle sessions are held."""
+    from .loadgen import PROBE
+    try:
+        out = gen.run(target.port, PROBE, target.tls, name="load-probe")
+    except Exception as e:  # noqa: BLE001 - reported, the held run goes on
+        return {"error": str(e)[:300]}
+    j = out["json"]
+    lat = (j.get("latency_ms") or {}).get("session") or {}
+    return {"session_ms": lat.get("p50"), "wall_s": round(out["wall"], 3),
+            "sessions": j.get("sessions"), "errors": j.get("errors")}
+
+
 def measure(target, sink, gen, wl, budget: dict) -> dict:
     """One attempt. Returns the record (see report.py for the fields used)."""
     rec = {"target": target.name, "workload": wl.name}
@@ -89,7 +102,10 @@ def measure(target, sink, gen, wl, budget: dict) -> dict:
         time.sleep(0.5)                  # let the last handshakes' replies settle
         s0 = time.monotonic()
         mem = target.memory_kib()
-        return {"n": n, "mem": mem, "sample_s": round(time.monotonic() - s0, 2)}
+        got = {"n": n, "mem": mem, "sample_s": round(time.monotonic() - s0, 2)}
+        if wl.name == "W4x":
+            got["probe"] = held_probe(target, gen)
+        return got
 
     out = gen.run(target.port, wl, target.tls, on_idle=on_idle if wl.idle else None)
     rec["idle_wait_s"] = round(wait_idle(target), 2)
@@ -130,6 +146,11 @@ def measure(target, sink, gen, wl, budget: dict) -> dict:
             rec["rss_conn_kib"] = (s["mem"]["rss"] - mem_before["rss"]) / n
             rec["pss_conn_kib"] = (s["mem"]["pss"] - mem_before["pss"]) / n
             rec["cpu_idle_session_ms"] = cpu / n * 1e3
+            rec["rss_held_mib"] = s["mem"]["rss"] / 1024
+            if "probe" in s:
+                rec["probe"] = s["probe"]
+                if s["probe"].get("session_ms") is not None and not s["probe"].get("errors"):
+                    rec["probe_session_ms"] = s["probe"]["session_ms"]
     else:
         if sessions:
             rec["cpu_session_ms"] = cpu / sessions * 1e3

@@ -43,8 +43,9 @@ class Sink:
     Runs on the load generator's core. With `dump_dir` it writes every message there (used
     only by the single-session checks, never while measuring)."""
 
-    def __init__(self, ctx: Context, name: str, dump_dir: str | None = None):
-        self.ctx, self.name, self.dump_dir = ctx, name, dump_dir
+    def __init__(self, ctx: Context, name: str, dump_dir: str | None = None,
+                 core: int = LOAD_CORE):
+        self.ctx, self.name, self.dump_dir, self.core = ctx, name, dump_dir, core
         self.port = free_port()
         self.proc: Proc | None = None
 
@@ -56,13 +57,14 @@ class Sink:
             os.makedirs(self.dump_dir, exist_ok=True)
             os.chmod(self.dump_dir, 0o777)
             argv += ["-d", os.path.join(self.dump_dir, "%M.")]
-        # -m: connection limit (default 256 would queue the 1000 idle sessions' backends)
-        return argv + ["-m", "8192", f"127.0.0.1:{self.port}", "4096"]
+        # -m: connection limit (default 256 would queue the idle sessions' backends; W4x holds
+        # 10,000)
+        return argv + ["-m", "16384", f"127.0.0.1:{self.port}", "4096"]
 
     def start(self):
         log = os.path.join(self.ctx.workdir, f"{self.name}.log")
         for _ in range(3):
-            self.proc = self.ctx.launcher.start(self.name, self.argv(), LOAD_CORE, log)
+            self.proc = self.ctx.launcher.start(self.name, self.argv(), self.core, log)
             try:
                 wait_until(lambda: port_accepts(self.port) or not self.proc.alive(), 10,
                            what="smtp-sink to listen")
@@ -83,6 +85,7 @@ class Sink:
 class Target:
     name = "?"
     label = "?"
+    callgrind_ok = False
     tls = True                  # STARTTLS with the client certificate
     applicable = ("L1", "W1", "W2", "W3", "W4")
     config_note = ""
@@ -95,6 +98,10 @@ class Target:
         self.port = 0
         self.main: Proc | None = None
         self.helpers: list[Proc] = []       # started with the target, not counted (auth_http)
+        # argv prefix of the server (the counting pass: valgrind --tool=callgrind ...); a
+        # target that cannot run under it single-process leaves `callgrind_ok` False
+        self.wrap: list[str] = []
+        self.ready_timeout = 20.0
 
     # the process families whose CPU and memory are the target's
     def procs(self) -> list[Proc]:
@@ -138,6 +145,7 @@ class Target:
         raise BenchError(f"{self.label} did not start: {last}")
 
     def wait_listening(self, timeout: float = 15):
+        timeout = max(timeout, self.ready_timeout)
         wait_until(lambda: port_accepts(self.port) or not self.main.alive(), timeout,
                    what=f"{self.label} to listen on {self.port}")
         if not self.main.alive():
@@ -183,6 +191,8 @@ class Backend(Target):
 class Certrelay(Target):
     name = "certrelay"
     label = "certrelay"
+    callgrind_ok = True
+    max_connections = None              # limits.max_connections (W4x: 12000)
     config_note = ("`workers = 1`, README defaults (identity auto = XCLIENT to the sink, "
                    "received_header on, session cache on, 1 TLS 1.3 ticket, no stateless "
                    "tickets), fingerprint table with the client's SHA-256 fingerprint, "
@@ -194,6 +204,9 @@ class Certrelay(Target):
                              server_name=SERVER_NAME, port=self.port, sink_port=sink_port,
                              server_chain=pki.server_chain, server_key=pki.server_key,
                              relay_clientcerts=pki.relay_clientcerts)
+        if self.max_connections:
+            with open(self.config, "a") as f:
+                f.write(f"\n[limits]\nmax_connections = {self.max_connections}\n")
         run([self.ctx.certrelay_bin, "--check-config", "--config", self.config])
 
     def launch(self):
@@ -201,14 +214,15 @@ class Certrelay(Target):
         with open(log, "w"):
             pass
         self.main = self.ctx.launcher.start(
-            "certrelay", [self.ctx.certrelay_bin, "--config", self.config], TARGET_CORE, log)
+            "certrelay", [*self.wrap, self.ctx.certrelay_bin, "--config", self.config],
+            TARGET_CORE, log)
 
         def ready():
             if not self.main.alive():
                 return True
             with open(log, errors="replace") as f:
                 return "ready: workers=" in f.read()
-        wait_until(ready, 20, what="certrelay 'ready:'")
+        wait_until(ready, self.ready_timeout, what="certrelay 'ready:'")
         self.wait_listening()
 
     def version(self):
@@ -218,6 +232,7 @@ class Certrelay(Target):
 class Nginx(Target):
     name = "nginx"
     label = "nginx mail"
+    callgrind_ok = True
     config_note = ("`load_module ngx_mail_module.so`, `worker_processes 1` (master started as "
                    "root + 1 worker, both counted), `mail { auth_http; proxy on; xclient on; "
                    "smtp_auth none; starttls on; ssl_verify_client optional_no_ca; "
@@ -234,6 +249,12 @@ class Nginx(Target):
                              dir=self.dir, server_name=SERVER_NAME, port=self.port,
                              auth_port=self.auth_port, server_chain=pki.server_chain,
                              server_key=pki.server_key)
+        if self.wrap:
+            # under callgrind: one process (the worker's work done by the master itself)
+            with open(self.config) as f:
+                text = f.read().replace("master_process on;", "master_process off;")
+            with open(self.config, "w") as f:
+                f.write(text)
         run(["nginx", "-t", "-q", "-p", self.dir + "/", "-c", self.config,
              "-e", os.path.join(self.dir, "nginx-error.log")])
 
@@ -249,12 +270,13 @@ class Nginx(Target):
             raise BenchError(f"auth_http endpoint exited:\n{auth.log_tail()}")
         log = os.path.join(self.dir, "nginx-error.log")
         self.main = self.ctx.launcher.start(
-            "nginx", ["/usr/sbin/nginx", "-p", self.dir + "/", "-c", self.config, "-e", log],
+            "nginx", [*self.wrap, "/usr/sbin/nginx", "-p", self.dir + "/", "-c", self.config, "-e", log],
             TARGET_CORE, os.path.join(self.dir, "nginx-stderr.log"))
         self.main.log_path = log
         self.wait_listening()
         # master and its worker
-        wait_until(lambda: len(self.main.pids()) >= 2, 10, what="nginx worker")
+        if not self.wrap:
+            wait_until(lambda: len(self.main.pids()) >= 2, 10, what="nginx worker")
 
     def auth_requests_served(self) -> int:
         with socket.create_connection(("127.0.0.1", self.auth_port), timeout=5) as s:
@@ -275,6 +297,7 @@ class Nginx(Target):
 class Stunnel(Target):
     name = "stunnel"
     label = "stunnel"
+    callgrind_ok = True
     config_note = ("`protocol = smtp`, `accept`/`connect` (the sink), `cert`/`key`, "
                    "`verify = 0` (client certificate requested, not required, not verified: "
                    "`verifyChain = no`/`verifyPeer = no` alone send no CertificateRequest), "
@@ -288,7 +311,8 @@ class Stunnel(Target):
 
     def launch(self):
         log = os.path.join(self.dir, "stunnel.log")
-        self.main = self.ctx.launcher.start("stunnel", ["/usr/bin/stunnel4", self.config],
+        self.main = self.ctx.launcher.start("stunnel", [*self.wrap, "/usr/bin/stunnel4",
+                                                        self.config],
                                             TARGET_CORE, os.path.join(self.dir, "stderr.log"))
         self.main.log_path = log
         self.wait_listening()

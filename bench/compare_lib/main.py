@@ -71,8 +71,8 @@ def parse_args(argv):
     p.add_argument("--canary", action=argparse.BooleanOptionalAction, default=True,
                    help="the sink-alone canary, same core and different cores (default on)")
     p.add_argument("--openssl-reference", metavar="JSON",
-                   help="file with {\"openssl_reference_instructions\": N} from bench/micro "
-                        "(default: <build-dir>/bench/micro/openssl_reference.json)")
+                   help="an earlier bench/micro/handshake_floor.sh --json FILE (default: "
+                        "run it now into <build-dir>/bench/micro/openssl_reference.json)")
     p.add_argument("--load", help="load generator binary (default: "
                                   "build-bench/bench/load/certrelay-load)")
     p.add_argument("--build-dir", default=os.path.join(TOP, "build-bench"))
@@ -140,6 +140,9 @@ def build(args) -> tuple[str, str]:
         targets = ["certrelay"]
         if not args.load:
             targets.append("certrelay-load")
+        if args.callgrind and not args.openssl_reference:
+            # bench/micro/handshake_floor.sh: certrelay's engine beside stock OpenSSL.
+            targets += ["certrelay-micro", "openssl-reference-bench"]
         subprocess.run(["cmake", "--build", bdir, "--target", *targets], check=True,
                        timeout=3600)
     if not os.access(certrelay, os.X_OK):
@@ -427,14 +430,37 @@ def raise_nofile(want: int = 65536):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def handshake_floor(args, notes: list[str]) -> str | None:
+    """Runs bench/micro/handshake_floor.sh (certrelay's TLS engine and stock OpenSSL's server,
+    both under callgrind, in memory) into <build-dir>/bench/micro/openssl_reference.json, so
+    the reference comes from this run; returns the file, or None when not measured."""
+    micro = os.path.join(args.build_dir, "bench", "micro")
+    path = os.path.join(micro, "openssl_reference.json")
+    binaries = [os.path.join(micro, b) for b in ("certrelay-micro", "openssl-reference-bench")]
+    if not args.callgrind or not all(os.access(b, os.X_OK) for b in binaries):
+        notes.append("stock OpenSSL reference not measured (--no-callgrind, or bench/micro "
+                     "not built)")
+        return None
+    log("== handshake floor: bench/micro/handshake_floor.sh (callgrind, about 10 min)")
+    if os.path.exists(path):
+        os.unlink(path)  # never report an earlier run's figure as this one's
+    result = subprocess.run([os.path.join(BENCH, "micro", "handshake_floor.sh"), args.build_dir,
+                             "--json", path], timeout=3600, capture_output=True, text=True)
+    log(result.stdout.rstrip())
+    if result.returncode != 0:
+        notes.append(f"handshake_floor.sh failed (exit {result.returncode}): "
+                     f"{result.stderr.strip()[-300:]}")
+        return None
+    return path
+
+
 def measure_all(ctx, args, names, wls, reps, gen, deadline) -> tuple:
     """Canary, counting pass, callgrind, timed repetitions, canary again:
     (targets, records, notes, extra, wls)."""
     notes: list[str] = []
     wls = fit_w4x(prepare_workloads(gen, wls, notes), notes)
     extra = {"openssl_reference": openssl_reference(
-        args.openssl_reference or os.path.join(args.build_dir, "bench", "micro",
-                                               "openssl_reference.json"))}
+        args.openssl_reference or handshake_floor(args, notes))}
     extra["canary"] = run_canary(ctx, gen, args.quick, "before") if args.canary else []
     extra["counts"], extra["callgrind"] = count_pass(ctx, args, names, wls, gen, deadline,
                                                      notes)

@@ -184,8 +184,15 @@ struct Tls {
   std::vector<std::filesystem::path> ticketKeys;
   // tls.strict_sni: a ClientHello whose SNI names none of our certificates is refused.
   bool strictSni = false;
-  std::string minVersion = "TLSv1.2";          // "TLSv1.2" or "TLSv1.3"
-  std::size_t sessionCacheSize = 20'480;       // server-side session cache entries; 0 = off
+  std::string minVersion = "TLSv1.2";     // "TLSv1.2" or "TLSv1.3"
+  std::size_t sessionCacheSize = 20'480;  // server-side session cache entries; 0 = off
+  // tls.session_cache_memory: bytes the server-side session cache may hold (encoded sessions
+  // plus a fixed cost per entry, tls/session_cache.h); the least recently used sessions go
+  // first. 16 MiB holds ~12,000 sessions with a P-256 client certificate (~1.4 KiB each).
+  // 0 = OpenSSL's internal cache, bounded by session_cache_size only: a resumption decodes no
+  // session (fewer instructions, docs/tuning.md) but each cached session keeps its parsed
+  // certificates (~9 KiB, more with larger client certificates).
+  std::size_t sessionCacheMemory = 16UL * 1024 * 1024;
   std::chrono::seconds sessionTimeout{3'600};  // cache and ticket lifetime
   // Stateless (RFC 5077) tickets. Off by default: with it off, TLS 1.3 still resumes through
   // stateful tickets that name an entry of the server cache, which saves encrypting (and later

@@ -82,19 +82,16 @@ int storeSession(SSL* ssl, SSL_SESSION* session) {
     return 0;
   }
   const std::string_view id = idOf(session);
-  const int size = i2d_SSL_SESSION(session, nullptr);
-  if (id.empty() || size <= 0 ||
-      SessionCache::cost(static_cast<std::size_t>(size)) > cache->maxBytes()) {
+  // One encoding pass: OpenSSL allocates the output when given a null pointer.
+  unsigned char* der = nullptr;
+  const int size = i2d_SSL_SESSION(session, &der);
+  if (id.empty() || size <= 0 || der == nullptr) {
+    OPENSSL_free(der);
     ERR_clear_error();  // a failed encoding is not this handshake's error
     return 0;
   }
-  std::string encoded(static_cast<std::size_t>(size), '\0');
-  auto* out = reinterpret_cast<unsigned char*>(encoded.data());
-  if (i2d_SSL_SESSION(session, &out) != size) {
-    wipe(encoded);
-    ERR_clear_error();
-    return 0;
-  }
+  std::string encoded(reinterpret_cast<const char*>(der), static_cast<std::size_t>(size));
+  OPENSSL_clear_free(der, static_cast<std::size_t>(size));
   const std::time_t expires =
       static_cast<std::time_t>(SSL_SESSION_get_time(session) + SSL_SESSION_get_timeout(session));
   cache->insert(id, std::move(encoded), expires);

@@ -6,8 +6,8 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
-#include <climits>
 #include <functional>
+#include <iterator>
 #include <utility>
 
 namespace certrelay::tls {

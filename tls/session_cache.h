@@ -6,7 +6,7 @@
 // limit only, so any client that handshakes repeatedly could grow the process by ~180 MiB at the
 // default 20,480 entries (more with bigger certificates: the client picks their size). This cache
 // keeps what a resumption needs instead, the session in its DER form (i2d_SSL_SESSION: master
-// secret, parameters, the leaf certificate's DER; ~1 KiB with a P-256 client certificate), in an
+// secret, parameters, the leaf certificate's DER; 546 bytes with a P-256 client certificate), in an
 // LRU bounded by bytes and entries. A resumption decodes it again (d2i_SSL_SESSION, which parses
 // the client certificate): measured in docs/tuning.md ("Session cache").
 //

@@ -32,6 +32,8 @@ constexpr int64_t kMaxWorkers = 256;
 // Reload debounce: long enough to let a writer finish, short enough that a revocation is not
 // noticeably late.
 constexpr int64_t kMaxDebounceMs = 10'000;
+// Below this a session cache holds a few dozen sessions: a typo, not a budget.
+constexpr std::size_t kMinSessionCacheMemory = 64 * 1024;
 
 // The sections of the file, read in order; [backend], [timeouts], [limits] and [dns] live beside.
 class Loader : public TomlReader {
@@ -230,10 +232,11 @@ class Loader : public TomlReader {
 
   void readTls(const toml::table& root, Config& config) const {
     const toml::table& table = *subTable(root, "tls", true, true, "");
-    checkKeys(table, "tls",
-              {"cert", "key", "client_ca", "min_version", "session_cache_size", "session_timeout",
-               "session_tickets", "tickets_per_handshake", "tickets_on_resumption",
-               "fast_ec_key_decoding", "ticket_keys", "strict_sni"});
+    checkKeys(
+        table, "tls",
+        {"cert", "key", "client_ca", "min_version", "session_cache_size", "session_cache_memory",
+         "session_timeout", "session_tickets", "tickets_per_handshake", "tickets_on_resumption",
+         "fast_ec_key_decoding", "ticket_keys", "strict_sni"});
     Tls& tls = config.tls;
     const std::vector<std::filesystem::path> certs = fileList(table, "cert", true);
     const std::vector<std::filesystem::path> keys = fileList(table, "key", true);
@@ -260,6 +263,15 @@ class Loader : public TomlReader {
     if (auto size = getInteger(table, "session_cache_size", "tls", 0,
                                std::numeric_limits<int64_t>::max())) {
       tls.sessionCacheSize = static_cast<std::size_t>(*size);
+    }
+    // 0 = OpenSSL's internal cache (entries only); 64 GiB is far beyond any sane budget.
+    if (auto memory = getSize(table, "session_cache_memory", "tls", std::size_t{64} << 30)) {
+      if (*memory != 0 && *memory < kMinSessionCacheMemory) {
+        fail(table.get("session_cache_memory")->source(), "tls.session_cache_memory",
+             "must be 0 (OpenSSL's internal cache) or at least 64KiB, got " +
+                 std::to_string(*memory) + " bytes");
+      }
+      tls.sessionCacheMemory = *memory;
     }
     if (auto timeout = getDuration(table, "session_timeout", "tls")) {
       if (timeout->count() % 1000 != 0) {

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "common/text.h"
 
@@ -219,6 +221,66 @@ std::optional<std::chrono::milliseconds> TomlReader::getDuration(const toml::tab
     fail(node->source(), key, "must be at most 168h (7 days)");
   }
   return std::chrono::milliseconds(ms);
+}
+
+namespace {
+
+// The multiplier of a size unit ("MiB"), or 0 for one we do not know.
+std::uint64_t sizeUnit(std::string_view unit) {
+  static constexpr std::pair<std::string_view, std::uint64_t> kUnits[] = {
+      {"", 1},           {"B", 1},          {"KiB", 1ULL << 10},
+      {"k", 1ULL << 10}, {"K", 1ULL << 10}, {"MiB", 1ULL << 20},
+      {"m", 1ULL << 20}, {"M", 1ULL << 20}, {"GiB", 1ULL << 30},
+      {"g", 1ULL << 30}, {"G", 1ULL << 30}};
+  for (const auto& [name, scale] : kUnits) {
+    if (unit == name) {
+      return scale;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::optional<std::size_t> TomlReader::getSize(const toml::table& table, std::string_view name,
+                                               const std::string& prefix, std::size_t max) const {
+  const toml::node* node = table.get(name);
+  if (node == nullptr) {
+    return std::nullopt;
+  }
+  const std::string key = join(prefix, name);
+  const char* const format = "expected a size such as 16777216, \"512KiB\", \"16MiB\" or \"1GiB\"";
+  std::uint64_t bytes = 0;
+  if (node->is_integer()) {
+    const int64_t value = node->as_integer()->get();
+    if (value < 0) {
+      fail(node->source(), key, "must not be negative");
+    }
+    bytes = static_cast<std::uint64_t>(value);
+  } else if (node->is_string()) {
+    const std::string& text = node->as_string()->get();
+    std::size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+      ++digits;
+    }
+    std::string_view unit = std::string_view(text).substr(digits);
+    if (!unit.empty() && unit.front() == ' ') {
+      unit.remove_prefix(1);
+    }
+    const std::uint64_t scale = sizeUnit(unit);
+    if (digits == 0 || scale == 0 || (unit.empty() && digits != text.size())) {
+      fail(node->source(), key, std::string(format) + ", got \"" + text + "\"");
+    }
+    // Nineteen digits could overflow; far beyond any cap anyway.
+    const std::uint64_t count = digits > 18 ? UINT64_MAX : std::stoull(text.substr(0, digits));
+    bytes = count > UINT64_MAX / scale ? UINT64_MAX : count * scale;
+  } else {
+    fail(node->source(), key, std::string(format) + ", got " + std::string(typeName(*node)));
+  }
+  if (bytes > max) {
+    fail(node->source(), key, "must be at most " + std::to_string(max) + " bytes");
+  }
+  return static_cast<std::size_t>(bytes);
 }
 
 // Resolves against the config file's directory and checks that the file can be opened,

@@ -66,6 +66,11 @@ class TomlReader {
                                                        const std::string& prefix,
                                                        bool allowZero = false) const;
 
+  // A size in bytes: an integer (bytes) or a string "<digits>[ ]<unit>" with unit B, KiB, MiB
+  // or GiB (k, m, g as nginx writes them mean the same). At most `max` bytes.
+  std::optional<std::size_t> getSize(const toml::table& table, std::string_view name,
+                                     const std::string& prefix, std::size_t max) const;
+
   // Resolves against the config file's directory and checks that the file can be opened,
   // so that a typo fails `--check-config` instead of the first TLS handshake.
   std::filesystem::path readableFile(const toml::node& node, const std::string& key,

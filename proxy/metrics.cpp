@@ -3,6 +3,8 @@
 
 #include "proxy/metrics.h"
 
+#include "tls/session_cache.h"
+
 #include <openssl/crypto.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -106,6 +108,37 @@ ThreadCache& threadCache(std::uint64_t owner) {
 std::uint64_t nextSerial() {
   static std::atomic<std::uint64_t> serial{0};
   return serial.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+// The session cache's gauges and counter, read at scrape time from the process totals (atomics
+// the caches keep, tls/session_cache.h): nothing on the data path, no family mutex.
+void addSessionCacheFamilies(std::vector<prometheus::MetricFamily>& families) {
+  const tls::SessionCacheTotals totals = tls::sessionCacheTotals();
+  const auto add = [&families](const char* name, const char* help, prometheus::MetricType type,
+                               double value) {
+    prometheus::MetricFamily family;
+    family.name = name;
+    family.help = help;
+    family.type = type;
+    prometheus::ClientMetric metric;
+    if (type == prometheus::MetricType::Counter) {
+      metric.counter.value = value;
+    } else {
+      metric.gauge.value = value;
+    }
+    family.metric.push_back(std::move(metric));
+    families.push_back(std::move(family));
+  };
+  add("certrelay_tls_session_cache_bytes",
+      "Bytes the server-side TLS session cache holds (encoded sessions plus a fixed cost per "
+      "entry), at most tls.session_cache_memory.",
+      prometheus::MetricType::Gauge, static_cast<double>(totals.bytes));
+  add("certrelay_tls_session_cache_entries", "Sessions in the server-side TLS session cache.",
+      prometheus::MetricType::Gauge, static_cast<double>(totals.entries));
+  add("certrelay_tls_session_cache_evictions_total",
+      "Sessions dropped from the server-side TLS session cache to make room for new ones "
+      "(tls.session_cache_memory or tls.session_cache_size reached).",
+      prometheus::MetricType::Counter, static_cast<double>(totals.evictions));
 }
 
 }  // namespace
@@ -473,6 +506,7 @@ std::string Metrics::exposition() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
   families.push_back(tlsHandshakeDuration_.collect());
   families.push_back(backendConnectDuration_.collect());
+  addSessionCacheFamilies(families);
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, families);
   return out.str();

@@ -74,7 +74,11 @@ MaterialWatcher::Spec tlsMaterial(SharedState& shared) {
     if (shared.metrics) {
       shared.metrics->setCertificateNotAfter(context->notAfter());
     }
-    shared.tls.store(std::move(context));
+    // The generation replaced can no longer be resumed on (new connections start on the new
+    // one): its cached sessions would only hold memory on top of the new generation's budget.
+    if (const auto previous = shared.tls.exchange(std::move(context))) {
+      previous->retire();
+    }
   };
   spec.describe = [](const MaterialWatcher::Snapshot& snapshot) {
     return std::static_pointer_cast<const tls::Context>(snapshot)->summary();

@@ -18,6 +18,7 @@
 #include "tls/compat.h"
 #include "tls/internal.h"
 #include "tls/peer_facts.h"
+#include "tls/session_cache.h"
 #include "tls/ticket_keys.h"
 
 namespace certrelay::tls {
@@ -146,7 +147,9 @@ void configureProtocol(SSL_CTX* c, const config::Tls& settings) {
 
 // Resumption: a server-side cache (session ids, and TLS 1.3 stateful tickets when stateless
 // tickets are off) plus stateless tickets unless disabled. The session (client certificate
-// included) survives resumption, so facts() stay complete on a resumed connection.
+// included) survives resumption, so facts() stay complete on a resumed connection. The cache is
+// the byte-bounded SessionCache (tls.session_cache_memory), installed by Context::build; with
+// tls.session_cache_memory = 0 it is OpenSSL's internal one, bounded by entries only.
 void configureResumption(SSL_CTX* c, const config::Tls& settings) {
   if (settings.sessionCacheSize == 0) {
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
@@ -259,6 +262,12 @@ Context::Context(config::FingerprintDigest digest, const EVP_MD* md) : digest_(d
 
 Context::~Context() = default;
 
+void Context::retire() const {
+  if (sessionCache_) {
+    sessionCache_->clear();
+  }
+}
+
 ContextPtr Context::create(const config::Tls& settings, config::FingerprintDigest digest) {
   Material material = readMaterial(settings);
   const SecretsWiper wiper(material);
@@ -292,6 +301,13 @@ void Context::build(const config::Tls& settings, const Material& material, std::
     loadClientCa(*material.clientCa);
   }
   configureResumption(c, settings);
+  if (settings.sessionCacheSize != 0 && settings.sessionCacheMemory != 0) {
+    sessionCache_ =
+        std::make_unique<SessionCache>(settings.sessionCacheMemory, settings.sessionCacheSize);
+    if (!installSessionCache(c, sessionCache_.get())) {
+      throwTlsError("tls.session_cache_memory");
+    }
+  }
   configureTickets(c, settings);
   if (!material.ticketKeys.empty()) {
     loadTicketKeys(material.ticketKeys);

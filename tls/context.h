@@ -16,9 +16,10 @@
 //   question on a listener that asks or requires.
 // - SNI: any name, unless tls.strict_sni refuses a name none of our leaves carries.
 // - ALPN: a list without "smtp" is refused (ALPACA). Renegotiation is off.
-// - Resumption: a session cache, and stateless tickets with tls.session_tickets (keys from
-//   tls.ticket_keys when set, so replicas resume each other's sessions). A resumed session
-//   keeps its peer certificate, so its facts survive resumption.
+// - Resumption: a session cache bounded by bytes (tls.session_cache_memory, session_cache.h),
+//   and stateless tickets with tls.session_tickets (keys from tls.ticket_keys when set, so
+//   replicas resume each other's sessions; sessions a ticket carries are then not cached). A
+//   resumed session keeps its peer certificate, so its facts survive resumption.
 
 #include <ctime>
 #include <memory>
@@ -38,6 +39,7 @@ class TlsError : public std::runtime_error {
 };
 
 class Context;
+class SessionCache;
 class TicketKeys;
 using ContextPtr = std::shared_ptr<const Context>;
 
@@ -73,6 +75,13 @@ class Context {
   // RSA 2048 not after 2027-03-01), client CA 1 certificate, 3 ticket keys" (the client CA part
   // only with tls.client_ca, the ticket-key part only with tls.ticket_keys).
   std::string summary() const { return summary_; }
+  // The byte-bounded session cache (tls/session_cache.h); null when the cache is off or is
+  // OpenSSL's internal one (tls.session_cache_memory = 0).
+  const SessionCache* sessionCache() const { return sessionCache_.get(); }
+  // A newer generation is in force: new connections no longer start on this one, so its cached
+  // sessions only hold memory. Drops them (thread-safe; connections still on it keep working).
+  void retire() const;
+
   // SHA-256 of each leaf's DER, in tls.cert order, as `openssl x509 -fingerprint -sha256`
   // prints it after "=": "3E:F8:...".
   std::vector<std::string> leafFingerprints() const { return leafFingerprints_; }
@@ -88,8 +97,10 @@ class Context {
   // tls.strict_sni's servername callback; `arg` is the Context.
   static int checkServerName(SSL* ssl, int* alert, void* arg);
 
-  // Destroyed after ctx_ (members die in reverse order): the SSL_CTX's ticket callback uses it.
+  // Destroyed after ctx_ (members die in reverse order): the SSL_CTX's ticket and session
+  // callbacks use them. The cache is internally synchronized (shared by every worker).
   std::unique_ptr<const TicketKeys> ticketKeys_;
+  std::unique_ptr<SessionCache> sessionCache_;
   SslCtxPtr ctx_;
   config::FingerprintDigest digest_;
   const EVP_MD* md_;

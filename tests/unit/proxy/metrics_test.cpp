@@ -3,12 +3,14 @@
 // exposition.
 
 #include "proxy/metrics.h"
+#include "tls/session_cache.h"
 
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <thread>
 #include <vector>
@@ -255,6 +257,24 @@ TEST_SUITE("metrics") {
     metrics.setBackendUp(false);
     metrics.setDraining(false);
     CHECK(has(metrics.exposition(), "certrelay_backend_up 0"));
+  }
+
+  TEST_CASE("session cache: bytes, entries and evictions of every live cache, read at scrape") {
+    Metrics metrics(metricsConfig());
+    const tls::SessionCacheTotals before = tls::sessionCacheTotals();
+    tls::SessionCache cache(2 * tls::SessionCache::cost(100), 0);
+    for (const char* id : {"one", "two", "three"}) {
+      REQUIRE(cache.insert(id, std::string(100, 'x'), std::time(nullptr) + 60));
+    }
+    const std::string text = metrics.exposition();
+    CHECK(has(text, "# TYPE certrelay_tls_session_cache_bytes gauge"));
+    CHECK(has(text, "# TYPE certrelay_tls_session_cache_entries gauge"));
+    CHECK(has(text, "# TYPE certrelay_tls_session_cache_evictions_total counter"));
+    CHECK(has(text, "certrelay_tls_session_cache_bytes " +
+                        std::to_string(before.bytes + 2 * tls::SessionCache::cost(100))));
+    CHECK(has(text, "certrelay_tls_session_cache_entries " + std::to_string(before.entries + 2)));
+    CHECK(has(text, "certrelay_tls_session_cache_evictions_total " +
+                        std::to_string(before.evictions + 1)));
   }
 
   TEST_CASE("backend TLS handshakes are counted by result") {

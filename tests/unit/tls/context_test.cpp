@@ -153,7 +153,9 @@ TEST_SUITE("tls") {
     settings.ticketsPerHandshake = 3;
     const ContextPtr context = Context::create(settings);
     SSL_CTX* ctx = context->get();
-    CHECK(SSL_CTX_get_session_cache_mode(ctx) == SSL_SESS_CACHE_SERVER);
+    // The byte-bounded cache (session_cache.h) is the only store: OpenSSL's internal one is off.
+    CHECK(SSL_CTX_get_session_cache_mode(ctx) ==
+          (SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL));
     CHECK(SSL_CTX_sess_get_cache_size(ctx) == 123);
     CHECK(SSL_CTX_get_timeout(ctx) == 77);
     CHECK(SSL_CTX_get_num_tickets(ctx) == 3);

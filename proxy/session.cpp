@@ -559,6 +559,16 @@ void Session::backendContent(std::string_view bytes, smtp::ContentTiming timing)
   }
 }
 
+std::string* Session::backendContentBuffer() {
+  return backend_ != nullptr ? backend_->contentBuffer() : nullptr;
+}
+
+void Session::backendContentAppended(std::size_t bytes) {
+  if (CERTRELAY_ASSERT(backend_ != nullptr)) {
+    backend_->contentAppended(bytes);
+  }
+}
+
 void Session::backendEndContent(std::string_view lastBytes, smtp::Ticket ticket) {
   if (CERTRELAY_ASSERT(backend_ != nullptr)) {
     backend_->endContent(lastBytes, ticket);

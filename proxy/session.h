@@ -102,6 +102,8 @@ class Session final : public smtp::DialogueHost, public BackendEvents, public Re
   void backendMail(std::string_view line, smtp::Ticket ticket, std::string_view ident,
                    std::string_view proto) override;
   void backendContent(std::string_view bytes, smtp::ContentTiming timing) override;
+  std::string* backendContentBuffer() override;
+  void backendContentAppended(std::size_t bytes) override;
   void backendEndContent(std::string_view lastBytes, smtp::Ticket ticket) override;
   void log(log::Level level, std::string_view message, std::span<const log::Field> fields) override;
   std::shared_ptr<const policy::Policy> policy() override;

@@ -238,8 +238,7 @@ void Session::onClientRead(ssize_t nread, const uv_buf_t* buf) {
 
 void Session::consumeClientBytes(std::string_view bytes) {
   if (tls_) {
-    tls_->feedCiphertext(bytes.data(), bytes.size());
-    pumpTls();
+    pumpTls(bytes);
   } else {
     onPlaintext(bytes);
   }
@@ -262,8 +261,9 @@ void Session::onPlaintext(std::string_view bytes) {
   updateReading();
 }
 
-void Session::pumpTls() {
-  const tls::Engine::State state = tls_->pump();
+void Session::pumpTls(std::string_view ciphertext) {
+  // Read in place: the engine copies only what it leaves unread (the read buffer is shared).
+  const tls::Engine::State state = tls_->pump(ciphertext);
   tls_->takeCiphertext(out_);
   startClientWrite();
   if (tls_->handshakeJustCompleted()) {

@@ -64,7 +64,8 @@ class Session final : public smtp::DialogueHost, public BackendEvents, public Re
   // A read's bytes once the dialogue exists: to the TLS engine, or to the dialogue.
   void consumeClientBytes(std::string_view bytes);
   void onPlaintext(std::string_view bytes);
-  void pumpTls();
+  // Ciphertext from the client through the engine, and the plaintext on to the dialogue.
+  void pumpTls(std::string_view ciphertext);
   void startClientWrite();
   // While corked, replies collect in out_: what one read (of the client or of the backend)
   // produces for the client leaves in one write, e.g. the TLS ticket with the EHLO reply, or a

@@ -14,7 +14,9 @@
 
 #include <openssl/buffer.h>
 
-#include <climits>
+#include <algorithm>
+#include <cstring>
+#include <utility>
 
 #include "common/idle_buffer.h"
 #include "tls/client_context.h"
@@ -32,6 +34,26 @@ std::size_t memBioCapacity(BIO* bio) {
   BUF_MEM* mem = nullptr;
   BIO_get_mem_ptr(bio, &mem);
   return mem != nullptr ? mem->max : 0;
+}
+
+// The read BIO's method: a source over Engine::unread_ and Engine::lent_ (BIO_get_data). Made
+// once per process, never freed (OpenSSL holds no reference beyond the BIOs using it).
+const BIO_METHOD* ciphertextSourceMethod(int (*read)(BIO*, char*, int),
+                                         long (*control)(BIO*, int, long, void*)) {
+  static BIO_METHOD* const method = [&] {
+    BIO_METHOD* m =
+        BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "certrelay ciphertext source");
+    if (m != nullptr) {
+      BIO_meth_set_read(m, read);
+      BIO_meth_set_ctrl(m, control);
+      BIO_meth_set_create(m, [](BIO* bio) {
+        BIO_set_init(bio, 1);
+        return 1;
+      });
+    }
+    return m;
+  }();
+  return method;
 }
 
 BIO* newMemBio() {
@@ -84,12 +106,15 @@ Engine::Engine(std::shared_ptr<const ClientContext> context, SslPtr ssl)
 }
 
 void Engine::attachBios() {
-  BioPtr rbio(newMemBio());
+  const BIO_METHOD* source =
+      ciphertextSourceMethod(&Engine::readCiphertext, &Engine::ciphertextControl);
+  BioPtr rbio(source != nullptr ? BIO_new(source) : nullptr);
   BioPtr wbio(newMemBio());
   if (!rbio || !wbio) {
     fail("BIO_new", SSL_ERROR_SSL);
     return;
   }
+  BIO_set_data(rbio.get(), this);  // the engine outlives its SSL, which owns the BIO
   rbio_ = rbio.release();
   wbio_ = wbio.release();
   SSL_set_bio(ssl_.get(), rbio_, wbio_);  // ownership of both BIOs passes to ssl_
@@ -120,16 +145,69 @@ void Engine::feedCiphertext(const char* data, std::size_t len) {
   if (rbio_ == nullptr || state_ == State::Closed || state_ == State::Failed) {
     return;
   }
-  ErrorQueueGuard guard;
-  while (len > 0) {
-    const int chunk = len > static_cast<std::size_t>(INT_MAX) ? INT_MAX : static_cast<int>(len);
-    const int written = BIO_write(rbio_, data, chunk);
-    if (written <= 0) {
-      fail("BIO_write", SSL_ERROR_SSL);  // only on allocation failure
-      return;
-    }
-    data += written;
-    len -= static_cast<std::size_t>(written);
+  if (unreadPos_ == unread_.size()) {
+    unread_.clear();
+    unreadPos_ = 0;
+  }
+  unread_.append(data, len);
+}
+
+Engine::State Engine::pump(std::string_view ciphertext) {
+  if (rbio_ == nullptr || state_ == State::Closed || state_ == State::Failed) {
+    return state_;
+  }
+  if (pumping_) {
+    // Called from inside pump() (cannot happen through the owner's calls): keep the bytes.
+    feedCiphertext(ciphertext.data(), ciphertext.size());
+    return state_;
+  }
+  lent_ = ciphertext;
+  const State state = pump();
+  // The caller's buffer is gone after this call: what OpenSSL did not read is kept (nothing
+  // once Closed or Failed, as feedCiphertext()).
+  if (!lent_.empty()) {
+    const std::string_view rest = std::exchange(lent_, std::string_view());
+    feedCiphertext(rest.data(), rest.size());
+  }
+  return state;
+}
+
+int Engine::readCiphertext(BIO* bio, char* out, int len) {
+  auto* self = static_cast<Engine*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  if (self == nullptr || len <= 0) {
+    return 0;
+  }
+  const auto want = static_cast<std::size_t>(len);
+  std::size_t got = 0;
+  if (self->unreadPos_ < self->unread_.size()) {
+    got = std::min(want, self->unread_.size() - self->unreadPos_);
+    std::memcpy(out, self->unread_.data() + self->unreadPos_, got);
+    self->unreadPos_ += got;
+  } else if (!self->lent_.empty()) {
+    got = std::min(want, self->lent_.size());
+    std::memcpy(out, self->lent_.data(), got);
+    self->lent_.remove_prefix(got);
+  }
+  if (got == 0) {
+    // No data yet: "retry", never EOF (a memory BIO's BIO_set_mem_eof_return(-1)).
+    BIO_set_retry_read(bio);
+    return -1;
+  }
+  return static_cast<int>(got);
+}
+
+long Engine::ciphertextControl(BIO* bio, int cmd, long num, void* ptr) {
+  (void)num;
+  (void)ptr;
+  const auto* self = static_cast<const Engine*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_PENDING:
+      return self != nullptr ? static_cast<long>(self->unreadCiphertext()) : 0;
+    case BIO_CTRL_FLUSH:
+      return 1;
+    default:
+      return 0;  // EOF, ktls, dgram, push/pop...: not this BIO's
   }
 }
 
@@ -308,13 +386,12 @@ void Engine::sendCloseNotify() {
 }
 
 void Engine::releaseLargeBuffers() {
-  // Swapping in a fresh BIO is the only way to shrink a memory BIO. rbio_ only when empty (its
-  // unread ciphertext must stay); wbio_ is always empty here (drained after every SSL call).
-  if (BIO_ctrl_pending(rbio_) == 0 && memBioCapacity(rbio_) > kIdleBufferCapacity) {
-    if (BIO* fresh = newMemBio(); fresh != nullptr) {
-      SSL_set0_rbio(ssl_.get(), fresh);  // frees the old rbio_; ssl_ owns `fresh`
-      rbio_ = fresh;
-    }
+  // unread_ only when all of it was read (its unread ciphertext must stay). Swapping in a fresh
+  // BIO is the only way to shrink a memory BIO; wbio_ is always empty here (drained after every
+  // SSL call).
+  if (unreadPos_ == unread_.size()) {
+    unreadPos_ = 0;
+    releaseIdleBuffer(unread_);
   }
   if (BIO_ctrl_pending(wbio_) == 0 && memBioCapacity(wbio_) > kIdleBufferCapacity) {
     if (BIO* fresh = newMemBio(); fresh != nullptr) {
@@ -380,7 +457,7 @@ void Engine::takePlaintext(std::string& out) {
 
 std::size_t Engine::bufferCapacity() const {
   return pendingPlaintextOut_.capacity() + plaintextIn_.capacity() + ciphertextOut_.capacity() +
-         memBioCapacity(rbio_) + memBioCapacity(wbio_);
+         unread_.capacity() + memBioCapacity(wbio_);
 }
 
 bool Engine::hasCiphertext() const {

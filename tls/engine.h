@@ -50,8 +50,13 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Ciphertext from the peer.
+  // Ciphertext from the peer (copied: it may be fed long before the next pump()).
   void feedCiphertext(const char* data, std::size_t len);
+  // Feeds `ciphertext` and pumps, reading it where it is: OpenSSL takes its records straight from
+  // the caller's buffer (a socket read buffer), and only what it leaves unread (a partial record,
+  // or anything after a close) is copied and kept for the next pump. Returns the state
+  // afterwards, as pump().
+  State pump(std::string_view ciphertext);
   // Plaintext to encrypt (buffered until the handshake is done).
   void queuePlaintext(std::string_view data);
   // Starts a clean shutdown (close_notify) after the queued plaintext; the state becomes Closed.
@@ -81,8 +86,13 @@ class Engine {
   std::size_t bufferCapacity() const;
 
  private:
-  // Gives ssl_ its pair of memory BIOs.
+  // Gives ssl_ its read BIO (ciphertextSource(), reading unread_ and lent_) and its memory
+  // write BIO.
   void attachBios();
+  // The read BIO's callbacks: serve unread_ first, then lent_; "retry" when both are empty.
+  static int readCiphertext(BIO* bio, char* out, int len);
+  static long ciphertextControl(BIO* bio, int cmd, long num, void* ptr);
+  std::size_t unreadCiphertext() const { return unread_.size() - unreadPos_ + lent_.size(); }
   void applyClientCertMode();
   // Client side: the handshake failed; true (and Failed) when the peer's certificate is why.
   bool failedVerification();
@@ -106,8 +116,14 @@ class Engine {
   std::shared_ptr<const ClientContext> clientContext_;  // client side: owns the session cache
   config::ClientCertMode clientCert_;
   SslPtr ssl_;
-  BIO* rbio_ = nullptr;  // owned by ssl_ (SSL_set_bio transfers ownership)
+  BIO* rbio_ = nullptr;  // owned by ssl_ (SSL_set_bio transfers ownership); reads the two below
   BIO* wbio_ = nullptr;  // owned by ssl_
+  // Ciphertext not yet read by OpenSSL. A memory BIO would cost a copy in, a zero-fill and a
+  // cleanse on free per record; this source reads the caller's buffer in place (lent_, during
+  // pump(ciphertext) only) and copies only what is left unread into unread_ (from unreadPos_).
+  std::string unread_;
+  std::size_t unreadPos_ = 0;
+  std::string_view lent_;
   State state_ = State::Handshaking;
   bool pumping_ = false;
   bool justCompleted_ = false;

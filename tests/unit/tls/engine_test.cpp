@@ -248,6 +248,46 @@ TEST_SUITE("tls") {
     CHECK(link.serverReceived == "NOOP\r\n");
   }
 
+  TEST_CASE("engine: ciphertext read in place, the unread rest kept when the buffer is reused") {
+    // pump(ciphertext) reads the caller's buffer where it is, and a socket read buffer is
+    // refilled by the next read: nothing of it may be needed afterwards. (OpenSSL moves a
+    // partial record into its own buffer; what it leaves unread is copied by the engine.)
+    Link link(makeContext(), ClientOptions{});
+    link.run();
+    REQUIRE(link.established());
+    const std::string up = pattern(200'000);
+    link.client.send(up);
+    link.client.step();
+    const std::string records = link.client.takeOutput();
+    std::string got;
+    std::string readBuffer;  // one buffer, overwritten by every "read"
+    for (std::size_t pos = 0, n = 1; pos < records.size(); pos += n, n = n * 7 % 9001 + 1) {
+      n = std::min(n, records.size() - pos);
+      readBuffer.assign(records, pos, n);
+      REQUIRE(link.engine.pump(readBuffer) == State::Established);
+      readBuffer.assign(readBuffer.size(), '\xff');
+      link.engine.takePlaintext(got);
+    }
+    CHECK(got.size() == up.size());
+    CHECK(got == up);
+    // Nothing is held once every record was read.
+    CHECK(link.engine.bufferCapacity() <= 5 * kIdleBufferCapacity);
+    // Fed (copied) and lent bytes keep their order.
+    link.client.send("one ");
+    link.client.step();
+    const std::string first = link.client.takeOutput();
+    link.client.send("two");
+    link.client.step();
+    const std::string second = link.client.takeOutput();
+    link.engine.feedCiphertext(first.data(), first.size() - 3);
+    std::string rest = first.substr(first.size() - 3) + second;
+    REQUIRE(link.engine.pump(rest) == State::Established);
+    rest.assign(rest.size(), '\0');
+    got.clear();
+    link.engine.takePlaintext(got);
+    CHECK(got == "one two");
+  }
+
   TEST_CASE("engine: plaintext queued during the handshake is sent once it completes") {
     Link link(makeContext(), ClientOptions{});
     link.engine.queuePlaintext("220 ready\r\n");

@@ -277,11 +277,13 @@ void Session::pumpTls(std::string_view ciphertext) {
     closeClient();  // the alert, if any, is already in out_
     return;
   }
-  std::string plaintext;
-  tls_->takePlaintext(plaintext);
+  // Parsed where it was decrypted. Its buffer is kept while a message is in flight (the next
+  // records are more of it) and given back otherwise (idle connections dominate memory).
+  const std::string_view plaintext = tls_->holdPlaintext();
   if (!plaintext.empty()) {
     onPlaintext(plaintext);
   }
+  tls_->releasePlaintext(dialogue_->messageInFlight());
   if (state == tls::Engine::State::Closed && !tornDown_) {
     teardown("client sent close_notify");
   }

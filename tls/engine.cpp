@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include "common/idle_buffer.h"
@@ -344,14 +345,24 @@ void Engine::readAvailable() {
   // Reads everything the buffered ciphertext yields. plaintextIn_ is not capped here: the owner
   // bounds it by not feeding more ciphertext while it holds too much plaintext (backpressure),
   // so one pump decrypts at most what was fed.
-  char buf[kReadChunk];
+  if (plaintextHeld_) {
+    return;  // see holdPlaintext()
+  }
   for (;;) {
+    if (unreadCiphertext() == 0 && SSL_has_pending(ssl_.get()) == 0) {
+      // Nothing to decrypt (SSL_read would only say "want read"): no buffer is made for it, so
+      // a pump of an idle connection (a reply sent) allocates nothing.
+      return;
+    }
+    // Straight into plaintextIn_'s spare room: a record larger than the room is returned in
+    // parts (OpenSSL keeps the rest), so the buffer only grows when it is full.
+    const std::size_t room = plaintextSpace();
     std::size_t got = 0;
-    const int rc = SSL_read_ex(ssl_.get(), buf, sizeof(buf), &got);
+    const int rc = SSL_read_ex(ssl_.get(), plaintextIn_.get() + plaintextSize_, room, &got);
     const int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), rc);
     drainWbio();  // TLS 1.3 key updates and TLS 1.2 no_renegotiation alerts come from reads
     if (rc == 1) {
-      plaintextIn_.append(buf, got);
+      plaintextSize_ += got;
       continue;
     }
     switch (err) {
@@ -447,16 +458,48 @@ void Engine::takeCiphertext(std::string& out) {
 }
 
 void Engine::takePlaintext(std::string& out) {
-  if (out.empty()) {
-    out.swap(plaintextIn_);
-  } else {
-    out.append(plaintextIn_);
+  out.append(plaintextIn_.get(), plaintextSize_);
+  plaintextSize_ = 0;
+  dropPlaintextBuffer();
+}
+
+std::string_view Engine::holdPlaintext() {
+  plaintextHeld_ = true;
+  return {plaintextIn_.get(), plaintextSize_};
+}
+
+void Engine::releasePlaintext(bool keepBuffer) {
+  plaintextHeld_ = false;
+  plaintextSize_ = 0;
+  if (!keepBuffer) {
+    dropPlaintextBuffer();
   }
-  releaseIdleBuffer(plaintextIn_);
+}
+
+void Engine::dropPlaintextBuffer() {
+  if (plaintextSize_ == 0 && plaintextCapacity_ > kIdleBufferCapacity) {
+    plaintextIn_.reset();
+    plaintextCapacity_ = 0;
+  }
+}
+
+std::size_t Engine::plaintextSpace() {
+  if (plaintextSize_ < plaintextCapacity_) {
+    return plaintextCapacity_ - plaintextSize_;
+  }
+  // One record's worth at least, doubling beyond: a burst of records costs few moves.
+  const std::size_t capacity = std::max(plaintextCapacity_ * 2, plaintextSize_ + kReadChunk);
+  auto grown = std::make_unique_for_overwrite<char[]>(capacity);
+  if (plaintextSize_ > 0) {
+    std::memcpy(grown.get(), plaintextIn_.get(), plaintextSize_);
+  }
+  plaintextIn_ = std::move(grown);
+  plaintextCapacity_ = capacity;
+  return capacity - plaintextSize_;
 }
 
 std::size_t Engine::bufferCapacity() const {
-  return pendingPlaintextOut_.capacity() + plaintextIn_.capacity() + ciphertextOut_.capacity() +
+  return pendingPlaintextOut_.capacity() + plaintextCapacity_ + ciphertextOut_.capacity() +
          unread_.capacity() + memBioCapacity(wbio_);
 }
 

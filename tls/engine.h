@@ -1,9 +1,11 @@
 #pragma once
-// A TLS engine over a pair of memory BIOs: no socket, no event loop. Server side for clients
-// (the listener's STARTTLS or implicit TLS), client side for the backend hop (backend.tls).
+// A TLS engine over in-memory BIOs (a read source over the engine's ciphertext, a memory write
+// BIO): no socket, no event loop. Server side for clients (the listener's STARTTLS or implicit
+// TLS), client side for the backend hop (backend.tls).
 //
-// The owner feeds ciphertext read from the socket, queues plaintext to send, calls pump(), then
-// writes out takeCiphertext() and consumes takePlaintext(). pump() is guarded against
+// The owner feeds ciphertext read from the socket (pump(ciphertext) reads it in place), queues
+// plaintext to send, pumps, then writes out takeCiphertext() and consumes takePlaintext() (or
+// holdPlaintext() / releasePlaintext(), in place). pump() is guarded against
 // re-entrancy and always drains the write BIO after any SSL call (reads too: TLS 1.3 tickets
 // and alerts are produced by reads). Renegotiation is refused by the context.
 //
@@ -71,6 +73,15 @@ class Engine {
   // Appends produced ciphertext / decrypted plaintext to `out` and clears the internal buffer.
   void takeCiphertext(std::string& out);
   void takePlaintext(std::string& out);
+  // The decrypted plaintext where OpenSSL wrote it (no copy). It stays valid until
+  // releasePlaintext(); meanwhile pump() decrypts nothing more, so that a reply sent (and
+  // pumped) while the plaintext is being processed cannot move it. The outer pump() has read
+  // every complete record already, so nothing waits because of that.
+  std::string_view holdPlaintext();
+  // The held plaintext was consumed and is dropped. `keepBuffer`: its buffer keeps its capacity
+  // for the next records (a message in progress); otherwise capacity beyond kIdleBufferCapacity
+  // (common/idle_buffer.h) is given back, as for every buffer of an idle connection.
+  void releasePlaintext(bool keepBuffer);
   bool hasCiphertext() const;
 
   State state() const { return state_; }
@@ -102,6 +113,10 @@ class Engine {
   void handshakeCompleted();
   void writePending();
   void readAvailable();
+  // Room for more plaintext: grows plaintextIn_ (keeping its bytes) only when it has none left;
+  // returns the spare capacity, at least one byte.
+  std::size_t plaintextSpace();
+  void dropPlaintextBuffer();
   void sendCloseNotify();
   // Gives back BIO and string memory that grew past kIdleBufferCapacity (common/idle_buffer.h).
   void releaseLargeBuffers();
@@ -130,8 +145,13 @@ class Engine {
   bool verifyFailed_ = false;
   bool shutdownRequested_ = false;   // honoured by pump() once pending plaintext is written
   std::string pendingPlaintextOut_;  // queued, not yet encrypted (e.g. during the handshake)
-  std::string plaintextIn_;          // decrypted, not yet taken; unbounded (caller's cap)
-  std::string ciphertextOut_;        // drained from wbio_, not yet taken
+  // Decrypted, not yet taken; unbounded (caller's cap). Raw storage, not a std::string: OpenSSL
+  // decrypts straight into its spare capacity, which a string cannot offer without zero-filling.
+  std::unique_ptr<char[]> plaintextIn_;
+  std::size_t plaintextSize_ = 0;
+  std::size_t plaintextCapacity_ = 0;
+  bool plaintextHeld_ = false;  // between holdPlaintext() and releasePlaintext()
+  std::string ciphertextOut_;   // drained from wbio_, not yet taken
   PeerFacts facts_;
   std::string error_;
 };

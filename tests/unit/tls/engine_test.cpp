@@ -288,6 +288,34 @@ TEST_SUITE("tls") {
     CHECK(got == "one two");
   }
 
+  TEST_CASE("engine: plaintext held in place stays put while held, its buffer kept on request") {
+    Link link(makeContext(), ClientOptions{});
+    link.run();
+    REQUIRE(link.established());
+    const auto records = [&link](const std::string& text) {
+      link.client.send(text);
+      link.client.step();
+      return link.client.takeOutput();
+    };
+    const std::string message = pattern(10'240);
+    REQUIRE(link.engine.pump(records(message)) == State::Established);
+    const std::string_view held = link.engine.holdPlaintext();
+    CHECK(held == message);
+    // A reply sent while the plaintext is processed pumps the engine: with more records
+    // waiting, nothing is decrypted into (and nothing moves) the held buffer.
+    const std::string more = records("NOOP\r\n");
+    link.engine.feedCiphertext(more.data(), more.size());
+    link.engine.queuePlaintext("250 ok\r\n");
+    REQUIRE(link.engine.pump() == State::Established);
+    CHECK(held == message);
+    link.engine.releasePlaintext(true);
+    CHECK(link.engine.bufferCapacity() >= message.size());  // kept for the next records
+    REQUIRE(link.engine.pump() == State::Established);
+    CHECK(link.engine.holdPlaintext() == "NOOP\r\n");
+    link.engine.releasePlaintext(false);
+    CHECK(link.engine.bufferCapacity() <= 5 * kIdleBufferCapacity);  // given back when idle
+  }
+
   TEST_CASE("engine: plaintext queued during the handshake is sent once it completes") {
     Link link(makeContext(), ClientOptions{});
     link.engine.queuePlaintext("220 ready\r\n");

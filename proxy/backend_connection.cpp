@@ -457,6 +457,20 @@ void BackendConnection::holdContent(std::string_view bytes) {
   }
 }
 
+std::string* BackendConnection::contentBuffer() {
+  // Where sendContent() would put the bytes: appended to out_ by write(), nothing in between.
+  if (phase_ != Phase::Ready || !queue_.empty() || tls_ != nullptr) {
+    return nullptr;
+  }
+  return &out_;
+}
+
+void BackendConnection::contentAppended(std::size_t bytes) {
+  if (bytes > 0) {
+    flushOut();  // what write() does after its append
+  }
+}
+
 void BackendConnection::endContent(std::string_view lastBytes, std::uint64_t tag) {
   if (phase_ != Phase::Ready) {
     return;

@@ -108,6 +108,12 @@ class BackendConnection {
   // As sendContent, but the bytes wait for the next write instead of causing one: content
   // that is known to be followed by more (the proxy's Received header before the client's).
   void holdContent(std::string_view bytes);
+  // The write buffer itself, for content appended in place (smtp::DialogueHost::
+  // backendContentBuffer): only when such bytes would go straight into it through sendContent()
+  // (ready, no command queued before them, no TLS to encrypt them first); null otherwise. The
+  // caller appends, then reports the count with contentAppended() before any other call.
+  std::string* contentBuffer();
+  void contentAppended(std::size_t bytes);
   // Writes the last content bytes, which end with the terminator, and expects the final reply.
   void endContent(std::string_view lastBytes, std::uint64_t tag);
 

@@ -57,8 +57,7 @@ BackendTls::State BackendTls::feed(std::string_view ciphertext, std::string& pla
   if (state_ == State::Failed) {
     return state_;
   }
-  engine_.feedCiphertext(ciphertext.data(), ciphertext.size());
-  const State state = settle(engine_.pump(), wire);
+  const State state = settle(engine_.pump(ciphertext), wire);  // read in place
   engine_.takePlaintext(plaintext);
   return state;
 }

@@ -238,8 +238,7 @@ void Session::onClientRead(ssize_t nread, const uv_buf_t* buf) {
 
 void Session::consumeClientBytes(std::string_view bytes) {
   if (tls_) {
-    tls_->feedCiphertext(bytes.data(), bytes.size());
-    pumpTls();
+    pumpTls(bytes);
   } else {
     onPlaintext(bytes);
   }
@@ -262,8 +261,9 @@ void Session::onPlaintext(std::string_view bytes) {
   updateReading();
 }
 
-void Session::pumpTls() {
-  const tls::Engine::State state = tls_->pump();
+void Session::pumpTls(std::string_view ciphertext) {
+  // Read in place: the engine copies only what it leaves unread (the read buffer is shared).
+  const tls::Engine::State state = tls_->pump(ciphertext);
   tls_->takeCiphertext(out_);
   startClientWrite();
   if (tls_->handshakeJustCompleted()) {
@@ -277,11 +277,13 @@ void Session::pumpTls() {
     closeClient();  // the alert, if any, is already in out_
     return;
   }
-  std::string plaintext;
-  tls_->takePlaintext(plaintext);
+  // Parsed where it was decrypted. Its buffer is kept while a message is in flight (the next
+  // records are more of it) and given back otherwise (idle connections dominate memory).
+  const std::string_view plaintext = tls_->holdPlaintext();
   if (!plaintext.empty()) {
     onPlaintext(plaintext);
   }
+  tls_->releasePlaintext(dialogue_->messageInFlight());
   if (state == tls::Engine::State::Closed && !tornDown_) {
     teardown("client sent close_notify");
   }
@@ -556,6 +558,16 @@ void Session::backendContent(std::string_view bytes, smtp::ContentTiming timing)
     backend_->sendContent(bytes);
   } else {
     backend_->holdContent(bytes);
+  }
+}
+
+std::string* Session::backendContentBuffer() {
+  return backend_ != nullptr ? backend_->contentBuffer() : nullptr;
+}
+
+void Session::backendContentAppended(std::size_t bytes) {
+  if (CERTRELAY_ASSERT(backend_ != nullptr)) {
+    backend_->contentAppended(bytes);
   }
 }
 

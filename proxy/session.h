@@ -64,7 +64,8 @@ class Session final : public smtp::DialogueHost, public BackendEvents, public Re
   // A read's bytes once the dialogue exists: to the TLS engine, or to the dialogue.
   void consumeClientBytes(std::string_view bytes);
   void onPlaintext(std::string_view bytes);
-  void pumpTls();
+  // Ciphertext from the client through the engine, and the plaintext on to the dialogue.
+  void pumpTls(std::string_view ciphertext);
   void startClientWrite();
   // While corked, replies collect in out_: what one read (of the client or of the backend)
   // produces for the client leaves in one write, e.g. the TLS ticket with the EHLO reply, or a
@@ -102,6 +103,8 @@ class Session final : public smtp::DialogueHost, public BackendEvents, public Re
   void backendMail(std::string_view line, smtp::Ticket ticket, std::string_view ident,
                    std::string_view proto) override;
   void backendContent(std::string_view bytes, smtp::ContentTiming timing) override;
+  std::string* backendContentBuffer() override;
+  void backendContentAppended(std::size_t bytes) override;
   void backendEndContent(std::string_view lastBytes, smtp::Ticket ticket) override;
   void log(log::Level level, std::string_view message, std::span<const log::Field> fields) override;
   std::shared_ptr<const policy::Policy> policy() override;

@@ -14,7 +14,10 @@
 
 #include <openssl/buffer.h>
 
-#include <climits>
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <utility>
 
 #include "common/idle_buffer.h"
 #include "tls/client_context.h"
@@ -32,6 +35,26 @@ std::size_t memBioCapacity(BIO* bio) {
   BUF_MEM* mem = nullptr;
   BIO_get_mem_ptr(bio, &mem);
   return mem != nullptr ? mem->max : 0;
+}
+
+// The read BIO's method: a source over Engine::unread_ and Engine::lent_ (BIO_get_data). Made
+// once per process, never freed (OpenSSL holds no reference beyond the BIOs using it).
+const BIO_METHOD* ciphertextSourceMethod(int (*read)(BIO*, char*, int),
+                                         long (*control)(BIO*, int, long, void*)) {
+  static BIO_METHOD* const method = [&] {
+    BIO_METHOD* m =
+        BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "certrelay ciphertext source");
+    if (m != nullptr) {
+      BIO_meth_set_read(m, read);
+      BIO_meth_set_ctrl(m, control);
+      BIO_meth_set_create(m, [](BIO* bio) {
+        BIO_set_init(bio, 1);
+        return 1;
+      });
+    }
+    return m;
+  }();
+  return method;
 }
 
 BIO* newMemBio() {
@@ -84,12 +107,15 @@ Engine::Engine(std::shared_ptr<const ClientContext> context, SslPtr ssl)
 }
 
 void Engine::attachBios() {
-  BioPtr rbio(newMemBio());
+  const BIO_METHOD* source =
+      ciphertextSourceMethod(&Engine::readCiphertext, &Engine::ciphertextControl);
+  BioPtr rbio(source != nullptr ? BIO_new(source) : nullptr);
   BioPtr wbio(newMemBio());
   if (!rbio || !wbio) {
     fail("BIO_new", SSL_ERROR_SSL);
     return;
   }
+  BIO_set_data(rbio.get(), this);  // the engine outlives its SSL, which owns the BIO
   rbio_ = rbio.release();
   wbio_ = wbio.release();
   SSL_set_bio(ssl_.get(), rbio_, wbio_);  // ownership of both BIOs passes to ssl_
@@ -120,16 +146,69 @@ void Engine::feedCiphertext(const char* data, std::size_t len) {
   if (rbio_ == nullptr || state_ == State::Closed || state_ == State::Failed) {
     return;
   }
-  ErrorQueueGuard guard;
-  while (len > 0) {
-    const int chunk = len > static_cast<std::size_t>(INT_MAX) ? INT_MAX : static_cast<int>(len);
-    const int written = BIO_write(rbio_, data, chunk);
-    if (written <= 0) {
-      fail("BIO_write", SSL_ERROR_SSL);  // only on allocation failure
-      return;
-    }
-    data += written;
-    len -= static_cast<std::size_t>(written);
+  if (unreadPos_ == unread_.size()) {
+    unread_.clear();
+    unreadPos_ = 0;
+  }
+  unread_.append(data, len);
+}
+
+Engine::State Engine::pump(std::string_view ciphertext) {
+  if (rbio_ == nullptr || state_ == State::Closed || state_ == State::Failed) {
+    return state_;
+  }
+  if (pumping_) {
+    // Called from inside pump() (cannot happen through the owner's calls): keep the bytes.
+    feedCiphertext(ciphertext.data(), ciphertext.size());
+    return state_;
+  }
+  lent_ = ciphertext;
+  const State state = pump();
+  // The caller's buffer is gone after this call: what OpenSSL did not read is kept (nothing
+  // once Closed or Failed, as feedCiphertext()).
+  if (!lent_.empty()) {
+    const std::string_view rest = std::exchange(lent_, std::string_view());
+    feedCiphertext(rest.data(), rest.size());
+  }
+  return state;
+}
+
+int Engine::readCiphertext(BIO* bio, char* out, int len) {
+  auto* self = static_cast<Engine*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  if (self == nullptr || len <= 0) {
+    return 0;
+  }
+  const auto want = static_cast<std::size_t>(len);
+  std::size_t got = 0;
+  if (self->unreadPos_ < self->unread_.size()) {
+    got = std::min(want, self->unread_.size() - self->unreadPos_);
+    std::memcpy(out, self->unread_.data() + self->unreadPos_, got);
+    self->unreadPos_ += got;
+  } else if (!self->lent_.empty()) {
+    got = std::min(want, self->lent_.size());
+    std::memcpy(out, self->lent_.data(), got);
+    self->lent_.remove_prefix(got);
+  }
+  if (got == 0) {
+    // No data yet: "retry", never EOF (a memory BIO's BIO_set_mem_eof_return(-1)).
+    BIO_set_retry_read(bio);
+    return -1;
+  }
+  return static_cast<int>(got);
+}
+
+long Engine::ciphertextControl(BIO* bio, int cmd, long num, void* ptr) {
+  (void)num;
+  (void)ptr;
+  const auto* self = static_cast<const Engine*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_PENDING:
+      return self != nullptr ? static_cast<long>(self->unreadCiphertext()) : 0;
+    case BIO_CTRL_FLUSH:
+      return 1;
+    default:
+      return 0;  // EOF, ktls, dgram, push/pop...: not this BIO's
   }
 }
 
@@ -266,14 +345,24 @@ void Engine::readAvailable() {
   // Reads everything the buffered ciphertext yields. plaintextIn_ is not capped here: the owner
   // bounds it by not feeding more ciphertext while it holds too much plaintext (backpressure),
   // so one pump decrypts at most what was fed.
-  char buf[kReadChunk];
+  if (plaintextHeld_) {
+    return;  // see holdPlaintext()
+  }
   for (;;) {
+    if (unreadCiphertext() == 0 && SSL_has_pending(ssl_.get()) == 0) {
+      // Nothing to decrypt (SSL_read would only say "want read"): no buffer is made for it, so
+      // a pump of an idle connection (a reply sent) allocates nothing.
+      return;
+    }
+    // Straight into plaintextIn_'s spare room: a record larger than the room is returned in
+    // parts (OpenSSL keeps the rest), so the buffer only grows when it is full.
+    const std::size_t room = plaintextSpace();
     std::size_t got = 0;
-    const int rc = SSL_read_ex(ssl_.get(), buf, sizeof(buf), &got);
+    const int rc = SSL_read_ex(ssl_.get(), plaintextIn_.get() + plaintextSize_, room, &got);
     const int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_.get(), rc);
     drainWbio();  // TLS 1.3 key updates and TLS 1.2 no_renegotiation alerts come from reads
     if (rc == 1) {
-      plaintextIn_.append(buf, got);
+      plaintextSize_ += got;
       continue;
     }
     switch (err) {
@@ -308,13 +397,12 @@ void Engine::sendCloseNotify() {
 }
 
 void Engine::releaseLargeBuffers() {
-  // Swapping in a fresh BIO is the only way to shrink a memory BIO. rbio_ only when empty (its
-  // unread ciphertext must stay); wbio_ is always empty here (drained after every SSL call).
-  if (BIO_ctrl_pending(rbio_) == 0 && memBioCapacity(rbio_) > kIdleBufferCapacity) {
-    if (BIO* fresh = newMemBio(); fresh != nullptr) {
-      SSL_set0_rbio(ssl_.get(), fresh);  // frees the old rbio_; ssl_ owns `fresh`
-      rbio_ = fresh;
-    }
+  // unread_ only when all of it was read (its unread ciphertext must stay). Swapping in a fresh
+  // BIO is the only way to shrink a memory BIO; wbio_ is always empty here (drained after every
+  // SSL call).
+  if (unreadPos_ == unread_.size()) {
+    unreadPos_ = 0;
+    releaseIdleBuffer(unread_);
   }
   if (BIO_ctrl_pending(wbio_) == 0 && memBioCapacity(wbio_) > kIdleBufferCapacity) {
     if (BIO* fresh = newMemBio(); fresh != nullptr) {
@@ -370,17 +458,49 @@ void Engine::takeCiphertext(std::string& out) {
 }
 
 void Engine::takePlaintext(std::string& out) {
-  if (out.empty()) {
-    out.swap(plaintextIn_);
-  } else {
-    out.append(plaintextIn_);
+  out.append(plaintextIn_.get(), plaintextSize_);
+  plaintextSize_ = 0;
+  dropPlaintextBuffer();
+}
+
+std::string_view Engine::holdPlaintext() {
+  plaintextHeld_ = true;
+  return {plaintextIn_.get(), plaintextSize_};
+}
+
+void Engine::releasePlaintext(bool keepBuffer) {
+  plaintextHeld_ = false;
+  plaintextSize_ = 0;
+  if (!keepBuffer) {
+    dropPlaintextBuffer();
   }
-  releaseIdleBuffer(plaintextIn_);
+}
+
+void Engine::dropPlaintextBuffer() {
+  if (plaintextSize_ == 0 && plaintextCapacity_ > kIdleBufferCapacity) {
+    plaintextIn_.reset();
+    plaintextCapacity_ = 0;
+  }
+}
+
+std::size_t Engine::plaintextSpace() {
+  if (plaintextSize_ < plaintextCapacity_) {
+    return plaintextCapacity_ - plaintextSize_;
+  }
+  // One record's worth at least, doubling beyond: a burst of records costs few moves.
+  const std::size_t capacity = std::max(plaintextCapacity_ * 2, plaintextSize_ + kReadChunk);
+  auto grown = std::make_unique_for_overwrite<char[]>(capacity);
+  if (plaintextSize_ > 0) {
+    std::memcpy(grown.get(), plaintextIn_.get(), plaintextSize_);
+  }
+  plaintextIn_ = std::move(grown);
+  plaintextCapacity_ = capacity;
+  return capacity - plaintextSize_;
 }
 
 std::size_t Engine::bufferCapacity() const {
-  return pendingPlaintextOut_.capacity() + plaintextIn_.capacity() + ciphertextOut_.capacity() +
-         memBioCapacity(rbio_) + memBioCapacity(wbio_);
+  return pendingPlaintextOut_.capacity() + plaintextCapacity_ + ciphertextOut_.capacity() +
+         unread_.capacity() + memBioCapacity(wbio_);
 }
 
 bool Engine::hasCiphertext() const {

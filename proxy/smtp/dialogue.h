@@ -103,6 +103,13 @@ class DialogueHost {
   virtual void backendMail(std::string_view line, Ticket ticket, std::string_view ident,
                            std::string_view proto) = 0;
   virtual void backendContent(std::string_view bytes, ContentTiming timing) = 0;
+  // Where canonical DATA content may be appended in place, in order after everything submitted
+  // so far (the backend connection's write buffer), or null: then it goes through
+  // backendContent(). Canonicalising straight into the write buffer saves a copy of every message
+  // body. The buffer is valid until the next call on the host; the dialogue reports what it
+  // appended with backendContentAppended() before any other call.
+  virtual std::string* backendContentBuffer() { return nullptr; }
+  virtual void backendContentAppended(std::size_t bytes) { (void)bytes; }
   // The last content bytes, ending with the terminator; the final reply fills `ticket`.
   virtual void backendEndContent(std::string_view lastBytes, Ticket ticket) = 0;
 
@@ -246,7 +253,9 @@ class Dialogue {
   void onBdat(const Command& command);
   void consumeChunk(std::string_view bytes);
   void consumeData(std::string_view bytes);
-  void endData(std::size_t used, std::string_view bytes);
+  // End of data: `lastBytes` (the content not yet given to the host, the terminator included)
+  // and the final reply owed; `bytes[used..]` are commands pipelined behind the dot.
+  void endData(std::size_t used, std::string_view bytes, std::string_view lastBytes);
   // Content starts (354, or a BDAT): the clock of limits.min_data_rate starts over.
   void startContentClock();
   // timeouts.command, or timeouts.command_under_stress when the host is under stress.

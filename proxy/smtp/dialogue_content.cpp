@@ -93,24 +93,38 @@ void Dialogue::consumeChunk(std::string_view bytes) {
 }
 
 void Dialogue::consumeData(std::string_view bytes) {
-  scratch_.clear();
-  const std::size_t used = data_.feed(bytes, scratch_);
+  // Content of a transaction whose backend is gone is still read to its end, into scratch_,
+  // and dropped there.
+  std::string* direct = transaction_.lost ? nullptr : host_.backendContentBuffer();
+  std::string& out = direct != nullptr ? *direct : scratch_;
+  if (direct == nullptr) {
+    scratch_.clear();
+  }
+  const std::size_t before = out.size();
+  const std::size_t used = data_.feed(bytes, out);
+  if (data_.done() && !transaction_.lost) {
+    data_.finish(out);
+  }
+  if (direct != nullptr) {
+    host_.backendContentAppended(out.size() - before);
+  }
   if (!data_.done()) {
-    if (!transaction_.lost) {
+    if (direct == nullptr && !transaction_.lost) {
       host_.backendContent(scratch_, ContentTiming::Now);
     }
     return;
   }
-  endData(used, bytes);
+  // The terminator is in `out` already: what is left for backendEndContent() is scratch_'s
+  // content, or nothing when it went to the backend's buffer in place.
+  endData(used, bytes, direct != nullptr ? std::string_view() : std::string_view(scratch_));
 }
 
-void Dialogue::endData(std::size_t used, std::string_view bytes) {
+void Dialogue::endData(std::size_t used, std::string_view bytes, std::string_view lastBytes) {
   if (!transaction_.lost) {
-    data_.finish(scratch_);
     const Ticket ticket = replies_.reserve();
     owed_.push_back(Owed{BackendPurpose::EndOfData, ticket, transaction_.utf8, false,
                          data_.contentBytes(), reportIdentity()});
-    host_.backendEndContent(scratch_, ticket);
+    host_.backendEndContent(lastBytes, ticket);
     ++messages_;
     // Logged with the backend's verdict: one line per message.
     messageLogs_.push_back(

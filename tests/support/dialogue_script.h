@@ -149,6 +149,12 @@ class Script final : public DialogueHost {
   // --- reading the transcript ---
   // Everything recorded since the last take().
   std::string take() { return std::exchange(transcript_, {}); }
+  // Content goes into a write buffer in place (DialogueHost::backendContentBuffer) while the
+  // backend is open, as with a plaintext backend connection.
+  void contentInPlace(bool on) { inPlace_ = on; }
+  std::size_t inPlaceAppends() const { return inPlaceAppends_; }
+  // Every content byte the backend was given so far (DATA or BDAT, held, in place, the end).
+  const std::string& contentWire() const { return contentWire_; }
   const std::vector<std::string>& logs() const { return logs_; }
   // The fields of the first log line containing `part` (key -> value as text); empty when no
   // line has it. Fields are recorded only while log::structured() (JSON) holds.
@@ -235,10 +241,34 @@ class Script final : public DialogueHost {
     if (bytes.empty()) {
       return;
     }
+    contentWire_.append(bytes);
     transcript_ +=
         "B> +" + escape(bytes) + (timing == ContentTiming::WithNextWrite ? " (held)" : "") + "\n";
   }
+  std::string* backendContentBuffer() override {
+    if (!inPlace_ || !backendOpen_) {
+      return nullptr;
+    }
+    // Bytes already in a real write buffer stay: the dialogue must only append.
+    writeBuffer_ = "[earlier bytes]";
+    return &writeBuffer_;
+  }
+  void backendContentAppended(std::size_t bytes) override {
+    constexpr std::size_t kEarlier = sizeof("[earlier bytes]") - 1;
+    if (!inPlace_ || writeBuffer_.compare(0, kEarlier, "[earlier bytes]") != 0 ||
+        writeBuffer_.size() != kEarlier + bytes) {
+      throw std::logic_error("in-place content: not appended as reported");
+    }
+    const std::string_view appended = std::string_view(writeBuffer_).substr(kEarlier);
+    ++inPlaceAppends_;
+    if (!appended.empty()) {
+      contentWire_.append(appended);
+      transcript_ += "B> +" + escape(appended) + " (in place)\n";
+    }
+    writeBuffer_.clear();
+  }
   void backendEndContent(std::string_view lastBytes, Ticket ticket) override {
+    contentWire_.append(lastBytes);
     transcript_ += "B> end " + escape(lastBytes) + "\n";
     owed_.push_back(Owed{BackendPurpose::EndOfData, ticket});
   }
@@ -307,6 +337,10 @@ class Script final : public DialogueHost {
   tls::PeerFacts facts_;
   std::unique_ptr<Dialogue> dialogue_;
   std::string transcript_;
+  std::string contentWire_;  // every content byte for the backend, in order, however it went
+  bool inPlace_ = false;     // backendContentBuffer() offers writeBuffer_
+  std::string writeBuffer_;
+  std::size_t inPlaceAppends_ = 0;
   std::string clientWire_;
   std::string outcomes_;
   std::vector<std::string> logs_;

@@ -248,6 +248,74 @@ TEST_SUITE("tls") {
     CHECK(link.serverReceived == "NOOP\r\n");
   }
 
+  TEST_CASE("engine: ciphertext read in place, the unread rest kept when the buffer is reused") {
+    // pump(ciphertext) reads the caller's buffer where it is, and a socket read buffer is
+    // refilled by the next read: nothing of it may be needed afterwards. (OpenSSL moves a
+    // partial record into its own buffer; what it leaves unread is copied by the engine.)
+    Link link(makeContext(), ClientOptions{});
+    link.run();
+    REQUIRE(link.established());
+    const std::string up = pattern(200'000);
+    link.client.send(up);
+    link.client.step();
+    const std::string records = link.client.takeOutput();
+    std::string got;
+    std::string readBuffer;  // one buffer, overwritten by every "read"
+    for (std::size_t pos = 0, n = 1; pos < records.size(); pos += n, n = n * 7 % 9001 + 1) {
+      n = std::min(n, records.size() - pos);
+      readBuffer.assign(records, pos, n);
+      REQUIRE(link.engine.pump(readBuffer) == State::Established);
+      readBuffer.assign(readBuffer.size(), '\xff');
+      link.engine.takePlaintext(got);
+    }
+    CHECK(got.size() == up.size());
+    CHECK(got == up);
+    // Nothing is held once every record was read.
+    CHECK(link.engine.bufferCapacity() <= 5 * kIdleBufferCapacity);
+    // Fed (copied) and lent bytes keep their order.
+    link.client.send("one ");
+    link.client.step();
+    const std::string first = link.client.takeOutput();
+    link.client.send("two");
+    link.client.step();
+    const std::string second = link.client.takeOutput();
+    link.engine.feedCiphertext(first.data(), first.size() - 3);
+    std::string rest = first.substr(first.size() - 3) + second;
+    REQUIRE(link.engine.pump(rest) == State::Established);
+    rest.assign(rest.size(), '\0');
+    got.clear();
+    link.engine.takePlaintext(got);
+    CHECK(got == "one two");
+  }
+
+  TEST_CASE("engine: plaintext held in place stays put while held, its buffer kept on request") {
+    Link link(makeContext(), ClientOptions{});
+    link.run();
+    REQUIRE(link.established());
+    const auto records = [&link](const std::string& text) {
+      link.client.send(text);
+      link.client.step();
+      return link.client.takeOutput();
+    };
+    const std::string message = pattern(10'240);
+    REQUIRE(link.engine.pump(records(message)) == State::Established);
+    const std::string_view held = link.engine.holdPlaintext();
+    CHECK(held == message);
+    // A reply sent while the plaintext is processed pumps the engine: with more records
+    // waiting, nothing is decrypted into (and nothing moves) the held buffer.
+    const std::string more = records("NOOP\r\n");
+    link.engine.feedCiphertext(more.data(), more.size());
+    link.engine.queuePlaintext("250 ok\r\n");
+    REQUIRE(link.engine.pump() == State::Established);
+    CHECK(held == message);
+    link.engine.releasePlaintext(true);
+    CHECK(link.engine.bufferCapacity() >= message.size());  // kept for the next records
+    REQUIRE(link.engine.pump() == State::Established);
+    CHECK(link.engine.holdPlaintext() == "NOOP\r\n");
+    link.engine.releasePlaintext(false);
+    CHECK(link.engine.bufferCapacity() <= 5 * kIdleBufferCapacity);  // given back when idle
+  }
+
   TEST_CASE("engine: plaintext queued during the handshake is sent once it completes") {
     Link link(makeContext(), ClientOptions{});
     link.engine.queuePlaintext("220 ready\r\n");

@@ -33,7 +33,7 @@ constexpr int64_t kMaxWorkers = 256;
 // noticeably late.
 constexpr int64_t kMaxDebounceMs = 10'000;
 // Below this a session cache holds a few dozen sessions: a typo, not a budget.
-constexpr std::size_t kMinSessionCacheMemory = 64 * 1024;
+constexpr std::size_t kMinSessionCacheMemory = std::size_t{64} * 1024;
 
 // The sections of the file, read in order; [backend], [timeouts], [limits] and [dns] live beside.
 class Loader : public TomlReader {

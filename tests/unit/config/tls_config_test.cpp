@@ -29,7 +29,7 @@ class Files : public test::ConfigFiles {
   }
 };
 
-constexpr std::size_t kMiB = 1024 * 1024;
+constexpr std::size_t kMiB = std::size_t{1024} * 1024;
 
 TEST_SUITE("config tls") {
   TEST_CASE("session_cache_memory: 16MiB by default, the entry limit kept") {

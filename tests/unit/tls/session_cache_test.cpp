@@ -202,7 +202,7 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("session cache: is the context's store, OpenSSL's internal cache off") {
-    const ContextPtr context = Context::create(cacheSettings(64 * 1024));
+    const ContextPtr context = Context::create(cacheSettings(std::size_t{64} * 1024));
     REQUIRE(context->sessionCache() != nullptr);
     CHECK(context->sessionCache()->maxBytes() == 64 * 1024);
     CHECK(SSL_CTX_get_session_cache_mode(context->get()) ==
@@ -216,7 +216,7 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("session cache: many distinct sessions stay within the bytes, the newest resume") {
-    const ContextPtr context = Context::create(cacheSettings(64 * 1024));
+    const ContextPtr context = Context::create(cacheSettings(std::size_t{64} * 1024));
     const SessionCache& cache = *context->sessionCache();
     const ClientOptions options{.cert = &pki().client};
     const SessionPtr oldest = handshake(context, options);
@@ -233,7 +233,7 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("session cache: a TLS 1.2 session-id resumption keeps the client certificate") {
-    const ContextPtr context = Context::create(cacheSettings(64 * 1024));
+    const ContextPtr context = Context::create(cacheSettings(std::size_t{64} * 1024));
     const ClientOptions options{
         .maxVersion = TLS1_2_VERSION, .cert = &pki().client, .noTicket = true};
     const SessionPtr session = handshake(context, options);
@@ -242,7 +242,7 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("session cache: a corrupt entry gives a full handshake and is dropped") {
-    const ContextPtr context = Context::create(cacheSettings(64 * 1024));
+    const ContextPtr context = Context::create(cacheSettings(std::size_t{64} * 1024));
     // Tests may write: the cache is the context's, handed out const to everyone else.
     auto& cache = const_cast<SessionCache&>(*context->sessionCache());
     const ClientOptions options{
@@ -259,7 +259,7 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("session cache: a retired generation drops its sessions") {
-    const ContextPtr context = Context::create(cacheSettings(64 * 1024));
+    const ContextPtr context = Context::create(cacheSettings(std::size_t{64} * 1024));
     const ClientOptions options{.cert = &pki().client};
     const SessionPtr session = handshake(context, options);
     CHECK(context->sessionCache()->entries() > 0);
@@ -270,7 +270,7 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("session cache: with stateless tickets TLS 1.3 sessions are not stored") {
-    config::Tls settings = cacheSettings(64 * 1024);
+    config::Tls settings = cacheSettings(std::size_t{64} * 1024);
     settings.sessionTickets = true;
     const ContextPtr context = Context::create(settings);
     const ClientOptions options{.cert = &pki().client};
@@ -281,7 +281,7 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("session cache: with stateless tickets only TLS 1.2 clients without one are stored") {
-    config::Tls settings = cacheSettings(64 * 1024);
+    config::Tls settings = cacheSettings(std::size_t{64} * 1024);
     settings.sessionTickets = true;
     const ContextPtr context = Context::create(settings);
     const ClientOptions withTicket{.maxVersion = TLS1_2_VERSION, .cert = &pki().client};

@@ -18,6 +18,15 @@ LOG_NO_LONGER = re.compile(r"no longer offers the identity hand-off in force "
 
 class IdentityKeptTest(harness.IntegrationTest):
 
+    def readyz(self, proxy) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=5)
+        try:
+            conn.request("GET", "/readyz?verbose")
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
     def test_auto_resolved_to_xclient_fails_closed_when_xclient_goes(self):
         behaviour = harness.Behaviour()
         backend = self.start_backend(behaviour)
@@ -29,12 +38,10 @@ class IdentityKeptTest(harness.IntegrationTest):
         mark = proxy.mark()
         behaviour.capabilities = [c for c in behaviour.capabilities if c != XCLIENT_ALL]
         self.assertTrue(proxy.wait_log(LOG_NO_LONGER, 10.0, start=mark), proxy.dump())
-        conn = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=5)
-        conn.request("GET", "/readyz?verbose")
-        response = conn.getresponse()
-        body = response.read().decode()
-        conn.close()
-        self.assertEqual(response.status, 503, body)
+        # The probe logs before it publishes the new backend set: readiness follows shortly.
+        status, body = harness.wait_until(
+            lambda: (lambda r: r if r[0] == 503 else None)(self.readyz(proxy)), 5.0,
+            interval=0.05, what="/readyz to fail")
         self.assertIn("[-]backend failed", body)
         # A trusted session now: refused, never relayed under the proxy's address.
         sessions_before = len(backend.sessions())

@@ -50,7 +50,7 @@ def write_outputs(args, out_dir, targets, records, notes, smoke_lines, mach, gen
     os.makedirs(out_dir, exist_ok=True)
     png = None
     try:
-        png = report.chart(stats, targets, out_dir, title)
+        png = report.chart(all_stats, targets, out_dir, title)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         notes.append(f"chart not drawn: {e}")
     body = render_md(title, mach, cmd, md, notes, errors, smoke_lines, targets, gen_cmds, wls,
@@ -233,6 +233,6 @@ def result_sections(md: dict, png) -> list[str]:
     if md.get("ratios"):
         lines += ["### certrelay / peer in each repetition", "", md["ratios"], ""]
     if png:
-        lines += ["## Chart", "", "![CPU per session/message and memory per connection]"
-                  "(chart.png)", ""]
+        lines += ["## Chart", "", "![system calls, context switches, server instructions, "
+                  "memory per connection](chart.png)", ""]
     return lines

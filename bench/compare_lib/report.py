@@ -254,12 +254,14 @@ def ratios_table(records: list[dict], targets: list, workloads: list[str]) -> st
 # chart
 # ---------------------------------------------------------------------------------------------
 PANELS = [
-    # (workload, metric, second metric drawn beside it or None, title, log scale)
-    ("W1", "cpu_session_ms", None,
-     "W1: target CPU per session, ms (full handshake + 1 × 1 KiB)", False),
-    ("W2", "cpu_resumed_ms", None, "W2: est. target CPU per resumed session, ms", False),
-    ("W3", "cpu_message_us", None,
-     "W3: target CPU per message, µs (100 × 10 KiB per session)", False),
+    # (workload, metric, second metric drawn beside it or None, title, log scale). Counts first:
+    # they do not drift with the host (issue 14); memory as the fourth.
+    ("W3", "syscalls_total", None,
+     "W3 (lock-step, 100 × 10 KiB per session): system calls per message", False),
+    ("W3d", "ctxsw", None,
+     "W3d (next envelope behind the dot): context switches per message", False),
+    ("CG", "ir_full_session", "ir_resumed_session",
+     "server instructions per session (callgrind; solid full handshake, hatched resumed)", False),
     ("W4", "rss_conn_kib", "pss_conn_kib",
      "W4: memory per idle TLS connection, KiB (log scale; solid RSS, hatched PSS)", True),
 ]

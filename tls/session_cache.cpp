@@ -176,22 +176,30 @@ void SessionCache::evictLocked(std::size_t incoming, std::time_t now) {
   }
 }
 
-bool SessionCache::insert(std::string_view id, std::string encoded, std::time_t expires) {
-  const std::size_t cost = SessionCache::cost(encoded.size());
-  if (id.empty() || id.size() > kMaxIdLength || cost > maxBytes_) {
-    wipe(encoded);
-    return false;
+std::optional<SessionCache::Key> SessionCache::Key::of(std::string_view id) {
+  if (id.empty() || id.size() > kMaxIdLength) {
+    return std::nullopt;
   }
   Key key;
   id.copy(key.bytes.data(), id.size());
   key.size = static_cast<std::uint8_t>(id.size());
+  return key;
+}
+
+bool SessionCache::insert(std::string_view id, std::string encoded, std::time_t expires) {
+  const std::size_t cost = SessionCache::cost(encoded.size());
+  const std::optional<Key> key = Key::of(id);
+  if (!key || cost > maxBytes_) {
+    wipe(encoded);
+    return false;
+  }
   const std::lock_guard lock(mutex_);
-  if (auto found = index_.find(key); found != index_.end()) {
+  if (auto found = index_.find(*key); found != index_.end()) {
     dropLocked(found->second);
   }
   evictLocked(cost, std::time(nullptr));
-  lru_.push_front(Entry{key, std::move(encoded), expires});
-  index_.emplace(key, lru_.begin());
+  lru_.push_front(Entry{*key, std::move(encoded), expires});
+  index_.emplace(*key, lru_.begin());
   bytes_.fetch_add(cost, std::memory_order_relaxed);
   entries_.fetch_add(1, std::memory_order_relaxed);
   totals().bytes.fetch_add(cost, std::memory_order_relaxed);
@@ -200,14 +208,12 @@ bool SessionCache::insert(std::string_view id, std::string encoded, std::time_t 
 }
 
 std::optional<std::string> SessionCache::find(std::string_view id) {
-  if (id.empty() || id.size() > kMaxIdLength) {
+  const std::optional<Key> key = Key::of(id);
+  if (!key) {
     return std::nullopt;
   }
-  Key key;
-  id.copy(key.bytes.data(), id.size());
-  key.size = static_cast<std::uint8_t>(id.size());
   const std::lock_guard lock(mutex_);
-  const auto found = index_.find(key);
+  const auto found = index_.find(*key);
   if (found == index_.end()) {
     return std::nullopt;
   }
@@ -216,14 +222,12 @@ std::optional<std::string> SessionCache::find(std::string_view id) {
 }
 
 bool SessionCache::erase(std::string_view id) {
-  if (id.empty() || id.size() > kMaxIdLength) {
+  const std::optional<Key> key = Key::of(id);
+  if (!key) {
     return false;
   }
-  Key key;
-  id.copy(key.bytes.data(), id.size());
-  key.size = static_cast<std::uint8_t>(id.size());
   const std::lock_guard lock(mutex_);
-  const auto found = index_.find(key);
+  const auto found = index_.find(*key);
   if (found == index_.end()) {
     return false;
   }

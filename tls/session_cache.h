@@ -86,6 +86,8 @@ class SessionCache {
     std::uint8_t size = 0;
     std::string_view view() const { return {bytes.data(), size}; }
     bool operator==(const Key& other) const { return view() == other.view(); }
+    // The key for a session id; nullopt for an empty or over-long one (none is ever stored).
+    static std::optional<Key> of(std::string_view id);
   };
   struct KeyHash {
     std::size_t operator()(const Key& key) const noexcept;

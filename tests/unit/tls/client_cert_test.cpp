@@ -31,13 +31,8 @@ bool startsWith(const std::string& text, const std::string& prefix) {
 // A full handshake on a `mode` listener, closed cleanly; the client's resumable session.
 SessionPtr firstSession(const ContextPtr& context, const ClientOptions& options,
                         Mode mode = Mode::Request) {
-  Link link(context, options, mode);
-  link.run();
-  REQUIRE(link.established());
-  SessionPtr session(SSL_get1_session(link.client.ssl()));
+  SessionPtr session = test::clientSession(context, options, mode);
   REQUIRE(session != nullptr);
-  SSL_shutdown(link.client.ssl());
-  link.run();
   REQUIRE(SSL_SESSION_is_resumable(session.get()) == 1);
   return session;
 }

@@ -42,13 +42,8 @@ std::size_t budget(std::size_t n, std::size_t size) {
 
 // Full handshake on `context`, the client closing cleanly; returns the client's session.
 SessionPtr handshake(const ContextPtr& context, const ClientOptions& options) {
-  Link link(context, options);
-  link.run();
-  REQUIRE(link.established());
-  SessionPtr session(SSL_get1_session(link.client.ssl()));
+  SessionPtr session = test::clientSession(context, options);
   REQUIRE(session != nullptr);
-  SSL_shutdown(link.client.ssl());
-  link.run();
   return session;
 }
 

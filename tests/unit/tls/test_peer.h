@@ -12,6 +12,7 @@
 
 #include "tests/unit/tls/test_pki.h"
 #include "tls/engine.h"
+#include "tls/ossl_ptr.h"
 
 namespace certrelay::tls::test {
 
@@ -236,5 +237,21 @@ struct Link {
   TestClient client;
   std::string serverReceived;
 };
+
+// A full handshake on a `clientCert` listener, closed cleanly by the client: the client's
+// session, or null when the handshake did not complete.
+inline OsslPtr<SSL_SESSION, SSL_SESSION_free> clientSession(
+    ContextPtr context, const ClientOptions& options,
+    config::ClientCertMode clientCert = config::ClientCertMode::Request) {
+  Link link(std::move(context), options, clientCert);
+  link.run();
+  if (!link.established()) {
+    return nullptr;
+  }
+  OsslPtr<SSL_SESSION, SSL_SESSION_free> session(SSL_get1_session(link.client.ssl()));
+  SSL_shutdown(link.client.ssl());
+  link.run();
+  return session;
+}
 
 }  // namespace certrelay::tls::test

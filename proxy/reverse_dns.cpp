@@ -179,12 +179,20 @@ void ReverseDns::cancel(Lookup* lookup) {
   release(lookup);
 }
 
-void ReverseDns::onPtrAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf,
-                             int alen) {
+ReverseDns::Lookup* ReverseDns::answered(void* arg, int status) {
   auto* lookup = static_cast<Lookup*>(arg);
   --lookup->queries;
   if (status == ARES_EDESTRUCTION || lookup->finished) {
     release(lookup);
+    return nullptr;
+  }
+  return lookup;
+}
+
+void ReverseDns::onPtrAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf,
+                             int alen) {
+  Lookup* lookup = answered(arg, status);
+  if (lookup == nullptr) {
     return;
   }
   ReverseDns& self = *lookup->owner;
@@ -222,10 +230,8 @@ void ReverseDns::startForward(Lookup* lookup) {
 
 void ReverseDns::onForwardAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf,
                                  int alen) {
-  auto* lookup = static_cast<Lookup*>(arg);
-  --lookup->queries;
-  if (status == ARES_EDESTRUCTION || lookup->finished) {
-    release(lookup);
+  Lookup* lookup = answered(arg, status);
+  if (lookup == nullptr) {
     return;
   }
   std::vector<std::string> addresses;

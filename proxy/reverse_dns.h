@@ -91,6 +91,9 @@ class ReverseDns {
   void unlink(Lookup* lookup);
   // Frees `lookup` once it is finished and c-ares owes it no more callbacks.
   static void release(Lookup* lookup);
+  // A c-ares answer's lookup, one query fewer outstanding; null when the lookup is over (the
+  // channel destroyed, or finished by its deadline): then it is released, not answered.
+  static Lookup* answered(void* arg, int status);
 
   uv_loop_t* loop_;
   std::chrono::milliseconds timeout_;

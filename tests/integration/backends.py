@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from util import SMTP_SINK, free_port, is_root, port_accepts, read_text, wait_until
+from util import SMTP_SINK, free_port, stop_process, is_root, port_accepts, read_text, wait_until
 
 class SmtpSink:
     """Postfix's smtp-sink on 127.0.0.1:<free port>; each message lands in its own file."""
@@ -73,13 +73,7 @@ class SmtpSink:
                           what=f"a message ending with {last_line!r} in the smtp-sink capture")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def __enter__(self):
         return self

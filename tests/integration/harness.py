@@ -43,7 +43,7 @@ from smtp_client import (Reply, SmtpClient, SmtpError, client_context, unique_me
 from util import (CERTRELAY_BIN, HOSTNAME, LOCAL_DOMAIN, OPENSSL, REMOTE_DOMAIN,  # noqa: E402
                   SELFSIGNED_IDENTITY, TRUSTED_IDENTITY, LogCapture, RefusingPort, free_port,
                   is_root, make_tmpdir, pid_alive, port_accepts, read_text, rss_bytes, run,
-                  wait_until)
+                  stop_process, wait_until)
 
 __all__ = [
     "ADMIN_FREE", "Expect", "Proxy", "ProxyStartError", "IntegrationTest", "main", "connect", "render_toml",
@@ -55,7 +55,7 @@ __all__ = [
     "CERTRELAY_BIN", "HOSTNAME", "LOCAL_DOMAIN", "OPENSSL", "REMOTE_DOMAIN",
     "SELFSIGNED_IDENTITY", "TRUSTED_IDENTITY", "LogCapture", "RefusingPort", "free_port",
     "is_root", "make_tmpdir", "pid_alive", "port_accepts", "read_text", "rss_bytes", "run",
-    "wait_until",
+    "stop_process", "wait_until",
 ]
 
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import unittest
 
-from util import LOCAL_DOMAIN, LogFile, POSTCONF, POSTFIX, free_port, is_root, port_accepts, run, wait_until
+from util import LOCAL_DOMAIN, LogFile, stop_process, POSTCONF, POSTFIX, free_port, is_root, port_accepts, run, wait_until
 
 
 class PostfixInstance(LogFile):
@@ -297,13 +297,7 @@ class PostfixInstance(LogFile):
         """SIGTERM to master (it stops its children), then SIGKILL whatever of this instance
         is left."""
         master = self.master
-        if master is not None and master.poll() is None:
-            master.terminate()
-            try:
-                master.wait(10)
-            except subprocess.TimeoutExpired:
-                master.kill()
-                master.wait(5)
+        stop_process(master, grace=10)
         try:
             wait_until(lambda: not self._our_processes(), 10.0, interval=0.05,
                        what="Postfix processes to exit")

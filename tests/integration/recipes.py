@@ -17,7 +17,7 @@ import tomllib
 import unittest
 
 from postfix import PostfixInstance
-from util import LogFile, free_port, is_root, port_accepts, run, wait_until
+from util import LogFile, free_port, stop_process, is_root, port_accepts, run, wait_until
 
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "backends.md")
 DOC_PORT = "10025"          # the backend port the document's blocks use
@@ -151,13 +151,7 @@ class _Daemon(LogFile):
             raise RuntimeError(f"{what} exited with {self.proc.returncode}:\n{self.dump()}")
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, grace=10)
         if self._watchdog is not None:
             self._watchdog.stdin.close()
             try:

@@ -99,13 +99,7 @@ class Dnsmasq:
         raise RuntimeError(f"dnsmasq did not start:\n{last}")
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        harness.stop_process(self.proc)
         if self.log is not None:
             self.log.wait_eof(2.0)
 

@@ -74,6 +74,19 @@ class RefusingPort:
         self.sock.close()
 
 
+def stop_process(proc, grace: float = 5.0):
+    """SIGTERM, then SIGKILL if `proc` has not exited within `grace` seconds; reaps it. Does
+    nothing for None or a process that already exited."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def pid_alive(pid: int | None) -> bool:
     """True if the process exists and is not a zombie (daemonised Postfix masters are reaped
     by init, which may take a moment)."""
